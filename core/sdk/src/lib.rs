@@ -1,0 +1,177 @@
+//! The gradcodec plugin SDK.
+//!
+//! A plugin crate (`crate-type = ["cdylib", "rlib"]`, library named
+//! `gradcodec_plugin_<family>`) implements [`Stage`] plus one kind trait per
+//! stage type and exports them all with one macro call:
+//!
+//! ```ignore
+//! gradcodec_sdk::export_plugin! {
+//!     library: "gradcodec-plugin-example",
+//!     predictors: [],
+//!     error_corrections: [],
+//!     quantizers: [MyQuantizer],
+//!     entropy_coders: [],
+//! }
+//! ```
+//!
+//! The macro builds the `abi_stable` root module, wraps every call in a
+//! `catch_unwind` guard, and defines `plugin_root()` so tests can run the
+//! [`conformance`] kit in-process: `gradcodec_sdk::conformance::check_library(plugin_root())`.
+
+pub mod adapters;
+pub mod config;
+pub mod conformance;
+pub mod dispatch;
+pub mod error;
+pub mod random;
+pub mod state;
+mod traits;
+
+pub use abi_stable::std_types::{RSlice, RString, RVec};
+pub use config::{ensure, parse_config, StageConfig};
+pub use error::{
+    corrupt, ensure_data, ensure_len, invalid_config, invalid_input, unsupported, SdkResult,
+};
+pub use gradcodec_abi as abi;
+pub use gradcodec_abi::{
+    CallContext, ErrorCode, Quantized, StageError, StageFlags, StageKind, StreamRole, SymbolStream,
+    TensorSpec,
+};
+pub use schemars::JsonSchema;
+pub use traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage, StageInfo};
+
+/// Exports a plugin library's stages as its `abi_stable` root module.
+///
+/// The calling crate must depend on `abi_stable` (pinned like the workspace).
+#[macro_export]
+macro_rules! export_plugin {
+    (
+        library: $library:expr,
+        predictors: [$($predictor:ty),* $(,)?],
+        error_corrections: [$($correction:ty),* $(,)?],
+        quantizers: [$($quantizer:ty),* $(,)?],
+        entropy_coders: [$($coder:ty),* $(,)?] $(,)?
+    ) => {
+        /// This library's root module, built in-process (tests use it with the
+        /// conformance kit; hosts load it through `abi_stable`).
+        pub fn plugin_root() -> $crate::abi::PluginRootRef {
+            use $crate::abi::abi_stable::prefix_type::PrefixTypeTrait;
+            use $crate::abi::abi_stable::std_types::{RStr, RString};
+            use $crate::abi::{StageKind, StageResult, TensorSpec};
+            use $crate::dispatch;
+
+            extern "C" fn manifest() -> $crate::abi::PluginManifest {
+                dispatch::manifest_guarded(
+                    || {
+                        #[allow(unused_mut)]
+                        let mut stages = ::std::vec::Vec::new();
+                        $( stages.push(dispatch::descriptor::<$predictor>(StageKind::PREDICTOR)); )*
+                        $( stages.push(dispatch::descriptor::<$correction>(StageKind::ERROR_CORRECTION)); )*
+                        $( stages.push(dispatch::descriptor::<$quantizer>(StageKind::QUANTIZER)); )*
+                        $( stages.push(dispatch::descriptor::<$coder>(StageKind::ENTROPY_CODER)); )*
+                        dispatch::manifest($library, env!("CARGO_PKG_VERSION"), stages)
+                    },
+                    $library,
+                )
+            }
+
+            extern "C" fn canonical_config(
+                kind: StageKind,
+                name: RStr<'_>,
+                params: RStr<'_>,
+            ) -> StageResult<RString> {
+                $crate::adapters::guard(name.as_str(), || {
+                    $( if kind == StageKind::PREDICTOR
+                        && name.as_str() == <$predictor as $crate::Stage>::INFO.name {
+                        return dispatch::canonical::<$predictor>(params.as_str());
+                    } )*
+                    $( if kind == StageKind::ERROR_CORRECTION
+                        && name.as_str() == <$correction as $crate::Stage>::INFO.name {
+                        return dispatch::canonical::<$correction>(params.as_str());
+                    } )*
+                    $( if kind == StageKind::QUANTIZER
+                        && name.as_str() == <$quantizer as $crate::Stage>::INFO.name {
+                        return dispatch::canonical::<$quantizer>(params.as_str());
+                    } )*
+                    $( if kind == StageKind::ENTROPY_CODER
+                        && name.as_str() == <$coder as $crate::Stage>::INFO.name {
+                        return dispatch::canonical::<$coder>(params.as_str());
+                    } )*
+                    Err(dispatch::unknown_stage(kind, name.as_str()))
+                })
+            }
+
+            extern "C" fn new_predictor(
+                name: RStr<'_>,
+                params: RStr<'_>,
+                tensor: &TensorSpec,
+            ) -> StageResult<$crate::abi::PredictorBox> {
+                $crate::adapters::guard(name.as_str(), || {
+                    $( if name.as_str() == <$predictor as $crate::Stage>::INFO.name {
+                        return dispatch::make_predictor::<$predictor>(params.as_str(), tensor);
+                    } )*
+                    let _ = (params, tensor);
+                    Err(dispatch::unknown_stage(StageKind::PREDICTOR, name.as_str()))
+                })
+            }
+
+            extern "C" fn new_error_correction(
+                name: RStr<'_>,
+                params: RStr<'_>,
+                tensor: &TensorSpec,
+            ) -> StageResult<$crate::abi::ErrorCorrectionBox> {
+                $crate::adapters::guard(name.as_str(), || {
+                    $( if name.as_str() == <$correction as $crate::Stage>::INFO.name {
+                        return dispatch::make_error_correction::<$correction>(params.as_str(), tensor);
+                    } )*
+                    let _ = (params, tensor);
+                    Err(dispatch::unknown_stage(StageKind::ERROR_CORRECTION, name.as_str()))
+                })
+            }
+
+            extern "C" fn new_quantizer(
+                name: RStr<'_>,
+                params: RStr<'_>,
+                tensor: &TensorSpec,
+            ) -> StageResult<$crate::abi::QuantizerBox> {
+                $crate::adapters::guard(name.as_str(), || {
+                    $( if name.as_str() == <$quantizer as $crate::Stage>::INFO.name {
+                        return dispatch::make_quantizer::<$quantizer>(params.as_str(), tensor);
+                    } )*
+                    let _ = (params, tensor);
+                    Err(dispatch::unknown_stage(StageKind::QUANTIZER, name.as_str()))
+                })
+            }
+
+            extern "C" fn new_entropy_coder(
+                name: RStr<'_>,
+                params: RStr<'_>,
+                tensor: &TensorSpec,
+            ) -> StageResult<$crate::abi::EntropyCoderBox> {
+                $crate::adapters::guard(name.as_str(), || {
+                    $( if name.as_str() == <$coder as $crate::Stage>::INFO.name {
+                        return dispatch::make_entropy_coder::<$coder>(params.as_str(), tensor);
+                    } )*
+                    let _ = (params, tensor);
+                    Err(dispatch::unknown_stage(StageKind::ENTROPY_CODER, name.as_str()))
+                })
+            }
+
+            $crate::abi::PluginRoot {
+                manifest,
+                canonical_config,
+                new_predictor,
+                new_error_correction,
+                new_quantizer,
+                new_entropy_coder,
+            }
+            .leak_into_prefix()
+        }
+
+        /// The exported root module (`abi_stable`).
+        #[::abi_stable::export_root_module]
+        pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
+            plugin_root()
+        }
+    };
+}

@@ -1,0 +1,110 @@
+//! The safe traits a plugin author implements, one per stage kind.
+//!
+//! Every stage type implements [`Stage`] (its name, versions, config type and
+//! constructor) and one of [`Predictor`], [`ErrorCorrection`], [`Quantizer`] or
+//! [`EntropyCoder`]. The export macro wraps them in panic-guarded adapters.
+
+use crate::config::StageConfig;
+use crate::error::SdkResult;
+use abi_stable::std_types::RVec;
+use gradcodec_abi::{CallContext, Quantized, StageFlags, SymbolStream, TensorSpec};
+
+/// Static facts about a stage, published in the library manifest.
+#[derive(Clone, Copy, Debug)]
+pub struct StageInfo {
+    /// Name used in specs (`use: <name>`).
+    pub name: &'static str,
+    /// Stage version: bump when the config or behaviour changes.
+    pub version: u32,
+    /// Bitstream version: bump when side info or bytes change.
+    pub format_version: u32,
+    /// What it computes and where the method comes from.
+    pub doc: &'static str,
+    /// Example parameters as JSON (also exercised by the conformance kit).
+    pub example_params: &'static str,
+    /// Capability flags.
+    pub flags: StageFlags,
+}
+
+/// Common part of every stage: facts, config type, constructor.
+pub trait Stage: Send + Sized + 'static {
+    /// The strict parameter type.
+    type Config: StageConfig;
+    /// Static facts.
+    const INFO: StageInfo;
+    /// Creates an instance for one tensor.
+    fn new(config: Self::Config, tensor: &TensorSpec) -> SdkResult<Self>;
+}
+
+/// See [`gradcodec_abi::PredictorStage`].
+pub trait Predictor: Stage {
+    /// Writes the prediction (tensor length) into `out`.
+    fn predict(&mut self, ctx: &CallContext, out: &mut RVec<f32>) -> SdkResult<()>;
+    /// Commits the receiver's reconstruction.
+    fn commit(&mut self, ctx: &CallContext, reconstruction: &[f32]) -> SdkResult<()>;
+    /// Observes the opposite link's received tensor (default: ignored).
+    fn observe(&mut self, _ctx: &CallContext, _received: &[f32]) -> SdkResult<()> {
+        Ok(())
+    }
+    /// Serializes the state.
+    fn save_state(&self, out: &mut Vec<u8>) -> SdkResult<()>;
+    /// Restores the state; on error leaves it unchanged.
+    fn load_state(&mut self, state: &[u8]) -> SdkResult<()>;
+    /// Forgets all history.
+    fn reset(&mut self);
+}
+
+/// See [`gradcodec_abi::ErrorCorrectionStage`].
+pub trait ErrorCorrection: Stage {
+    /// `out = residual + γ·memory`.
+    fn compensate(
+        &mut self,
+        ctx: &CallContext,
+        residual: &[f32],
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()>;
+    /// Learns from the compensated tensor and its reconstruction.
+    fn feedback(
+        &mut self,
+        ctx: &CallContext,
+        compensated: &[f32],
+        reconstructed: &[f32],
+    ) -> SdkResult<()>;
+    /// Serializes the state.
+    fn save_state(&self, out: &mut Vec<u8>) -> SdkResult<()>;
+    /// Restores the state; on error leaves it unchanged.
+    fn load_state(&mut self, state: &[u8]) -> SdkResult<()>;
+    /// Forgets the memory.
+    fn reset(&mut self);
+}
+
+/// See [`gradcodec_abi::QuantizerStage`].
+pub trait Quantizer: Stage {
+    /// Quantizes `input` into side info and streams (clear `out` first).
+    fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()>;
+    /// Fills stream descriptors (empty symbols) from `out.side_info`.
+    fn describe_streams(&self, ctx: &CallContext, out: &mut Quantized) -> SdkResult<()>;
+    /// Reconstructs the tensor into `out`; validates symbols and lengths.
+    fn dequantize(
+        &mut self,
+        ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()>;
+    /// JSON summary of the side info (default: `{}`).
+    fn summarize_side_info(&self, _side_info: &[u8]) -> SdkResult<String> {
+        Ok("{}".to_string())
+    }
+    /// Forgets any state (default: nothing to forget).
+    fn reset(&mut self) {}
+}
+
+/// See [`gradcodec_abi::EntropyCoderStage`].
+pub trait EntropyCoder: Stage {
+    /// Appends the coded bytes of `stream.symbols` to `out`.
+    fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()>;
+    /// Decodes exactly `count` symbols into `stream.symbols`.
+    fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()>;
+    /// Forgets adaptive state (default: nothing to forget).
+    fn reset(&mut self) {}
+}
