@@ -131,6 +131,12 @@ pub trait QuantizerStage: Send {
     /// A short JSON summary of the side info (for `inspect` and snapshots).
     fn summarize_side_info(&self, side_info: RSlice<'_, u8>) -> StageResult<RString>;
 
+    /// Serializes the state kept across rounds (empty for stateless quantizers).
+    fn save_state(&self, out: &mut RVec<u8>) -> StageResult<()>;
+
+    /// Restores a state written by `save_state`; on error the state is unchanged.
+    fn load_state(&mut self, state: RSlice<'_, u8>) -> StageResult<()>;
+
     /// Forgets any state.
     #[sabi(last_prefix_field)]
     fn reset(&mut self);

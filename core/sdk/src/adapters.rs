@@ -189,6 +189,18 @@ impl<T: Quantizer> QuantizerStage for Guarded<T> {
                 .map(RString::from)
         })
     }
+    fn save_state(&self, out: &mut RVec<u8>) -> StageResult<()> {
+        self.call_ref(|stage| {
+            let mut bytes = Vec::new();
+            Quantizer::save_state(stage, &mut bytes)?;
+            out.clear();
+            out.extend_from_slice(&bytes);
+            Ok(())
+        })
+    }
+    fn load_state(&mut self, state: RSlice<'_, u8>) -> StageResult<()> {
+        self.call(|stage| Quantizer::load_state(stage, state.as_slice()))
+    }
     fn reset(&mut self) {
         self.reset_with(|stage| Quantizer::reset(stage));
     }

@@ -371,6 +371,21 @@ fn check_quantizer(root: PluginRootRef, stage: &StageDescriptor, params: &str, l
         );
         check_quantizer_malformed(&mut decoder, &ctx, &coded, label);
     }
+    // State save/load: a restored instance continues exactly like the original.
+    let ctx = CallContext::new(3, 0);
+    let input = sample_tensor(len, 23);
+    let mut state = RVec::new();
+    ok(label, encoder.save_state(&mut state));
+    let mut restored = make();
+    ok(label, restored.load_state(state.as_slice().into()));
+    let (mut a, mut b) = (Quantized::default(), Quantized::default());
+    ok(label, encoder.quantize(&ctx, input.as_slice().into(), &mut a));
+    ok(label, restored.quantize(&ctx, input.as_slice().into(), &mut b));
+    assert_eq!(a, b, "{label}: state save/load changes the output");
+    expect_clean_error(
+        &format!("{label}: load_state(garbage)"),
+        restored.load_state([9u8, 9, 9].as_slice().into()),
+    );
     // Reset makes it behave like a fresh instance.
     let ctx = CallContext::new(0, 0);
     let input = sample_tensor(len, 20);

@@ -95,6 +95,19 @@ pub trait Quantizer: Stage {
     fn summarize_side_info(&self, _side_info: &[u8]) -> SdkResult<String> {
         Ok("{}".to_string())
     }
+    /// Serializes state kept across rounds (default: stateless, writes nothing).
+    fn save_state(&self, out: &mut Vec<u8>) -> SdkResult<()> {
+        out.clear();
+        Ok(())
+    }
+    /// Restores state (default: stateless, accepts only an empty state).
+    fn load_state(&mut self, state: &[u8]) -> SdkResult<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::corrupt("this quantizer keeps no state"))
+        }
+    }
     /// Forgets any state (default: nothing to forget).
     fn reset(&mut self) {}
 }
