@@ -1,1 +1,50 @@
+//! gradcodec runtime: plugin discovery and loading, the stage registry, YAML
+//! pipeline specs, the encoder/decoder engine and the message container.
+//!
+//! ```no_run
+//! use gradcodec::{NamedTensor, PipelineSpec, PluginSearch, Registry, Update};
+//! # fn main() -> gradcodec::Result<()> {
+//! let registry = Registry::discover(&PluginSearch::from_env())?;
+//! let spec = PipelineSpec::from_file("pipelines/f32.yaml")?;
+//! let pipeline = registry.build(&spec)?;
+//! let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
+//! let update = Update::new(vec![NamedTensor::from_vec("w", &[2], vec![0.5, -1.0])?]);
+//! let message = encoder.encode(&update)?;
+//! assert_eq!(decoder.decode(&message)?, *encoder.last_reconstruction());
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod container;
+mod engine;
+mod error;
+pub mod loader;
+pub mod metrics;
+mod pipeline;
+mod registry;
+pub mod spec;
+mod state;
+mod update;
+
+pub use engine::{Decoder, EmbedPipeline, Encoder, MessageStats, NonFinitePolicy, TensorStats};
+pub use error::{Error, Result};
+pub use gradcodec_abi as abi;
+pub use loader::{LoadedLibrary, PluginSearch};
+pub use pipeline::{CanonicalPipeline, Pipeline, ResolvedStage};
+pub use registry::{LoadFailure, RegisteredStage, Registry};
+pub use spec::PipelineSpec;
+pub use update::{NamedTensor, Update};
+
+/// A decoder for a self-describing message: rebuilds the pipeline embedded in it.
+pub fn decoder_for_message(registry: &Registry, message: &[u8]) -> Result<Decoder> {
+    let parsed = container::parse(message, &container::Limits::default())?;
+    let json = parsed.pipeline_json.ok_or_else(|| {
+        Error::Message("the message does not embed its pipeline; decode it with the pipeline's spec".into())
+    })?;
+    let canonical = CanonicalPipeline::parse(json)?;
+    let pipeline = registry.build_canonical(&canonical)?;
+    if pipeline.fingerprint() != parsed.fingerprint {
+        return Err(Error::Message("the embedded pipeline does not match the message fingerprint".into()));
+    }
+    Ok(pipeline.decoder())
+}

@@ -1,0 +1,528 @@
+//! The message container, format version 1 (see docs/format.md).
+//!
+//! ```text
+//! magic "GCDC" | version u8 | flags u8 | round varint | fingerprint u64le
+//! [pipeline_len varint | pipeline JSON]            (flags bit 0)
+//! tensor_count varint
+//! per tensor: name_len varint | name | ndim varint | dims varint...
+//!             mode u8 (0 coded, 1 raw f32)
+//!             mode 0: side_len varint | side info | stream_count varint
+//!                     per stream: symbol_count varint | byte_len varint
+//! payload: raw tensors and coded streams, in table order
+//! crc32 u32le over everything before it
+//! ```
+//!
+//! Parsing checks every length against the bytes present and against
+//! [`Limits`] before allocating anything.
+
+use crate::error::{Error, Result};
+use std::ops::Range;
+
+/// Magic bytes.
+pub const MAGIC: &[u8; 4] = b"GCDC";
+/// Container format version written by this build.
+pub const FORMAT_VERSION: u8 = 1;
+/// Flag: the canonical pipeline JSON is embedded.
+pub const FLAG_PIPELINE: u8 = 1;
+
+/// How a tensor is carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorMode {
+    /// Through the pipeline.
+    Coded,
+    /// Raw little-endian f32 (small tensors under the `uncompressed` rule).
+    Raw,
+}
+
+/// Caps on what a message may claim, checked before any allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: u64,
+    /// Most tensors in one update.
+    pub max_tensors: u64,
+    /// Most entries in one tensor.
+    pub max_tensor_entries: u64,
+    /// Most entries in one update.
+    pub max_total_entries: u64,
+    /// Longest tensor name, in bytes.
+    pub max_name_bytes: u64,
+    /// Most dimensions of a tensor.
+    pub max_dims: u64,
+    /// Most symbol streams per tensor.
+    pub max_streams: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 << 30,
+            max_tensors: 1 << 16,
+            max_tensor_entries: 1 << 32,
+            max_total_entries: 1 << 34,
+            max_name_bytes: 1024,
+            max_dims: 16,
+            max_streams: 64,
+        }
+    }
+}
+
+/// A stream's place in the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRecord {
+    /// Number of symbols.
+    pub symbols: u64,
+    /// Byte range inside the message.
+    pub bytes: Range<usize>,
+}
+
+/// One tensor's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorRecord {
+    /// Name.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Mode.
+    pub mode: TensorMode,
+    /// Side info byte range.
+    pub side_info: Range<usize>,
+    /// Streams (mode `Coded`).
+    pub streams: Vec<StreamRecord>,
+    /// Raw f32 byte range (mode `Raw`).
+    pub raw: Range<usize>,
+}
+
+impl TensorRecord {
+    /// Entries (product of the shape).
+    pub fn entries(&self) -> u64 {
+        self.shape.iter().product()
+    }
+}
+
+/// A parsed, checksum-verified message.
+#[derive(Clone, Debug)]
+pub struct ParsedMessage<'a> {
+    /// The whole message.
+    pub bytes: &'a [u8],
+    /// Container version.
+    pub version: u8,
+    /// Round (sequence number in the stream).
+    pub round: u64,
+    /// Pipeline fingerprint.
+    pub fingerprint: u64,
+    /// Embedded canonical pipeline JSON.
+    pub pipeline_json: Option<&'a str>,
+    /// Tensor records.
+    pub tensors: Vec<TensorRecord>,
+    /// Bytes of header and tables (everything but payload).
+    pub header_bytes: usize,
+}
+
+impl ParsedMessage<'_> {
+    /// Bytes of a range.
+    pub fn slice(&self, range: &Range<usize>) -> &[u8] {
+        &self.bytes[range.clone()]
+    }
+}
+
+/// Appends `value` as LEB128.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Builds a message.
+pub struct MessageWriter {
+    table: Vec<u8>,
+    payload: Vec<u8>,
+    tensors: u64,
+}
+
+/// A coded tensor to write.
+pub struct CodedTensor<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Shape.
+    pub shape: &'a [u64],
+    /// Side info.
+    pub side_info: &'a [u8],
+    /// Per stream: (symbol count, coded bytes).
+    pub streams: Vec<(u64, &'a [u8])>,
+}
+
+impl MessageWriter {
+    /// Starts a message.
+    pub fn new() -> Self {
+        Self {
+            table: Vec::new(),
+            payload: Vec::new(),
+            tensors: 0,
+        }
+    }
+
+    fn put_name_shape(&mut self, name: &str, shape: &[u64]) {
+        put_varint(&mut self.table, name.len() as u64);
+        self.table.extend_from_slice(name.as_bytes());
+        put_varint(&mut self.table, shape.len() as u64);
+        for dim in shape {
+            put_varint(&mut self.table, *dim);
+        }
+    }
+
+    /// Adds a coded tensor.
+    pub fn add_coded(&mut self, tensor: &CodedTensor<'_>) {
+        self.tensors += 1;
+        self.put_name_shape(tensor.name, tensor.shape);
+        self.table.push(0);
+        put_varint(&mut self.table, tensor.side_info.len() as u64);
+        self.table.extend_from_slice(tensor.side_info);
+        put_varint(&mut self.table, tensor.streams.len() as u64);
+        for (symbols, bytes) in &tensor.streams {
+            put_varint(&mut self.table, *symbols);
+            put_varint(&mut self.table, bytes.len() as u64);
+            self.payload.extend_from_slice(bytes);
+        }
+    }
+
+    /// Adds a raw f32 tensor.
+    pub fn add_raw(&mut self, name: &str, shape: &[u64], values: &[f32]) {
+        self.tensors += 1;
+        self.put_name_shape(name, shape);
+        self.table.push(1);
+        self.payload.reserve(values.len() * 4);
+        for value in values {
+            self.payload.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Finishes: header, table, payload, checksum.
+    pub fn finish(self, round: u64, fingerprint: u64, pipeline_json: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.table.len() + self.payload.len() + 64);
+        out.extend_from_slice(MAGIC);
+        out.push(FORMAT_VERSION);
+        out.push(if pipeline_json.is_some() { FLAG_PIPELINE } else { 0 });
+        put_varint(&mut out, round);
+        out.extend_from_slice(&fingerprint.to_le_bytes());
+        if let Some(json) = pipeline_json {
+            put_varint(&mut out, json.len() as u64);
+            out.extend_from_slice(json.as_bytes());
+        }
+        put_varint(&mut out, self.tensors);
+        out.extend_from_slice(&self.table);
+        out.extend_from_slice(&self.payload);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+impl Default for MessageWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&self, what: &str) -> Error {
+        Error::Message(format!("{what} (at byte {})", self.at))
+    }
+
+    fn byte(&mut self, what: &str) -> Result<u8> {
+        let value = *self.bytes.get(self.at).ok_or_else(|| self.fail(&format!("truncated {what}")))?;
+        self.at += 1;
+        Ok(value)
+    }
+
+    fn take(&mut self, len: u64, what: &str) -> Result<&'a [u8]> {
+        let remaining = (self.bytes.len() - self.at) as u64;
+        if len > remaining {
+            return Err(self.fail(&format!("{what} claims {len} bytes, only {remaining} remain")));
+        }
+        let slice = &self.bytes[self.at..self.at + len as usize];
+        self.at += len as usize;
+        Ok(slice)
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u64> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte(what)?;
+            let bits = u64::from(byte & 0x7F);
+            if shift == 63 && bits > 1 {
+                return Err(self.fail(&format!("{what}: varint overflows 64 bits")));
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(self.fail(&format!("{what}: varint too long")))
+    }
+
+    fn bounded(&mut self, what: &str, max: u64) -> Result<u64> {
+        let value = self.varint(what)?;
+        if value > max {
+            return Err(self.fail(&format!("{what} {value} exceeds the limit {max}")));
+        }
+        Ok(value)
+    }
+}
+
+/// Parses and verifies a message (magic, version, checksum, every length).
+pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> {
+    if bytes.len() as u64 > limits.max_message_bytes {
+        return Err(Error::Message(format!(
+            "{} bytes exceeds the limit of {} bytes",
+            bytes.len(),
+            limits.max_message_bytes
+        )));
+    }
+    if bytes.len() < MAGIC.len() + 2 + 1 + 8 + 1 + 4 {
+        return Err(Error::Message(format!("{} bytes is too short to be a message", bytes.len())));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err(Error::Message("not a gradcodec message (bad magic)".into()));
+    }
+    let version = bytes[4];
+    if version != FORMAT_VERSION {
+        return Err(Error::Message(format!(
+            "container format version {version} is not supported (this build reads {FORMAT_VERSION})"
+        )));
+    }
+    let body_len = bytes.len() - 4;
+    let stored = u32::from_le_bytes([bytes[body_len], bytes[body_len + 1], bytes[body_len + 2], bytes[body_len + 3]]);
+    let actual = crc32fast::hash(&bytes[..body_len]);
+    if stored != actual {
+        return Err(Error::Message(format!(
+            "checksum mismatch (stored {stored:08x}, computed {actual:08x}): truncated or corrupted"
+        )));
+    }
+    let body = &bytes[..body_len];
+    let mut reader = Reader { bytes: body, at: 5 };
+    let flags = reader.byte("flags")?;
+    if flags & !FLAG_PIPELINE != 0 {
+        return Err(reader.fail(&format!("unknown flags {flags:#04x}")));
+    }
+    let round = reader.varint("round")?;
+    let fingerprint_bytes = reader.take(8, "fingerprint")?;
+    let mut fingerprint = [0u8; 8];
+    fingerprint.copy_from_slice(fingerprint_bytes);
+    let fingerprint = u64::from_le_bytes(fingerprint);
+    let pipeline_json = if flags & FLAG_PIPELINE != 0 {
+        let len = reader.varint("pipeline length")?;
+        let json = reader.take(len, "embedded pipeline")?;
+        Some(std::str::from_utf8(json).map_err(|_| reader.fail("embedded pipeline is not UTF-8"))?)
+    } else {
+        None
+    };
+    let count = reader.bounded("tensor count", limits.max_tensors)?;
+    let mut tensors = Vec::new();
+    let mut total_entries: u64 = 0;
+    let mut payload_cursor: u64 = 0;
+    for index in 0..count {
+        let record = parse_record(&mut reader, limits, index, &mut payload_cursor)?;
+        total_entries = total_entries.saturating_add(record.entries());
+        if total_entries > limits.max_total_entries {
+            return Err(reader.fail(&format!(
+                "the update claims more than {} entries",
+                limits.max_total_entries
+            )));
+        }
+        tensors.push(record);
+    }
+    let header_bytes = reader.at;
+    let payload_len = (body.len() - header_bytes) as u64;
+    if payload_cursor != payload_len {
+        return Err(Error::Message(format!(
+            "the tables describe {payload_cursor} payload bytes, the message has {payload_len}"
+        )));
+    }
+    // Turn payload-relative offsets into message offsets.
+    for tensor in &mut tensors {
+        tensor.raw = shift(&tensor.raw, header_bytes);
+        for stream in &mut tensor.streams {
+            stream.bytes = shift(&stream.bytes, header_bytes);
+        }
+    }
+    Ok(ParsedMessage {
+        bytes,
+        version,
+        round,
+        fingerprint,
+        pipeline_json,
+        tensors,
+        header_bytes,
+    })
+}
+
+fn shift(range: &Range<usize>, by: usize) -> Range<usize> {
+    range.start + by..range.end + by
+}
+
+fn parse_record(reader: &mut Reader<'_>, limits: &Limits, index: u64, payload: &mut u64) -> Result<TensorRecord> {
+    let what = |field: &str| format!("tensor {index}: {field}");
+    let name_len = reader.bounded(&what("name length"), limits.max_name_bytes)?;
+    let name = std::str::from_utf8(reader.take(name_len, &what("name"))?)
+        .map_err(|_| reader.fail(&what("name is not UTF-8")))?
+        .to_string();
+    let ndim = reader.bounded(&what("dimension count"), limits.max_dims)?;
+    let mut shape = Vec::with_capacity(ndim as usize);
+    let mut entries: u64 = 1;
+    for _ in 0..ndim {
+        let dim = reader.varint(&what("dimension"))?;
+        entries = entries.saturating_mul(dim);
+        shape.push(dim);
+    }
+    if entries > limits.max_tensor_entries {
+        return Err(reader.fail(&format!(
+            "tensor `{name}` claims {entries} entries, more than the limit {}",
+            limits.max_tensor_entries
+        )));
+    }
+    let mode = match reader.byte(&what("mode"))? {
+        0 => TensorMode::Coded,
+        1 => TensorMode::Raw,
+        other => return Err(reader.fail(&format!("tensor `{name}`: unknown mode {other}"))),
+    };
+    let mut record = TensorRecord {
+        name,
+        shape,
+        mode,
+        side_info: 0..0,
+        streams: Vec::new(),
+        raw: 0..0,
+    };
+    match mode {
+        TensorMode::Raw => {
+            let len = entries * 4;
+            record.raw = *payload as usize..(*payload + len) as usize;
+            *payload = payload.saturating_add(len);
+        }
+        TensorMode::Coded => {
+            let side_len = reader.varint(&what("side info length"))?;
+            let start = reader.at;
+            reader.take(side_len, &what("side info"))?;
+            record.side_info = start..reader.at;
+            let streams = reader.bounded(&what("stream count"), limits.max_streams)?;
+            let max_symbols = entries.saturating_mul(4).saturating_add(65_536);
+            for stream in 0..streams {
+                let symbols = reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
+                let len = reader.varint(&what(&format!("stream {stream} length")))?;
+                let end = payload.saturating_add(len);
+                if end > reader.bytes.len() as u64 {
+                    return Err(reader.fail(&what(&format!("stream {stream} runs past the message"))));
+                }
+                record.streams.push(StreamRecord {
+                    symbols,
+                    bytes: *payload as usize..end as usize,
+                });
+                *payload = end;
+            }
+        }
+    }
+    if *payload > reader.bytes.len() as u64 {
+        return Err(reader.fail(&format!("tensor `{}` runs past the message", record.name)));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut writer = MessageWriter::new();
+        writer.add_raw("bias", &[3], &[1.0, -2.0, 0.5]);
+        writer.add_coded(&CodedTensor {
+            name: "w",
+            shape: &[2, 2],
+            side_info: &[9, 9],
+            streams: vec![(4, &[1, 2, 3][..]), (0, &[][..])],
+        });
+        writer.finish(7, 0xDEAD_BEEF, Some("{\"x\":1}"))
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let bytes = sample();
+        let parsed = parse(&bytes, &Limits::default()).unwrap();
+        assert_eq!(parsed.round, 7);
+        assert_eq!(parsed.fingerprint, 0xDEAD_BEEF);
+        assert_eq!(parsed.pipeline_json, Some("{\"x\":1}"));
+        assert_eq!(parsed.tensors.len(), 2);
+        let raw = &parsed.tensors[0];
+        assert_eq!(raw.mode, TensorMode::Raw);
+        assert_eq!(parsed.slice(&raw.raw).len(), 12);
+        let coded = &parsed.tensors[1];
+        assert_eq!(parsed.slice(&coded.side_info), &[9, 9]);
+        assert_eq!(parsed.slice(&coded.streams[0].bytes), &[1, 2, 3]);
+        assert_eq!(coded.streams[0].symbols, 4);
+        assert!(coded.streams[1].bytes.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_and_every_bit_flip_is_an_error() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            assert!(parse(&bytes[..len], &Limits::default()).is_err(), "truncated to {len}");
+        }
+        for at in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut corrupted = bytes.clone();
+                corrupted[at] ^= 1 << bit;
+                assert!(parse(&corrupted, &Limits::default()).is_err(), "flip {at}:{bit}");
+            }
+        }
+    }
+
+    fn reseal(mut body: Vec<u8>) -> Vec<u8> {
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body
+    }
+
+    #[test]
+    fn huge_claims_are_refused_before_allocation() {
+        // A valid checksum over a header that claims 2^60 tensors.
+        let mut body = Vec::new();
+        body.extend_from_slice(MAGIC);
+        body.extend_from_slice(&[FORMAT_VERSION, 0, 0]);
+        body.extend_from_slice(&[0; 8]);
+        put_varint(&mut body, 1 << 60);
+        let err = parse(&reseal(body), &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("tensor count"), "{err}");
+        // One tensor with a shape of 2^40 x 2^40 entries.
+        let mut body = Vec::new();
+        body.extend_from_slice(MAGIC);
+        body.extend_from_slice(&[FORMAT_VERSION, 0, 0]);
+        body.extend_from_slice(&[0; 8]);
+        put_varint(&mut body, 1);
+        put_varint(&mut body, 1);
+        body.push(b'x');
+        put_varint(&mut body, 2);
+        put_varint(&mut body, 1 << 40);
+        put_varint(&mut body, 1 << 40);
+        body.push(1);
+        let err = parse(&reseal(body), &Limits::default()).unwrap_err().to_string();
+        assert!(err.contains("entries"), "{err}");
+    }
+
+    #[test]
+    fn foreign_and_future_messages_are_named() {
+        let mut bytes = sample();
+        bytes[0] = b'P';
+        assert!(parse(&bytes, &Limits::default()).unwrap_err().to_string().contains("magic"));
+        let mut bytes = sample();
+        bytes[4] = 9;
+        assert!(parse(&bytes, &Limits::default()).unwrap_err().to_string().contains("version 9"));
+    }
+}

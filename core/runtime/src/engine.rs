@@ -1,0 +1,762 @@
+//! The encoder/decoder engine.
+//!
+//! Encode, per tensor `x`: `r = x - P` (predictor), `a = r + γe` (error
+//! correction), `a -> symbols + side info` (quantizer), symbols -> bytes (entropy
+//! coders by stream role); then decode-in-the-loop: `â = Q⁻¹(symbols)`, the error
+//! correction learns `e = a - â`, and the predictor commits `x̂ = P + â` — exactly
+//! what the decoder will compute, so the two ends never drift.
+//!
+//! Decode, per tensor: bytes -> symbols -> `â` -> `x̂ = P + â` -> commit. A
+//! message is fully decoded and checked before any predictor commits, so a
+//! corrupt message leaves the stream's history unchanged.
+
+use crate::container::{self, CodedTensor, Limits, MessageWriter, TensorMode};
+use crate::error::{Error, Result};
+use crate::pipeline::Pipeline;
+use crate::update::{NamedTensor, Update};
+use abi_stable::std_types::{RResult, RVec};
+use gradcodec_abi::{
+    CallContext, EntropyCoderBox, ErrorCorrectionBox, PredictorBox, Quantized, QuantizerBox,
+    StageError, TensorSpec,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What to do with NaN or infinite values in an update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinitePolicy {
+    /// Refuse the update, naming the tensor (default).
+    #[default]
+    Error,
+    /// Replace them with zero.
+    ReplaceWithZero,
+}
+
+/// When the canonical pipeline travels inside the message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EmbedPipeline {
+    /// In the first message of the stream (round 0) only (default).
+    #[default]
+    FirstMessage,
+    /// In every message.
+    Always,
+    /// Never (both ends know the pipeline; the fingerprint still checks it).
+    Never,
+}
+
+/// Sizes of one coded tensor in a message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TensorStats {
+    /// Tensor name.
+    pub name: String,
+    /// Entries.
+    pub entries: u64,
+    /// True when sent raw under the `uncompressed` rule.
+    pub raw: bool,
+    /// Side info bytes.
+    pub side_info_bytes: u64,
+    /// Per stream: (role name, symbols, bytes).
+    pub streams: Vec<(String, u64, u64)>,
+}
+
+/// Sizes of the last message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    /// Whole message, bytes.
+    pub bytes: u64,
+    /// Header, tables and checksum (everything but the payload), bytes.
+    pub overhead_bytes: u64,
+    /// Per tensor.
+    pub tensors: Vec<TensorStats>,
+}
+
+fn stage_result<T>(context: impl FnOnce() -> String, result: RResult<T, StageError>) -> Result<T> {
+    match result {
+        RResult::ROk(value) => Ok(value),
+        RResult::RErr(error) => Err(Error::stage(context(), error)),
+    }
+}
+
+/// The stage instances and buffers of one tensor of one stream.
+pub(crate) struct TensorCodec {
+    spec: TensorSpec,
+    predictor: Option<PredictorBox>,
+    correction: Option<ErrorCorrectionBox>,
+    quantizer: QuantizerBox,
+    coders: Vec<EntropyCoderBox>,
+    prediction: RVec<f32>,
+    residual: RVec<f32>,
+    compensated: RVec<f32>,
+    quantized: Quantized,
+    dequantized: RVec<f32>,
+    coded: Vec<RVec<u8>>,
+}
+
+impl TensorCodec {
+    fn new(pipeline: &Pipeline, name: &str, shape: &[u64]) -> Result<Self> {
+        let spec = TensorSpec {
+            name: name.into(),
+            shape: RVec::from(shape.to_vec()),
+        };
+        let mut predictor = None;
+        let mut correction = None;
+        let mut quantizer = None;
+        let mut coders = Vec::new();
+        for stage in pipeline.stages() {
+            match stage.kind {
+                gradcodec_abi::StageKind::PREDICTOR => predictor = Some(stage.new_predictor(&spec)?),
+                gradcodec_abi::StageKind::ERROR_CORRECTION => {
+                    correction = Some(stage.new_error_correction(&spec)?)
+                }
+                gradcodec_abi::StageKind::QUANTIZER => quantizer = Some(stage.new_quantizer(&spec)?),
+                _ => coders.push(stage.new_entropy_coder(&spec)?),
+            }
+        }
+        let quantizer = quantizer.ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
+        Ok(Self {
+            spec,
+            predictor,
+            correction,
+            quantizer,
+            coders,
+            prediction: RVec::new(),
+            residual: RVec::new(),
+            compensated: RVec::new(),
+            quantized: Quantized::default(),
+            dequantized: RVec::new(),
+            coded: Vec::new(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.spec.len() as usize
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<()> {
+        if len == self.len() {
+            Ok(())
+        } else {
+            Err(Error::Update(format!(
+                "tensor `{}`: {what} has {len} entries, expected {}",
+                self.spec.name,
+                self.len()
+            )))
+        }
+    }
+
+    fn predict(&mut self, ctx: &CallContext) -> Result<()> {
+        let name = &self.spec.name;
+        match &mut self.predictor {
+            Some(predictor) => {
+                stage_result(|| format!("tensor `{name}`: predict"), predictor.predict(ctx, &mut self.prediction))?;
+                let len = self.prediction.len();
+                self.check_len("the prediction", len)
+            }
+            None => {
+                self.prediction.clear();
+                self.prediction.resize(self.len(), 0.0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Encodes `x`; leaves the reconstruction x̂ in `self.residual`.
+    fn encode(&mut self, ctx: &CallContext, x: &[f32], pipeline: &Pipeline) -> Result<()> {
+        let name = self.spec.name.to_string();
+        self.predict(ctx)?;
+        self.residual.clear();
+        self.residual.extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
+        let input = match &mut self.correction {
+            Some(correction) => {
+                stage_result(
+                    || format!("tensor `{name}`: compensate"),
+                    correction.compensate(ctx, self.residual.as_slice().into(), &mut self.compensated),
+                )?;
+                self.check_len("the compensated tensor", self.compensated.len())?;
+                &self.compensated
+            }
+            None => &self.residual,
+        };
+        stage_result(
+            || format!("tensor `{name}`: quantize"),
+            self.quantizer.quantize(ctx, input.as_slice().into(), &mut self.quantized),
+        )?;
+        self.coded.resize_with(self.quantized.streams.len(), RVec::new);
+        let max_symbols = gradcodec_abi_max_symbols(self.spec.len());
+        for (index, stream) in self.quantized.streams.iter().enumerate() {
+            if stream.symbols.len() as u64 > max_symbols {
+                return Err(Error::Update(format!(
+                    "tensor `{name}`: the quantizer emitted {} symbols in stream {index}, more than {max_symbols}",
+                    stream.symbols.len()
+                )));
+            }
+            let coder_index = pipeline.coder_for(stream.role).ok_or_else(|| {
+                Error::Spec(format!(
+                    "tensor `{name}`: no entropy-coder takes streams of role `{}`",
+                    stream.role.as_str()
+                ))
+            })?;
+            let out = &mut self.coded[index];
+            out.clear();
+            stage_result(
+                || format!("tensor `{name}`: entropy-code stream {index}"),
+                self.coders[coder_index].encode(stream, out),
+            )?;
+        }
+        // Decode in the loop: exactly what the receiver will reconstruct.
+        stage_result(
+            || format!("tensor `{name}`: dequantize"),
+            self.quantizer.dequantize(ctx, &self.quantized, &mut self.dequantized),
+        )?;
+        self.check_len("the dequantized tensor", self.dequantized.len())?;
+        if let Some(correction) = &mut self.correction {
+            stage_result(
+                || format!("tensor `{name}`: error feedback"),
+                correction.feedback(ctx, self.compensated.as_slice().into(), self.dequantized.as_slice().into()),
+            )?;
+        }
+        self.commit(ctx)
+    }
+
+    /// x̂ = P + â into `self.residual`, then the predictor commits it.
+    fn commit(&mut self, ctx: &CallContext) -> Result<()> {
+        self.residual.clear();
+        self.residual.extend(self.prediction.iter().zip(self.dequantized.iter()).map(|(p, q)| p + q));
+        if let Some(predictor) = &mut self.predictor {
+            let name = &self.spec.name;
+            stage_result(
+                || format!("tensor `{name}`: commit"),
+                predictor.commit(ctx, self.residual.as_slice().into()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some(p) = &mut self.predictor {
+            p.reset();
+        }
+        if let Some(c) = &mut self.correction {
+            c.reset();
+        }
+        self.quantizer.reset();
+        for coder in &mut self.coders {
+            coder.reset();
+        }
+    }
+}
+
+fn gradcodec_abi_max_symbols(len: u64) -> u64 {
+    len.saturating_mul(4).saturating_add(65_536)
+}
+
+fn shape_u64(tensor: &NamedTensor) -> Vec<u64> {
+    tensor.data.shape().iter().map(|d| *d as u64).collect()
+}
+
+/// Per-stream tensor codecs keyed by name.
+struct Streams {
+    pipeline: Arc<Pipeline>,
+    codecs: HashMap<String, TensorCodec>,
+}
+
+impl Streams {
+    fn codec(&mut self, name: &str, shape: &[u64]) -> Result<&mut TensorCodec> {
+        if !self.codecs.contains_key(name) {
+            let codec = TensorCodec::new(&self.pipeline, name, shape)?;
+            self.codecs.insert(name.to_string(), codec);
+        }
+        let codec = self.codecs.get_mut(name).expect("inserted above");
+        if codec.spec.shape.as_slice() != shape {
+            return Err(Error::Update(format!(
+                "tensor `{name}` changed shape from {:?} to {shape:?} within the stream",
+                codec.spec.shape.as_slice()
+            )));
+        }
+        Ok(codec)
+    }
+}
+
+/// Encodes the updates of one stream (one learner, one direction).
+pub struct Encoder {
+    streams: Streams,
+    round: u64,
+    embed: EmbedPipeline,
+    non_finite: NonFinitePolicy,
+    reconstruction: Update,
+    stats: MessageStats,
+}
+
+impl Encoder {
+    pub(crate) fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            streams: Streams {
+                pipeline,
+                codecs: HashMap::new(),
+            },
+            round: 0,
+            embed: EmbedPipeline::default(),
+            non_finite: NonFinitePolicy::default(),
+            reconstruction: Update::default(),
+            stats: MessageStats::default(),
+        }
+    }
+
+    /// Sets when the pipeline is embedded in messages.
+    pub fn set_embed_pipeline(&mut self, embed: EmbedPipeline) {
+        self.embed = embed;
+    }
+
+    /// Sets the policy for NaN / infinite values.
+    pub fn set_non_finite(&mut self, policy: NonFinitePolicy) {
+        self.non_finite = policy;
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.streams.pipeline
+    }
+
+    /// The next message's round number.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// What the receiver reconstructs from the last message.
+    pub fn last_reconstruction(&self) -> &Update {
+        &self.reconstruction
+    }
+
+    /// Sizes of the last message.
+    pub fn last_stats(&self) -> &MessageStats {
+        &self.stats
+    }
+
+    /// Encodes one update into one message.
+    pub fn encode(&mut self, update: &Update) -> Result<Vec<u8>> {
+        let cleaned = self.check_update(update)?;
+        let update = cleaned.as_ref().unwrap_or(update);
+        let pipeline = Arc::clone(&self.streams.pipeline);
+        let mut writer = MessageWriter::new();
+        let mut reconstruction = Vec::with_capacity(update.tensors.len());
+        let mut stats = MessageStats::default();
+        for (index, tensor) in update.tensors.iter().enumerate() {
+            let ctx = CallContext::new(self.round, index as u32);
+            let shape = shape_u64(tensor);
+            let values = tensor.data.as_standard_layout();
+            let values = values.as_slice().expect("standard layout is contiguous");
+            let mut tensor_stats = TensorStats {
+                name: tensor.name.clone(),
+                entries: values.len() as u64,
+                ..TensorStats::default()
+            };
+            if (values.len() as u64) < pipeline.uncompressed_below() {
+                writer.add_raw(&tensor.name, &shape, values);
+                tensor_stats.raw = true;
+                tensor_stats.streams.push(("raw-f32".into(), values.len() as u64, values.len() as u64 * 4));
+                reconstruction.push(tensor.clone());
+                stats.tensors.push(tensor_stats);
+                continue;
+            }
+            let codec = self.streams.codec(&tensor.name, &shape)?;
+            codec.encode(&ctx, values, &pipeline)?;
+            let streams: Vec<(u64, &[u8])> = codec
+                .quantized
+                .streams
+                .iter()
+                .zip(&codec.coded)
+                .map(|(s, bytes)| (s.symbols.len() as u64, bytes.as_slice()))
+                .collect();
+            writer.add_coded(&CodedTensor {
+                name: &tensor.name,
+                shape: &shape,
+                side_info: &codec.quantized.side_info,
+                streams,
+            });
+            tensor_stats.side_info_bytes = codec.quantized.side_info.len() as u64;
+            tensor_stats.streams = codec
+                .quantized
+                .streams
+                .iter()
+                .zip(&codec.coded)
+                .map(|(s, bytes)| (s.role.as_str().to_string(), s.symbols.len() as u64, bytes.len() as u64))
+                .collect();
+            stats.tensors.push(tensor_stats);
+            reconstruction.push(NamedTensor::from_vec(
+                tensor.name.clone(),
+                tensor.data.shape(),
+                codec.residual.to_vec(),
+            )?);
+        }
+        let embed = match self.embed {
+            EmbedPipeline::Always => true,
+            EmbedPipeline::FirstMessage => self.round == 0,
+            EmbedPipeline::Never => false,
+        };
+        let message = writer.finish(
+            self.round,
+            pipeline.fingerprint(),
+            embed.then(|| pipeline.embedded_json()),
+        );
+        stats.bytes = message.len() as u64;
+        let payload: u64 = stats.tensors.iter().flat_map(|t| t.streams.iter().map(|s| s.2)).sum();
+        stats.overhead_bytes = stats.bytes - payload;
+        self.stats = stats;
+        self.reconstruction = Update::new(reconstruction);
+        self.round += 1;
+        Ok(message)
+    }
+
+    /// Feeds what this side received on the opposite link (for predictors such as
+    /// ResFed Res-1).
+    pub fn observe(&mut self, received: &Update) -> Result<()> {
+        observe(&mut self.streams, self.round, received)
+    }
+
+    /// Checks names, shapes and values before any state changes.
+    fn check_update(&self, update: &Update) -> Result<Option<Update>> {
+        let mut names = std::collections::HashSet::new();
+        let mut cleaned: Option<Update> = None;
+        for (index, tensor) in update.tensors.iter().enumerate() {
+            if !names.insert(tensor.name.as_str()) {
+                return Err(Error::Update(format!("tensor `{}` appears twice", tensor.name)));
+            }
+            if let Some(codec) = self.streams.codecs.get(&tensor.name) {
+                let shape = shape_u64(tensor);
+                if codec.spec.shape.as_slice() != shape.as_slice() {
+                    return Err(Error::Update(format!(
+                        "tensor `{}` changed shape from {:?} to {shape:?} within the stream",
+                        tensor.name,
+                        codec.spec.shape.as_slice()
+                    )));
+                }
+            }
+            let bad = tensor.data.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                match self.non_finite {
+                    NonFinitePolicy::Error => {
+                        return Err(Error::Update(format!(
+                            "tensor `{}` holds {bad} NaN or infinite values",
+                            tensor.name
+                        )))
+                    }
+                    NonFinitePolicy::ReplaceWithZero => {
+                        let copy = cleaned.get_or_insert_with(|| update.clone());
+                        copy.tensors[index].data.mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
+                    }
+                }
+            }
+        }
+        Ok(cleaned)
+    }
+
+    /// Forgets all state (history, error memory); the next message is round 0.
+    pub fn reset(&mut self) {
+        for codec in self.streams.codecs.values_mut() {
+            codec.reset();
+        }
+        self.round = 0;
+        self.reconstruction = Update::default();
+    }
+
+    /// Serializes the stream state (round and every stage's state).
+    pub fn save_state(&self) -> Result<Vec<u8>> {
+        crate::state::save(&self.streams.pipeline, self.round, &self.streams.codecs_view())
+    }
+
+    /// Restores a state written by `save_state`; on error nothing changes.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let (round, codecs) = crate::state::load(&self.streams.pipeline, bytes)?;
+        self.round = round;
+        self.streams.codecs = codecs;
+        Ok(())
+    }
+}
+
+fn observe(streams: &mut Streams, round: u64, received: &Update) -> Result<()> {
+    for (index, tensor) in received.tensors.iter().enumerate() {
+        let shape = shape_u64(tensor);
+        if shape.iter().product::<u64>() < streams.pipeline.uncompressed_below() {
+            continue;
+        }
+        let codec = streams.codec(&tensor.name, &shape)?;
+        let ctx = CallContext::new(round, index as u32);
+        let values = tensor.data.as_standard_layout();
+        let values = values.as_slice().expect("standard layout is contiguous");
+        if let Some(predictor) = &mut codec.predictor {
+            let name = &tensor.name;
+            stage_result(|| format!("tensor `{name}`: observe"), predictor.observe(&ctx, values.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the messages of one stream.
+pub struct Decoder {
+    streams: Streams,
+    next_round: Option<u64>,
+    limits: Limits,
+}
+
+impl Decoder {
+    pub(crate) fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            streams: Streams {
+                pipeline,
+                codecs: HashMap::new(),
+            },
+            next_round: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the caps checked before any allocation.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.streams.pipeline
+    }
+
+    /// Decodes one message. On error the stream's state is unchanged.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Update> {
+        let parsed = container::parse(bytes, &self.limits)?;
+        let pipeline = Arc::clone(&self.streams.pipeline);
+        if parsed.fingerprint != pipeline.fingerprint() {
+            return Err(Error::Message(format!(
+                "encoded with another pipeline (fingerprint {:016x}, this decoder's `{}` is {:016x})",
+                parsed.fingerprint,
+                pipeline.name(),
+                pipeline.fingerprint()
+            )));
+        }
+        if pipeline.is_stateful() {
+            let expected = self.next_round.unwrap_or(0);
+            if parsed.round != expected {
+                return Err(Error::Message(format!(
+                    "round {} arrived, this stateful stream expects round {expected}",
+                    parsed.round
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        // Phase 1: decode every tensor to â without touching predictor history.
+        let mut fresh: HashMap<String, TensorCodec> = HashMap::new();
+        let mut decoded: Vec<(usize, Option<Vec<f32>>)> = Vec::with_capacity(parsed.tensors.len());
+        for (index, record) in parsed.tensors.iter().enumerate() {
+            if !names.insert(record.name.as_str()) {
+                return Err(Error::Message(format!("tensor `{}` appears twice", record.name)));
+            }
+            let entries = record.entries();
+            let below = entries < pipeline.uncompressed_below();
+            match record.mode {
+                TensorMode::Raw => {
+                    if !below {
+                        return Err(Error::Message(format!(
+                            "tensor `{}` is sent raw but the pipeline codes tensors of {entries} entries",
+                            record.name
+                        )));
+                    }
+                    let values: Vec<f32> = parsed
+                        .slice(&record.raw)
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    decoded.push((index, Some(values)));
+                }
+                TensorMode::Coded => {
+                    if below {
+                        return Err(Error::Message(format!(
+                            "tensor `{}` is coded but the pipeline sends tensors of {entries} entries raw",
+                            record.name
+                        )));
+                    }
+                    let codec = match self.streams.codecs.get_mut(&record.name) {
+                        Some(codec) => {
+                            if codec.spec.shape.as_slice() != record.shape.as_slice() {
+                                return Err(Error::Message(format!(
+                                    "tensor `{}` changed shape from {:?} to {:?}",
+                                    record.name,
+                                    codec.spec.shape.as_slice(),
+                                    record.shape
+                                )));
+                            }
+                            codec
+                        }
+                        None => fresh
+                            .entry(record.name.clone())
+                            .or_insert(TensorCodec::new(&pipeline, &record.name, &record.shape)?),
+                    };
+                    decode_tensor(codec, &parsed, record, index, &pipeline)?;
+                    decoded.push((index, None));
+                }
+            }
+        }
+        self.streams.codecs.extend(fresh);
+        // Phase 2: x̂ = P + â, commit.
+        let mut tensors = Vec::with_capacity(decoded.len());
+        for (index, raw) in decoded {
+            let record = &parsed.tensors[index];
+            let shape: Vec<usize> = record.shape.iter().map(|d| *d as usize).collect();
+            let values = match raw {
+                Some(values) => values,
+                None => {
+                    let codec = self.streams.codecs.get_mut(&record.name).expect("decoded above");
+                    let ctx = CallContext::new(parsed.round, index as u32);
+                    codec.predict(&ctx)?;
+                    codec.commit(&ctx)?;
+                    codec.residual.to_vec()
+                }
+            };
+            tensors.push(NamedTensor::from_vec(record.name.clone(), &shape, values)?);
+        }
+        self.next_round = Some(parsed.round + 1);
+        Ok(Update::new(tensors))
+    }
+
+    /// Feeds the opposite link's trajectory to the predictors, mirroring the
+    /// peer encoder's [`Encoder::observe`]: call it with the same updates, at the
+    /// same points of the stream, so both predictors stay identical.
+    pub fn observe(&mut self, received: &Update) -> Result<()> {
+        observe(&mut self.streams, self.next_round.unwrap_or(0), received)
+    }
+
+    /// Forgets all state; the next message must be round 0.
+    pub fn reset(&mut self) {
+        for codec in self.streams.codecs.values_mut() {
+            codec.reset();
+        }
+        self.next_round = None;
+    }
+
+    /// Serializes the stream state.
+    pub fn save_state(&self) -> Result<Vec<u8>> {
+        crate::state::save(&self.streams.pipeline, self.next_round.unwrap_or(0), &self.streams.codecs_view())
+    }
+
+    /// Restores a state written by `save_state`; on error nothing changes.
+    pub fn load_state(&mut self, bytes: &[u8]) -> Result<()> {
+        let (round, codecs) = crate::state::load(&self.streams.pipeline, bytes)?;
+        self.next_round = (round > 0).then_some(round);
+        self.streams.codecs = codecs;
+        Ok(())
+    }
+}
+
+/// Entropy-decodes and dequantizes one coded tensor into `codec.dequantized`.
+fn decode_tensor(
+    codec: &mut TensorCodec,
+    parsed: &container::ParsedMessage<'_>,
+    record: &container::TensorRecord,
+    index: usize,
+    pipeline: &Pipeline,
+) -> Result<()> {
+    let name = record.name.as_str();
+    let ctx = CallContext::new(parsed.round, index as u32);
+    codec.quantized.clear();
+    codec.quantized.side_info.extend_from_slice(parsed.slice(&record.side_info));
+    stage_result(
+        || format!("tensor `{name}`: read side info"),
+        codec.quantizer.describe_streams(&ctx, &mut codec.quantized),
+    )?;
+    if codec.quantized.streams.len() != record.streams.len() {
+        return Err(Error::Message(format!(
+            "tensor `{name}`: {} streams in the message, the quantizer expects {}",
+            record.streams.len(),
+            codec.quantized.streams.len()
+        )));
+    }
+    for (stream_index, (stream, stored)) in codec.quantized.streams.iter_mut().zip(&record.streams).enumerate() {
+        let coder = pipeline.coder_for(stream.role).ok_or_else(|| {
+            Error::Message(format!("tensor `{name}`: no entropy-coder for role `{}`", stream.role.as_str()))
+        })?;
+        stream.symbols.clear();
+        stage_result(
+            || format!("tensor `{name}`: entropy-decode stream {stream_index}"),
+            codec.coders[coder].decode(parsed.slice(&stored.bytes).into(), stored.symbols, stream),
+        )?;
+        if stream.symbols.len() as u64 != stored.symbols {
+            return Err(Error::Message(format!(
+                "tensor `{name}`: stream {stream_index} decoded {} symbols, the message says {}",
+                stream.symbols.len(),
+                stored.symbols
+            )));
+        }
+        let alphabet = stream.alphabet_size;
+        if let Some(bad) = stream.symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+            return Err(Error::Message(format!(
+                "tensor `{name}`: stream {stream_index} holds symbol {bad} outside 0..{alphabet}"
+            )));
+        }
+    }
+    stage_result(
+        || format!("tensor `{name}`: dequantize"),
+        codec.quantizer.dequantize(&ctx, &codec.quantized, &mut codec.dequantized),
+    )?;
+    codec.check_len("the dequantized tensor", codec.dequantized.len())?;
+    if codec.dequantized.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Message(format!("tensor `{name}`: decodes to NaN or infinite values")));
+    }
+    Ok(())
+}
+
+impl Streams {
+    fn codecs_view(&self) -> Vec<(&str, &[u64], StageStates<'_>)> {
+        let mut view: Vec<_> = self
+            .codecs
+            .iter()
+            .map(|(name, codec)| {
+                (
+                    name.as_str(),
+                    codec.spec.shape.as_slice(),
+                    StageStates {
+                        predictor: codec.predictor.as_ref(),
+                        correction: codec.correction.as_ref(),
+                        quantizer: &codec.quantizer,
+                    },
+                )
+            })
+            .collect();
+        view.sort_by(|a, b| a.0.cmp(b.0));
+        view
+    }
+}
+
+/// Borrowed stateful stages of one tensor (for saving).
+pub(crate) struct StageStates<'a> {
+    pub predictor: Option<&'a PredictorBox>,
+    pub correction: Option<&'a ErrorCorrectionBox>,
+    pub quantizer: &'a QuantizerBox,
+}
+
+/// Creates a tensor codec and restores its stage states (used by `state::load`).
+pub(crate) fn restore_codec(
+    pipeline: &Pipeline,
+    name: &str,
+    shape: &[u64],
+    states: [&[u8]; 3],
+) -> Result<TensorCodecHandle> {
+    let mut codec = TensorCodec::new(pipeline, name, shape)?;
+    let [predictor_state, correction_state, quantizer_state] = states;
+    if let Some(predictor) = &mut codec.predictor {
+        stage_result(|| format!("tensor `{name}`: restore predictor"), predictor.load_state(predictor_state.into()))?;
+    }
+    if let Some(correction) = &mut codec.correction {
+        stage_result(|| format!("tensor `{name}`: restore error correction"), correction.load_state(correction_state.into()))?;
+    }
+    stage_result(|| format!("tensor `{name}`: restore quantizer"), codec.quantizer.load_state(quantizer_state.into()))?;
+    Ok(TensorCodecHandle(codec))
+}
+
+pub(crate) type TensorCodecForLoad = TensorCodec;
+
+/// Opaque tensor codec (for `state::load`).
+pub(crate) struct TensorCodecHandle(TensorCodec);
+
+/// Collects restored codecs into the map streams use.
+pub(crate) fn into_codec_map(handles: Vec<(String, TensorCodecHandle)>) -> HashMap<String, TensorCodec> {
+    handles.into_iter().map(|(name, handle)| (name, handle.0)).collect()
+}
+

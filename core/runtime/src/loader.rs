@@ -1,0 +1,185 @@
+//! Plugin discovery and loading.
+//!
+//! Search order, highest precedence first: explicit files (`--plugin FILE`),
+//! explicit directories (`--plugin-dir DIR`), the `GRADCODEC_PLUGIN_PATH`
+//! variable (a path list), the directory of the executable (and its parent when
+//! the executable sits in a cargo `deps/` folder), then the workspace's own build
+//! output. Never the current directory. In directories only files named like
+//! `libgradcodec_plugin_*.so` are opened.
+//!
+//! Each file is loaded with `lib_header_from_path` + `init_root_module` (never
+//! `RootModule::load_from_*`, which caches the first library it loads). Libraries
+//! are never unloaded. Per-file errors are collected, not fatal.
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use gradcodec_abi::{PluginManifest, PluginRootRef};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Environment variable with extra plugin directories (or files).
+pub const PLUGIN_PATH_VAR: &str = "GRADCODEC_PLUGIN_PATH";
+
+/// Where to look for plugin libraries.
+#[derive(Clone, Debug, Default)]
+pub struct PluginSearch {
+    /// Explicit library files (highest precedence).
+    pub files: Vec<PathBuf>,
+    /// Explicit directories.
+    pub dirs: Vec<PathBuf>,
+    /// Read `GRADCODEC_PLUGIN_PATH`.
+    pub use_env: bool,
+    /// Look next to the executable.
+    pub use_exe_dir: bool,
+    /// Look in the workspace's build output (target/{debug,release}).
+    pub use_build_dir: bool,
+}
+
+impl PluginSearch {
+    /// The default search: environment, executable directory, build output.
+    pub fn from_env() -> Self {
+        Self {
+            files: Vec::new(),
+            dirs: Vec::new(),
+            use_env: true,
+            use_exe_dir: true,
+            use_build_dir: true,
+        }
+    }
+
+    /// Only the given directories and files (tests use this to be hermetic).
+    pub fn only(dirs: Vec<PathBuf>, files: Vec<PathBuf>) -> Self {
+        Self {
+            files,
+            dirs,
+            ..Self::default()
+        }
+    }
+
+    /// The directories searched, in precedence order (for messages).
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.dirs.clone();
+        if self.use_env {
+            if let Some(value) = std::env::var_os(PLUGIN_PATH_VAR) {
+                dirs.extend(std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()));
+            }
+        }
+        if self.use_exe_dir {
+            if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+                if dir.file_name().is_some_and(|name| name == "deps") {
+                    if let Some(parent) = dir.parent() {
+                        dirs.push(parent.to_path_buf());
+                    }
+                }
+                dirs.push(dir);
+            }
+        }
+        if self.use_build_dir {
+            dirs.extend(build_output_dirs());
+        }
+        let mut seen = BTreeSet::new();
+        dirs.retain(|dir| seen.insert(dir.clone()));
+        dirs
+    }
+
+    /// Every candidate library file, in precedence order, without duplicates.
+    pub fn candidates(&self) -> Vec<PathBuf> {
+        let mut files = self.files.clone();
+        for dir in self.directories() {
+            if dir.is_file() {
+                files.push(dir);
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|path| is_plugin_file_name(path))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        let mut seen = BTreeSet::new();
+        files.retain(|file| seen.insert(file.canonicalize().unwrap_or_else(|_| file.clone())));
+        files
+    }
+}
+
+/// True for `libgradcodec_plugin_*.so` (and the macOS / Windows spellings).
+pub fn is_plugin_file_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let stem = name
+        .strip_suffix(".so")
+        .or_else(|| name.strip_suffix(".dylib"))
+        .or_else(|| name.strip_suffix(".dll"));
+    stem.is_some_and(|stem| {
+        stem.strip_prefix("lib")
+            .unwrap_or(stem)
+            .starts_with("gradcodec_plugin_")
+    })
+}
+
+/// The workspace build output directories, known at compile time.
+fn build_output_dirs() -> Vec<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    ["release", "debug"]
+        .iter()
+        .map(|profile| target.join(profile))
+        .collect()
+}
+
+/// A loaded plugin library.
+#[derive(Clone)]
+pub struct LoadedLibrary {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its root module.
+    pub root: PluginRootRef,
+    /// Its manifest.
+    pub manifest: PluginManifest,
+}
+
+/// Loads one library file, checking the ABI version and layout.
+pub fn load_library(path: &Path) -> Result<LoadedLibrary, String> {
+    let header = lib_header_from_path(path).map_err(describe_library_error)?;
+    let root = header
+        .init_root_module::<PluginRootRef>()
+        .map_err(describe_library_error)?;
+    let manifest = (root.manifest())();
+    if manifest.abi_version.as_str() != gradcodec_abi::ABI_VERSION {
+        return Err(format!(
+            "built against gradcodec-abi {}, this host uses {}",
+            manifest.abi_version,
+            gradcodec_abi::ABI_VERSION
+        ));
+    }
+    Ok(LoadedLibrary {
+        path: path.to_path_buf(),
+        root,
+        manifest,
+    })
+}
+
+fn describe_library_error(error: LibraryError) -> String {
+    match error {
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "incompatible plugin ABI: the library was built against gradcodec-abi {actual_version}, \
+             this host uses {expected_version}; rebuild the plugin against gradcodec-abi {expected_version}"
+        ),
+        LibraryError::AbiInstability(_) => format!(
+            "incompatible plugin ABI: the library's root module layout differs from this host's \
+             (gradcodec-abi {}); rebuild the plugin against it",
+            gradcodec_abi::ABI_VERSION
+        ),
+        other => other.to_string().trim().to_string(),
+    }
+}

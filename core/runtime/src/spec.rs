@@ -1,0 +1,366 @@
+//! YAML pipeline specs.
+//!
+//! ```yaml
+//! name: co3-fp4
+//! about: CO3 - fp4 conversion, GenNorm Huffman coding, error feedback with decay 0.7
+//! stages:
+//!   - error-correction: { use: memory-decay, params: { gamma: 0.7 } }
+//!   - quantizer:        { use: float-convert, params: { format: fp4 } }
+//!   - entropy-coder:    { use: elias-gamma, roles: [positions] }
+//!   - entropy-coder:    { use: huffman@1, params: { model: parametric } }
+//! uncompressed: { below_entries: 256 }
+//! ```
+//!
+//! Stage order is canonical (predictor, error-correction, quantizer,
+//! entropy-coder); a pipeline has at most one predictor and one error
+//! correction, exactly one quantizer, and one or more entropy coders: each
+//! symbol stream uses the first coder whose `roles` list its role, or the first
+//! coder without `roles`. `use: name@version` pins a stage version. Unknown keys
+//! are errors; every error names the file, and the line where it can.
+
+use crate::error::{Error, Result};
+use gradcodec_abi::{StageKind, StreamRole};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: String,
+    #[serde(default)]
+    about: String,
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    stages: Vec<StageEntry>,
+    #[serde(default)]
+    uncompressed: Option<UncompressedRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+enum StageEntry {
+    Predictor(StageUse),
+    ErrorCorrection(StageUse),
+    Quantizer(StageUse),
+    EntropyCoder(StageUse),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageUse {
+    #[serde(rename = "use")]
+    stage: String,
+    #[serde(default)]
+    params: Option<serde_yaml::Value>,
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+}
+
+/// Tensors left uncompressed (sent as raw f32).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UncompressedRule {
+    /// Tensors with fewer entries than this are sent raw.
+    pub below_entries: u64,
+}
+
+/// One stage of a parsed spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecStage {
+    /// Stage kind.
+    pub kind: StageKind,
+    /// Stage name.
+    pub name: String,
+    /// Pinned version (`name@version`), if any.
+    pub version: Option<u32>,
+    /// Parameters as JSON text (`{}` when none were given).
+    pub params_json: String,
+    /// Stream roles this entropy coder handles (empty: the default coder).
+    pub roles: Vec<StreamRole>,
+    /// 1-based line of the stage entry in the spec file (0 if unknown).
+    pub line: usize,
+}
+
+/// A parsed and structurally validated pipeline spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineSpec {
+    /// Where it came from (for messages).
+    pub origin: String,
+    /// Pipeline name.
+    pub name: String,
+    /// One line on what it is and where it comes from.
+    pub about: String,
+    /// Stages in canonical order.
+    pub stages: Vec<SpecStage>,
+    /// Tensors with fewer entries are sent raw.
+    pub uncompressed_below: u64,
+}
+
+/// Parses a role name.
+pub fn parse_role(text: &str) -> Option<StreamRole> {
+    [StreamRole::VALUES, StreamRole::POSITIONS, StreamRole::RAW_WORDS]
+        .into_iter()
+        .find(|role| role.as_str() == text)
+}
+
+impl PipelineSpec {
+    /// Reads and parses a spec file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if metadata.len() > 1 << 20 {
+            return Err(Error::Spec(format!("{}: spec larger than 1 MiB", path.display())));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses spec text; `origin` names it in errors (a file path).
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let file: SpecFile = serde_yaml::from_str(text).map_err(|err| {
+            let place = err
+                .location()
+                .map(|loc| format!(":{}:{}", loc.line(), loc.column()))
+                .unwrap_or_default();
+            Error::Spec(format!("{origin}{place}: {err}"))
+        })?;
+        let lines = stage_lines(text);
+        let mut stages = Vec::with_capacity(file.stages.len());
+        for (index, entry) in file.stages.into_iter().enumerate() {
+            let line = lines.get(index).copied().unwrap_or(0);
+            stages.push(convert_stage(entry, origin, line)?);
+        }
+        let spec = Self {
+            origin: origin.to_string(),
+            name: file.name,
+            about: file.about,
+            stages,
+            uncompressed_below: file.uncompressed.unwrap_or_default().below_entries,
+        };
+        spec.validate_structure()?;
+        Ok(spec)
+    }
+
+    /// `origin:line` of a stage, for messages.
+    pub fn place(&self, stage: &SpecStage) -> String {
+        if stage.line > 0 {
+            format!("{}:{}", self.origin, stage.line)
+        } else {
+            self.origin.clone()
+        }
+    }
+
+    fn validate_structure(&self) -> Result<()> {
+        let fail = |stage: Option<&SpecStage>, message: String| {
+            let place = stage.map_or_else(|| self.origin.clone(), |s| self.place(s));
+            Err(Error::Spec(format!("{place}: {message}")))
+        };
+        if self.name.trim().is_empty() {
+            return fail(None, "`name` must not be empty".into());
+        }
+        let mut previous: Option<&SpecStage> = None;
+        for stage in &self.stages {
+            if let Some(before) = previous {
+                if stage.kind < before.kind {
+                    return fail(
+                        Some(stage),
+                        format!(
+                            "{} `{}` comes after {} `{}`; stages must be in the order \
+                             predictor, error-correction, quantizer, entropy-coder",
+                            stage.kind, stage.name, before.kind, before.name
+                        ),
+                    );
+                }
+            }
+            if stage.kind != StageKind::ENTROPY_CODER && !stage.roles.is_empty() {
+                return fail(Some(stage), "`roles` applies to entropy coders only".into());
+            }
+            previous = Some(stage);
+        }
+        let count = |kind| self.stages.iter().filter(|s| s.kind == kind).count();
+        for kind in [StageKind::PREDICTOR, StageKind::ERROR_CORRECTION] {
+            if count(kind) > 1 {
+                return fail(None, format!("more than one {kind} stage"));
+            }
+        }
+        if count(StageKind::QUANTIZER) != 1 {
+            return fail(
+                None,
+                "a pipeline needs exactly one quantizer (use `raw` for none)".into(),
+            );
+        }
+        if count(StageKind::ENTROPY_CODER) == 0 {
+            return fail(
+                None,
+                "a pipeline needs at least one entropy-coder (use `bitpack` for plain packing)"
+                    .into(),
+            );
+        }
+        let coders: Vec<&SpecStage> = self
+            .stages
+            .iter()
+            .filter(|s| s.kind == StageKind::ENTROPY_CODER)
+            .collect();
+        if let Some(default_at) = coders.iter().position(|s| s.roles.is_empty()) {
+            if let Some(after) = coders.get(default_at + 1) {
+                return fail(
+                    Some(after),
+                    "this entropy-coder can never be used: an earlier one without `roles` \
+                     already takes every stream"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn convert_stage(entry: StageEntry, origin: &str, line: usize) -> Result<SpecStage> {
+    let (kind, stage_use) = match entry {
+        StageEntry::Predictor(u) => (StageKind::PREDICTOR, u),
+        StageEntry::ErrorCorrection(u) => (StageKind::ERROR_CORRECTION, u),
+        StageEntry::Quantizer(u) => (StageKind::QUANTIZER, u),
+        StageEntry::EntropyCoder(u) => (StageKind::ENTROPY_CODER, u),
+    };
+    let place = if line > 0 {
+        format!("{origin}:{line}")
+    } else {
+        origin.to_string()
+    };
+    let (name, version) = match stage_use.stage.split_once('@') {
+        Some((name, version)) => {
+            let version = version.parse::<u32>().map_err(|_| {
+                Error::Spec(format!(
+                    "{place}: {kind} `{}`: the version after `@` must be a number",
+                    stage_use.stage
+                ))
+            })?;
+            (name.to_string(), Some(version))
+        }
+        None => (stage_use.stage.clone(), None),
+    };
+    if name.is_empty() {
+        return Err(Error::Spec(format!("{place}: {kind}: `use` must name a stage")));
+    }
+    let params_json = match stage_use.params {
+        None | Some(serde_yaml::Value::Null) => "{}".to_string(),
+        Some(value @ serde_yaml::Value::Mapping(_)) => {
+            let json: serde_json::Value = serde_json::to_value(&value).map_err(|err| {
+                Error::Spec(format!("{place}: {kind} `{name}`: `params`: {err}"))
+            })?;
+            json.to_string()
+        }
+        Some(_) => {
+            return Err(Error::Spec(format!(
+                "{place}: {kind} `{name}`: `params` must be a mapping"
+            )))
+        }
+    };
+    let mut roles = Vec::new();
+    for role in stage_use.roles.unwrap_or_default() {
+        roles.push(parse_role(&role).ok_or_else(|| {
+            Error::Spec(format!(
+                "{place}: {kind} `{name}`: unknown role `{role}` (expected values, positions or raw-words)"
+            ))
+        })?);
+    }
+    Ok(SpecStage {
+        kind,
+        name,
+        version,
+        params_json,
+        roles,
+        line,
+    })
+}
+
+/// 1-based line numbers of the items of the top-level `stages:` list.
+fn stage_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut in_stages = false;
+    let mut item_indent: Option<usize> = None;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.starts_with('-') {
+            in_stages = trimmed.starts_with("stages:");
+            item_indent = None;
+            continue;
+        }
+        if in_stages && trimmed.starts_with('-') && *item_indent.get_or_insert(indent) == indent {
+            lines.push(index + 1);
+        }
+    }
+    lines
+}
+
+/// Every `*.yaml` / `*.yml` file in `dir`, sorted.
+pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name: t\nabout: test\nstages:\n  - error-correction: { use: memory-decay, params: { gamma: 0.5 } }\n  - quantizer: { use: uniform@1, params: { bits: 4 } }\n  - entropy-coder: { use: bitpack, roles: [positions] }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 16 }\n";
+
+    #[test]
+    fn parses_a_good_spec_with_lines_versions_and_roles() {
+        let spec = PipelineSpec::parse(GOOD, "good.yaml").unwrap();
+        assert_eq!(spec.stages.len(), 4);
+        assert_eq!(spec.stages[0].line, 4);
+        assert_eq!(spec.stages[1].version, Some(1));
+        assert_eq!(spec.stages[1].params_json, r#"{"bits":4}"#);
+        assert_eq!(spec.stages[2].roles, vec![StreamRole::POSITIONS]);
+        assert_eq!(spec.uncompressed_below, 16);
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_line_and_column() {
+        let err = PipelineSpec::parse("name: t\nstages: [\n  - {", "bad.yaml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("bad.yaml:"), "{text}");
+        assert!(text.matches(':').count() >= 3, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = GOOD.replace("about: test", "about: test\ncolour: red");
+        let err = PipelineSpec::parse(&text, "k.yaml").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        let text = GOOD.replace("use: bitpack }", "use: bitpack, parms: {} }");
+        let err = PipelineSpec::parse(&text, "k.yaml").unwrap_err().to_string();
+        assert!(err.contains("parms"), "{err}");
+    }
+
+    #[test]
+    fn order_and_counts_are_checked() {
+        let text = "name: t\nstages:\n  - quantizer: { use: raw }\n  - predictor: { use: last-sent }\n  - entropy-coder: { use: bitpack }\n";
+        let err = PipelineSpec::parse(text, "o.yaml").unwrap_err().to_string();
+        assert!(err.contains("o.yaml:4") && err.contains("order"), "{err}");
+        let text = "name: t\nstages:\n  - quantizer: { use: raw }\n";
+        assert!(PipelineSpec::parse(text, "c.yaml").unwrap_err().to_string().contains("entropy-coder"));
+        let text = "name: t\nstages:\n  - entropy-coder: { use: bitpack }\n";
+        assert!(PipelineSpec::parse(text, "c.yaml").unwrap_err().to_string().contains("quantizer"));
+    }
+
+    #[test]
+    fn unreachable_coder_and_bad_role_are_errors() {
+        let text = "name: t\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n  - entropy-coder: { use: zstd }\n";
+        let err = PipelineSpec::parse(text, "u.yaml").unwrap_err().to_string();
+        assert!(err.contains("u.yaml:5") && err.contains("never be used"), "{err}");
+        let text = GOOD.replace("roles: [positions]", "roles: [indices]");
+        assert!(PipelineSpec::parse(&text, "r.yaml").unwrap_err().to_string().contains("indices"));
+        let text = GOOD.replace("uniform@1", "uniform@one");
+        assert!(PipelineSpec::parse(&text, "v.yaml").unwrap_err().to_string().contains("version"));
+    }
+}
