@@ -190,6 +190,14 @@ impl TensorCodec {
                     stream.symbols.len()
                 )));
             }
+            if stream.alphabet_size <= u64::from(u32::MAX) {
+                let alphabet = stream.alphabet_size;
+                if let Some(bad) = stream.symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+                    return Err(Error::Update(format!(
+                        "tensor `{name}`: the quantizer emitted symbol {bad} outside 0..{alphabet} in stream {index}"
+                    )));
+                }
+            }
             let coder_index = pipeline.coder_for(stream.role).ok_or_else(|| {
                 Error::Spec(format!(
                     "tensor `{name}`: no entropy-coder takes streams of role `{}`",

@@ -180,6 +180,11 @@ fn describe_library_error(error: LibraryError) -> String {
              (gradcodec-abi {}); rebuild the plugin against it",
             gradcodec_abi::ABI_VERSION
         ),
+        LibraryError::GetSymbolError { .. } => {
+            "not a gradcodec plugin: it exports no abi_stable root module \
+             (use gradcodec_sdk::export_plugin!)"
+                .to_string()
+        }
         other => other.to_string().trim().to_string(),
     }
 }
