@@ -204,7 +204,11 @@ impl MessageWriter {
         let mut out = Vec::with_capacity(self.table.len() + self.payload.len() + 64);
         out.extend_from_slice(MAGIC);
         out.push(FORMAT_VERSION);
-        out.push(if pipeline_json.is_some() { FLAG_PIPELINE } else { 0 });
+        out.push(if pipeline_json.is_some() {
+            FLAG_PIPELINE
+        } else {
+            0
+        });
         put_varint(&mut out, round);
         out.extend_from_slice(&fingerprint.to_le_bytes());
         if let Some(json) = pipeline_json {
@@ -237,7 +241,10 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self, what: &str) -> Result<u8> {
-        let value = *self.bytes.get(self.at).ok_or_else(|| self.fail(&format!("truncated {what}")))?;
+        let value = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| self.fail(&format!("truncated {what}")))?;
         self.at += 1;
         Ok(value)
     }
@@ -245,7 +252,9 @@ impl<'a> Reader<'a> {
     fn take(&mut self, len: u64, what: &str) -> Result<&'a [u8]> {
         let remaining = (self.bytes.len() - self.at) as u64;
         if len > remaining {
-            return Err(self.fail(&format!("{what} claims {len} bytes, only {remaining} remain")));
+            return Err(self.fail(&format!(
+                "{what} claims {len} bytes, only {remaining} remain"
+            )));
         }
         let slice = &self.bytes[self.at..self.at + len as usize];
         self.at += len as usize;
@@ -287,7 +296,10 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
         )));
     }
     if bytes.len() < MAGIC.len() + 2 + 1 + 8 + 1 + 4 {
-        return Err(Error::Message(format!("{} bytes is too short to be a message", bytes.len())));
+        return Err(Error::Message(format!(
+            "{} bytes is too short to be a message",
+            bytes.len()
+        )));
     }
     if &bytes[..4] != MAGIC {
         return Err(Error::Message("not a gradcodec message (bad magic)".into()));
@@ -299,7 +311,12 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
         )));
     }
     let body_len = bytes.len() - 4;
-    let stored = u32::from_le_bytes([bytes[body_len], bytes[body_len + 1], bytes[body_len + 2], bytes[body_len + 3]]);
+    let stored = u32::from_le_bytes([
+        bytes[body_len],
+        bytes[body_len + 1],
+        bytes[body_len + 2],
+        bytes[body_len + 3],
+    ]);
     let actual = crc32fast::hash(&bytes[..body_len]);
     if stored != actual {
         return Err(Error::Message(format!(
@@ -368,7 +385,12 @@ fn shift(range: &Range<usize>, by: usize) -> Range<usize> {
     range.start + by..range.end + by
 }
 
-fn parse_record(reader: &mut Reader<'_>, limits: &Limits, index: u64, payload: &mut u64) -> Result<TensorRecord> {
+fn parse_record(
+    reader: &mut Reader<'_>,
+    limits: &Limits,
+    index: u64,
+    payload: &mut u64,
+) -> Result<TensorRecord> {
     let what = |field: &str| format!("tensor {index}: {field}");
     let name_len = reader.bounded(&what("name length"), limits.max_name_bytes)?;
     let name = std::str::from_utf8(reader.take(name_len, &what("name"))?)
@@ -415,11 +437,14 @@ fn parse_record(reader: &mut Reader<'_>, limits: &Limits, index: u64, payload: &
             let streams = reader.bounded(&what("stream count"), limits.max_streams)?;
             let max_symbols = entries.saturating_mul(4).saturating_add(65_536);
             for stream in 0..streams {
-                let symbols = reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
+                let symbols =
+                    reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
                 let len = reader.varint(&what(&format!("stream {stream} length")))?;
                 let end = payload.saturating_add(len);
                 if end > reader.bytes.len() as u64 {
-                    return Err(reader.fail(&what(&format!("stream {stream} runs past the message"))));
+                    return Err(
+                        reader.fail(&what(&format!("stream {stream} runs past the message")))
+                    );
                 }
                 record.streams.push(StreamRecord {
                     symbols,
@@ -473,13 +498,19 @@ mod tests {
     fn every_truncation_and_every_bit_flip_is_an_error() {
         let bytes = sample();
         for len in 0..bytes.len() {
-            assert!(parse(&bytes[..len], &Limits::default()).is_err(), "truncated to {len}");
+            assert!(
+                parse(&bytes[..len], &Limits::default()).is_err(),
+                "truncated to {len}"
+            );
         }
         for at in 0..bytes.len() {
             for bit in 0..8 {
                 let mut corrupted = bytes.clone();
                 corrupted[at] ^= 1 << bit;
-                assert!(parse(&corrupted, &Limits::default()).is_err(), "flip {at}:{bit}");
+                assert!(
+                    parse(&corrupted, &Limits::default()).is_err(),
+                    "flip {at}:{bit}"
+                );
             }
         }
     }
@@ -498,7 +529,9 @@ mod tests {
         body.extend_from_slice(&[FORMAT_VERSION, 0, 0]);
         body.extend_from_slice(&[0; 8]);
         put_varint(&mut body, 1 << 60);
-        let err = parse(&reseal(body), &Limits::default()).unwrap_err().to_string();
+        let err = parse(&reseal(body), &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tensor count"), "{err}");
         // One tensor with a shape of 2^40 x 2^40 entries.
         let mut body = Vec::new();
@@ -512,7 +545,9 @@ mod tests {
         put_varint(&mut body, 1 << 40);
         put_varint(&mut body, 1 << 40);
         body.push(1);
-        let err = parse(&reseal(body), &Limits::default()).unwrap_err().to_string();
+        let err = parse(&reseal(body), &Limits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("entries"), "{err}");
     }
 
@@ -520,9 +555,15 @@ mod tests {
     fn foreign_and_future_messages_are_named() {
         let mut bytes = sample();
         bytes[0] = b'P';
-        assert!(parse(&bytes, &Limits::default()).unwrap_err().to_string().contains("magic"));
+        assert!(parse(&bytes, &Limits::default())
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut bytes = sample();
         bytes[4] = 9;
-        assert!(parse(&bytes, &Limits::default()).unwrap_err().to_string().contains("version 9"));
+        assert!(parse(&bytes, &Limits::default())
+            .unwrap_err()
+            .to_string()
+            .contains("version 9"));
     }
 }

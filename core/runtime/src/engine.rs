@@ -104,15 +104,20 @@ impl TensorCodec {
         let mut coders = Vec::new();
         for stage in pipeline.stages() {
             match stage.kind {
-                gradcodec_abi::StageKind::PREDICTOR => predictor = Some(stage.new_predictor(&spec)?),
+                gradcodec_abi::StageKind::PREDICTOR => {
+                    predictor = Some(stage.new_predictor(&spec)?)
+                }
                 gradcodec_abi::StageKind::ERROR_CORRECTION => {
                     correction = Some(stage.new_error_correction(&spec)?)
                 }
-                gradcodec_abi::StageKind::QUANTIZER => quantizer = Some(stage.new_quantizer(&spec)?),
+                gradcodec_abi::StageKind::QUANTIZER => {
+                    quantizer = Some(stage.new_quantizer(&spec)?)
+                }
                 _ => coders.push(stage.new_entropy_coder(&spec)?),
             }
         }
-        let quantizer = quantizer.ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
+        let quantizer =
+            quantizer.ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
         Ok(Self {
             spec,
             predictor,
@@ -148,7 +153,10 @@ impl TensorCodec {
         let name = &self.spec.name;
         match &mut self.predictor {
             Some(predictor) => {
-                stage_result(|| format!("tensor `{name}`: predict"), predictor.predict(ctx, &mut self.prediction))?;
+                stage_result(
+                    || format!("tensor `{name}`: predict"),
+                    predictor.predict(ctx, &mut self.prediction),
+                )?;
                 let len = self.prediction.len();
                 self.check_len("the prediction", len)
             }
@@ -165,12 +173,17 @@ impl TensorCodec {
         let name = self.spec.name.to_string();
         self.predict(ctx)?;
         self.residual.clear();
-        self.residual.extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
+        self.residual
+            .extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
         let input = match &mut self.correction {
             Some(correction) => {
                 stage_result(
                     || format!("tensor `{name}`: compensate"),
-                    correction.compensate(ctx, self.residual.as_slice().into(), &mut self.compensated),
+                    correction.compensate(
+                        ctx,
+                        self.residual.as_slice().into(),
+                        &mut self.compensated,
+                    ),
                 )?;
                 self.check_len("the compensated tensor", self.compensated.len())?;
                 &self.compensated
@@ -179,9 +192,11 @@ impl TensorCodec {
         };
         stage_result(
             || format!("tensor `{name}`: quantize"),
-            self.quantizer.quantize(ctx, input.as_slice().into(), &mut self.quantized),
+            self.quantizer
+                .quantize(ctx, input.as_slice().into(), &mut self.quantized),
         )?;
-        self.coded.resize_with(self.quantized.streams.len(), RVec::new);
+        self.coded
+            .resize_with(self.quantized.streams.len(), RVec::new);
         let max_symbols = gradcodec_abi_max_symbols(self.spec.len());
         for (index, stream) in self.quantized.streams.iter().enumerate() {
             if stream.symbols.len() as u64 > max_symbols {
@@ -214,13 +229,18 @@ impl TensorCodec {
         // Decode in the loop: exactly what the receiver will reconstruct.
         stage_result(
             || format!("tensor `{name}`: dequantize"),
-            self.quantizer.dequantize(ctx, &self.quantized, &mut self.dequantized),
+            self.quantizer
+                .dequantize(ctx, &self.quantized, &mut self.dequantized),
         )?;
         self.check_len("the dequantized tensor", self.dequantized.len())?;
         if let Some(correction) = &mut self.correction {
             stage_result(
                 || format!("tensor `{name}`: error feedback"),
-                correction.feedback(ctx, self.compensated.as_slice().into(), self.dequantized.as_slice().into()),
+                correction.feedback(
+                    ctx,
+                    self.compensated.as_slice().into(),
+                    self.dequantized.as_slice().into(),
+                ),
             )?;
         }
         self.commit(ctx)
@@ -229,7 +249,12 @@ impl TensorCodec {
     /// x̂ = P + â into `self.residual`, then the predictor commits it.
     fn commit(&mut self, ctx: &CallContext) -> Result<()> {
         self.residual.clear();
-        self.residual.extend(self.prediction.iter().zip(self.dequantized.iter()).map(|(p, q)| p + q));
+        self.residual.extend(
+            self.prediction
+                .iter()
+                .zip(self.dequantized.iter())
+                .map(|(p, q)| p + q),
+        );
         if let Some(predictor) = &mut self.predictor {
             let name = &self.spec.name;
             stage_result(
@@ -361,7 +386,11 @@ impl Encoder {
             if (values.len() as u64) < pipeline.uncompressed_below() {
                 writer.add_raw(&tensor.name, &shape, values);
                 tensor_stats.raw = true;
-                tensor_stats.streams.push(("raw-f32".into(), values.len() as u64, values.len() as u64 * 4));
+                tensor_stats.streams.push((
+                    "raw-f32".into(),
+                    values.len() as u64,
+                    values.len() as u64 * 4,
+                ));
                 reconstruction.push(tensor.clone());
                 stats.tensors.push(tensor_stats);
                 continue;
@@ -387,7 +416,13 @@ impl Encoder {
                 .streams
                 .iter()
                 .zip(&codec.coded)
-                .map(|(s, bytes)| (s.role.as_str().to_string(), s.symbols.len() as u64, bytes.len() as u64))
+                .map(|(s, bytes)| {
+                    (
+                        s.role.as_str().to_string(),
+                        s.symbols.len() as u64,
+                        bytes.len() as u64,
+                    )
+                })
                 .collect();
             stats.tensors.push(tensor_stats);
             reconstruction.push(NamedTensor::from_vec(
@@ -407,7 +442,11 @@ impl Encoder {
             embed.then(|| pipeline.embedded_json()),
         );
         stats.bytes = message.len() as u64;
-        let payload: u64 = stats.tensors.iter().flat_map(|t| t.streams.iter().map(|s| s.2)).sum();
+        let payload: u64 = stats
+            .tensors
+            .iter()
+            .flat_map(|t| t.streams.iter().map(|s| s.2))
+            .sum();
         stats.overhead_bytes = stats.bytes - payload;
         self.stats = stats;
         self.reconstruction = Update::new(reconstruction);
@@ -427,7 +466,10 @@ impl Encoder {
         let mut cleaned: Option<Update> = None;
         for (index, tensor) in update.tensors.iter().enumerate() {
             if !names.insert(tensor.name.as_str()) {
-                return Err(Error::Update(format!("tensor `{}` appears twice", tensor.name)));
+                return Err(Error::Update(format!(
+                    "tensor `{}` appears twice",
+                    tensor.name
+                )));
             }
             if let Some(codec) = self.streams.codecs.get(&tensor.name) {
                 let shape = shape_u64(tensor);
@@ -450,7 +492,9 @@ impl Encoder {
                     }
                     NonFinitePolicy::ReplaceWithZero => {
                         let copy = cleaned.get_or_insert_with(|| update.clone());
-                        copy.tensors[index].data.mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
+                        copy.tensors[index]
+                            .data
+                            .mapv_inplace(|v| if v.is_finite() { v } else { 0.0 });
                     }
                 }
             }
@@ -469,7 +513,11 @@ impl Encoder {
 
     /// Serializes the stream state (round and every stage's state).
     pub fn save_state(&self) -> Result<Vec<u8>> {
-        crate::state::save(&self.streams.pipeline, self.round, &self.streams.codecs_view())
+        crate::state::save(
+            &self.streams.pipeline,
+            self.round,
+            &self.streams.codecs_view(),
+        )
     }
 
     /// Restores a state written by `save_state`; on error nothing changes.
@@ -493,7 +541,10 @@ fn observe(streams: &mut Streams, round: u64, received: &Update) -> Result<()> {
         let values = values.as_slice().expect("standard layout is contiguous");
         if let Some(predictor) = &mut codec.predictor {
             let name = &tensor.name;
-            stage_result(|| format!("tensor `{name}`: observe"), predictor.observe(&ctx, values.into()))?;
+            stage_result(
+                || format!("tensor `{name}`: observe"),
+                predictor.observe(&ctx, values.into()),
+            )?;
         }
     }
     Ok(())
@@ -555,7 +606,10 @@ impl Decoder {
         let mut decoded: Vec<(usize, Option<Vec<f32>>)> = Vec::with_capacity(parsed.tensors.len());
         for (index, record) in parsed.tensors.iter().enumerate() {
             if !names.insert(record.name.as_str()) {
-                return Err(Error::Message(format!("tensor `{}` appears twice", record.name)));
+                return Err(Error::Message(format!(
+                    "tensor `{}` appears twice",
+                    record.name
+                )));
             }
             let entries = record.entries();
             let below = entries < pipeline.uncompressed_below();
@@ -593,9 +647,11 @@ impl Decoder {
                             }
                             codec
                         }
-                        None => fresh
-                            .entry(record.name.clone())
-                            .or_insert(TensorCodec::new(&pipeline, &record.name, &record.shape)?),
+                        None => fresh.entry(record.name.clone()).or_insert(TensorCodec::new(
+                            &pipeline,
+                            &record.name,
+                            &record.shape,
+                        )?),
                     };
                     decode_tensor(codec, &parsed, record, index, &pipeline)?;
                     decoded.push((index, None));
@@ -611,7 +667,11 @@ impl Decoder {
             let values = match raw {
                 Some(values) => values,
                 None => {
-                    let codec = self.streams.codecs.get_mut(&record.name).expect("decoded above");
+                    let codec = self
+                        .streams
+                        .codecs
+                        .get_mut(&record.name)
+                        .expect("decoded above");
                     let ctx = CallContext::new(parsed.round, index as u32);
                     codec.predict(&ctx)?;
                     codec.commit(&ctx)?;
@@ -641,7 +701,11 @@ impl Decoder {
 
     /// Serializes the stream state.
     pub fn save_state(&self) -> Result<Vec<u8>> {
-        crate::state::save(&self.streams.pipeline, self.next_round.unwrap_or(0), &self.streams.codecs_view())
+        crate::state::save(
+            &self.streams.pipeline,
+            self.next_round.unwrap_or(0),
+            &self.streams.codecs_view(),
+        )
     }
 
     /// Restores a state written by `save_state`; on error nothing changes.
@@ -664,7 +728,10 @@ fn decode_tensor(
     let name = record.name.as_str();
     let ctx = CallContext::new(parsed.round, index as u32);
     codec.quantized.clear();
-    codec.quantized.side_info.extend_from_slice(parsed.slice(&record.side_info));
+    codec
+        .quantized
+        .side_info
+        .extend_from_slice(parsed.slice(&record.side_info));
     stage_result(
         || format!("tensor `{name}`: read side info"),
         codec.quantizer.describe_streams(&ctx, &mut codec.quantized),
@@ -676,9 +743,18 @@ fn decode_tensor(
             codec.quantized.streams.len()
         )));
     }
-    for (stream_index, (stream, stored)) in codec.quantized.streams.iter_mut().zip(&record.streams).enumerate() {
+    for (stream_index, (stream, stored)) in codec
+        .quantized
+        .streams
+        .iter_mut()
+        .zip(&record.streams)
+        .enumerate()
+    {
         let coder = pipeline.coder_for(stream.role).ok_or_else(|| {
-            Error::Message(format!("tensor `{name}`: no entropy-coder for role `{}`", stream.role.as_str()))
+            Error::Message(format!(
+                "tensor `{name}`: no entropy-coder for role `{}`",
+                stream.role.as_str()
+            ))
         })?;
         stream.symbols.clear();
         stage_result(
@@ -701,11 +777,15 @@ fn decode_tensor(
     }
     stage_result(
         || format!("tensor `{name}`: dequantize"),
-        codec.quantizer.dequantize(&ctx, &codec.quantized, &mut codec.dequantized),
+        codec
+            .quantizer
+            .dequantize(&ctx, &codec.quantized, &mut codec.dequantized),
     )?;
     codec.check_len("the dequantized tensor", codec.dequantized.len())?;
     if codec.dequantized.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Message(format!("tensor `{name}`: decodes to NaN or infinite values")));
+        return Err(Error::Message(format!(
+            "tensor `{name}`: decodes to NaN or infinite values"
+        )));
     }
     Ok(())
 }
@@ -749,12 +829,21 @@ pub(crate) fn restore_codec(
     let mut codec = TensorCodec::new(pipeline, name, shape)?;
     let [predictor_state, correction_state, quantizer_state] = states;
     if let Some(predictor) = &mut codec.predictor {
-        stage_result(|| format!("tensor `{name}`: restore predictor"), predictor.load_state(predictor_state.into()))?;
+        stage_result(
+            || format!("tensor `{name}`: restore predictor"),
+            predictor.load_state(predictor_state.into()),
+        )?;
     }
     if let Some(correction) = &mut codec.correction {
-        stage_result(|| format!("tensor `{name}`: restore error correction"), correction.load_state(correction_state.into()))?;
+        stage_result(
+            || format!("tensor `{name}`: restore error correction"),
+            correction.load_state(correction_state.into()),
+        )?;
     }
-    stage_result(|| format!("tensor `{name}`: restore quantizer"), codec.quantizer.load_state(quantizer_state.into()))?;
+    stage_result(
+        || format!("tensor `{name}`: restore quantizer"),
+        codec.quantizer.load_state(quantizer_state.into()),
+    )?;
     Ok(TensorCodecHandle(codec))
 }
 
@@ -764,7 +853,11 @@ pub(crate) type TensorCodecForLoad = TensorCodec;
 pub(crate) struct TensorCodecHandle(TensorCodec);
 
 /// Collects restored codecs into the map streams use.
-pub(crate) fn into_codec_map(handles: Vec<(String, TensorCodecHandle)>) -> HashMap<String, TensorCodec> {
-    handles.into_iter().map(|(name, handle)| (name, handle.0)).collect()
+pub(crate) fn into_codec_map(
+    handles: Vec<(String, TensorCodecHandle)>,
+) -> HashMap<String, TensorCodec> {
+    handles
+        .into_iter()
+        .map(|(name, handle)| (name, handle.0))
+        .collect()
 }
-

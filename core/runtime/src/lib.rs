@@ -15,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod container;
 mod engine;
 mod error;
@@ -22,6 +23,7 @@ pub mod loader;
 pub mod metrics;
 mod pipeline;
 mod registry;
+pub mod report;
 pub mod spec;
 mod state;
 mod update;
@@ -39,12 +41,16 @@ pub use update::{NamedTensor, Update};
 pub fn decoder_for_message(registry: &Registry, message: &[u8]) -> Result<Decoder> {
     let parsed = container::parse(message, &container::Limits::default())?;
     let json = parsed.pipeline_json.ok_or_else(|| {
-        Error::Message("the message does not embed its pipeline; decode it with the pipeline's spec".into())
+        Error::Message(
+            "the message does not embed its pipeline; decode it with the pipeline's spec".into(),
+        )
     })?;
     let canonical = CanonicalPipeline::parse(json)?;
     let pipeline = registry.build_canonical(&canonical)?;
     if pipeline.fingerprint() != parsed.fingerprint {
-        return Err(Error::Message("the embedded pipeline does not match the message fingerprint".into()));
+        return Err(Error::Message(
+            "the embedded pipeline does not match the message fingerprint".into(),
+        ));
     }
     Ok(pipeline.decoder())
 }

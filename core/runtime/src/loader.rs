@@ -64,7 +64,10 @@ impl PluginSearch {
             }
         }
         if self.use_exe_dir {
-            if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+            if let Some(dir) = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            {
                 if dir.file_name().is_some_and(|name| name == "deps") {
                     if let Some(parent) = dir.parent() {
                         dirs.push(parent.to_path_buf());

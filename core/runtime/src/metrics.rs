@@ -7,12 +7,20 @@
 
 use crate::update::Update;
 
-fn pairs<'a>(original: &'a Update, reconstructed: &'a Update) -> impl Iterator<Item = (f64, f64)> + 'a {
+fn pairs<'a>(
+    original: &'a Update,
+    reconstructed: &'a Update,
+) -> impl Iterator<Item = (f64, f64)> + 'a {
     original
         .tensors
         .iter()
         .zip(&reconstructed.tensors)
-        .flat_map(|(a, b)| a.data.iter().zip(b.data.iter()).map(|(x, y)| (f64::from(*x), f64::from(*y))))
+        .flat_map(|(a, b)| {
+            a.data
+                .iter()
+                .zip(b.data.iter())
+                .map(|(x, y)| (f64::from(*x), f64::from(*y)))
+        })
 }
 
 /// `Σ (x - x̂)² / Σ x²` over the whole update (0 when both are zero).
@@ -29,7 +37,11 @@ pub fn relative_weighted_distortion(original: &Update, reconstructed: &Update, m
         energy += weight * x * x;
     }
     if energy == 0.0 {
-        if error == 0.0 { 0.0 } else { f64::INFINITY }
+        if error == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY
+        }
     } else {
         error / energy
     }
@@ -51,8 +63,12 @@ mod tests {
 
     #[test]
     fn weighted_distortion_matches_hand_computation() {
-        let a = Update::new(vec![NamedTensor::from_vec("t", &[3], vec![1.0, -2.0, 0.0]).unwrap()]);
-        let b = Update::new(vec![NamedTensor::from_vec("t", &[3], vec![0.5, -2.0, 1.0]).unwrap()]);
+        let a = Update::new(vec![
+            NamedTensor::from_vec("t", &[3], vec![1.0, -2.0, 0.0]).unwrap()
+        ]);
+        let b = Update::new(vec![
+            NamedTensor::from_vec("t", &[3], vec![0.5, -2.0, 1.0]).unwrap()
+        ]);
         // MSE: (0.25 + 0 + 1) / (1 + 4) = 0.25
         assert!((relative_mse(&a, &b) - 0.25).abs() < 1e-12);
         // M = 2: weights 1, 4, 0 -> (0.25) / (1 + 16)

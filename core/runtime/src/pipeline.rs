@@ -39,7 +39,11 @@ pub struct ResolvedStage {
 }
 
 impl ResolvedStage {
-    pub(crate) fn new(found: &RegisteredStage, config: serde_json::Value, roles: Vec<StreamRole>) -> Self {
+    pub(crate) fn new(
+        found: &RegisteredStage,
+        config: serde_json::Value,
+        roles: Vec<StreamRole>,
+    ) -> Self {
         Self {
             kind: found.descriptor.kind,
             name: found.descriptor.name.to_string(),
@@ -65,12 +69,19 @@ impl ResolvedStage {
     }
 
     fn context(&self, tensor: &TensorSpec) -> String {
-        format!("creating {} `{}` for tensor `{}`", self.kind, self.name, tensor.name)
+        format!(
+            "creating {} `{}` for tensor `{}`",
+            self.kind, self.name, tensor.name
+        )
     }
 
     pub(crate) fn new_predictor(&self, tensor: &TensorSpec) -> Result<PredictorBox> {
         let config = self.config.to_string();
-        match (self.root.new_predictor())(RStr::from(self.name.as_str()), RStr::from(config.as_str()), tensor) {
+        match (self.root.new_predictor())(
+            RStr::from(self.name.as_str()),
+            RStr::from(config.as_str()),
+            tensor,
+        ) {
             RResult::ROk(stage) => Ok(stage),
             RResult::RErr(err) => Err(Error::stage(self.context(tensor), err)),
         }
@@ -78,7 +89,11 @@ impl ResolvedStage {
 
     pub(crate) fn new_error_correction(&self, tensor: &TensorSpec) -> Result<ErrorCorrectionBox> {
         let config = self.config.to_string();
-        match (self.root.new_error_correction())(RStr::from(self.name.as_str()), RStr::from(config.as_str()), tensor) {
+        match (self.root.new_error_correction())(
+            RStr::from(self.name.as_str()),
+            RStr::from(config.as_str()),
+            tensor,
+        ) {
             RResult::ROk(stage) => Ok(stage),
             RResult::RErr(err) => Err(Error::stage(self.context(tensor), err)),
         }
@@ -86,7 +101,11 @@ impl ResolvedStage {
 
     pub(crate) fn new_quantizer(&self, tensor: &TensorSpec) -> Result<QuantizerBox> {
         let config = self.config.to_string();
-        match (self.root.new_quantizer())(RStr::from(self.name.as_str()), RStr::from(config.as_str()), tensor) {
+        match (self.root.new_quantizer())(
+            RStr::from(self.name.as_str()),
+            RStr::from(config.as_str()),
+            tensor,
+        ) {
             RResult::ROk(stage) => Ok(stage),
             RResult::RErr(err) => Err(Error::stage(self.context(tensor), err)),
         }
@@ -94,7 +113,11 @@ impl ResolvedStage {
 
     pub(crate) fn new_entropy_coder(&self, tensor: &TensorSpec) -> Result<EntropyCoderBox> {
         let config = self.config.to_string();
-        match (self.root.new_entropy_coder())(RStr::from(self.name.as_str()), RStr::from(config.as_str()), tensor) {
+        match (self.root.new_entropy_coder())(
+            RStr::from(self.name.as_str()),
+            RStr::from(config.as_str()),
+            tensor,
+        ) {
             RResult::ROk(stage) => Ok(stage),
             RResult::RErr(err) => Err(Error::stage(self.context(tensor), err)),
         }
@@ -245,7 +268,9 @@ impl Pipeline {
 
     /// True when any stage keeps state across rounds.
     pub fn is_stateful(&self) -> bool {
-        self.stages.iter().any(|s| s.flags.contains(StageFlags::STATEFUL))
+        self.stages
+            .iter()
+            .any(|s| s.flags.contains(StageFlags::STATEFUL))
     }
 
     /// True when every stage is lossless.
@@ -263,7 +288,9 @@ impl Pipeline {
 
     /// Entropy coders in order.
     pub fn coders(&self) -> impl Iterator<Item = &ResolvedStage> {
-        self.stages.iter().filter(|s| s.kind == StageKind::ENTROPY_CODER)
+        self.stages
+            .iter()
+            .filter(|s| s.kind == StageKind::ENTROPY_CODER)
     }
 
     /// Index (among the coders) of the coder for a stream role.

@@ -89,10 +89,14 @@ impl Registry {
 
     /// Finds a stage: the highest-precedence one of that kind and name, with the
     /// pinned version if given.
-    pub fn find(&self, kind: StageKind, name: &str, version: Option<u32>) -> Result<&RegisteredStage> {
-        let matches = |s: &&RegisteredStage| {
-            s.descriptor.kind == kind && s.descriptor.name.as_str() == name
-        };
+    pub fn find(
+        &self,
+        kind: StageKind,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<&RegisteredStage> {
+        let matches =
+            |s: &&RegisteredStage| s.descriptor.kind == kind && s.descriptor.name.as_str() == name;
         if let Some(found) = self
             .stages
             .iter()
@@ -121,7 +125,12 @@ impl Registry {
             .stages
             .iter()
             .filter(|s| s.descriptor.kind == kind)
-            .map(|s| (strsim::jaro_winkler(name, &s.descriptor.name), s.descriptor.name.as_str()))
+            .map(|s| {
+                (
+                    strsim::jaro_winkler(name, &s.descriptor.name),
+                    s.descriptor.name.as_str(),
+                )
+            })
             .collect();
         known.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
         known.dedup_by(|a, b| a.1 == b.1);
@@ -132,10 +141,18 @@ impl Registry {
         } else {
             message.push_str(&format!("; closest known: {}", closest.join(", ")));
         }
-        let dirs: Vec<String> = self.searched.iter().map(|d| d.display().to_string()).collect();
+        let dirs: Vec<String> = self
+            .searched
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         message.push_str(&format!(
             "; searched: {}",
-            if dirs.is_empty() { "(no directory)".to_string() } else { dirs.join(", ") }
+            if dirs.is_empty() {
+                "(no directory)".to_string()
+            } else {
+                dirs.join(", ")
+            }
         ));
         if !self.failures.is_empty() {
             let failed: Vec<String> = self
@@ -143,7 +160,10 @@ impl Registry {
                 .iter()
                 .map(|f| format!("{} ({})", f.path.display(), f.message))
                 .collect();
-            message.push_str(&format!("; libraries that failed to load: {}", failed.join("; ")));
+            message.push_str(&format!(
+                "; libraries that failed to load: {}",
+                failed.join("; ")
+            ));
         }
         message
     }
@@ -157,8 +177,12 @@ impl Registry {
             let found = self
                 .find(stage.kind, &stage.name, stage.version)
                 .map_err(|err| Error::Spec(format!("{place}: {err}")))?;
-            let config = canonical_config(found, &stage.params_json)
-                .map_err(|message| Error::Spec(format!("{place}: {} `{}`: {message}", stage.kind, stage.name)))?;
+            let config = canonical_config(found, &stage.params_json).map_err(|message| {
+                Error::Spec(format!(
+                    "{place}: {} `{}`: {message}",
+                    stage.kind, stage.name
+                ))
+            })?;
             stages.push(ResolvedStage::new(found, config, stage.roles.clone()));
         }
         Ok(Arc::new(Pipeline::new(
@@ -214,15 +238,19 @@ impl Registry {
 }
 
 /// Asks the stage's library for the canonical config of `params_json`.
-fn canonical_config(stage: &RegisteredStage, params_json: &str) -> std::result::Result<serde_json::Value, String> {
+fn canonical_config(
+    stage: &RegisteredStage,
+    params_json: &str,
+) -> std::result::Result<serde_json::Value, String> {
     let canonical = (stage.library.root.canonical_config())(
         stage.descriptor.kind,
         RStr::from(stage.descriptor.name.as_str()),
         RStr::from(params_json),
     );
     match canonical {
-        RResult::ROk(text) => serde_json::from_str(&text)
-            .map_err(|err| format!("the plugin returned a canonical config that is not JSON: {err}")),
+        RResult::ROk(text) => serde_json::from_str(&text).map_err(|err| {
+            format!("the plugin returned a canonical config that is not JSON: {err}")
+        }),
         RResult::RErr(error) => Err(format!("{}: {}", error.code.as_str(), error.message)),
     }
 }

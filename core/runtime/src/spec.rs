@@ -97,9 +97,13 @@ pub struct PipelineSpec {
 
 /// Parses a role name.
 pub fn parse_role(text: &str) -> Option<StreamRole> {
-    [StreamRole::VALUES, StreamRole::POSITIONS, StreamRole::RAW_WORDS]
-        .into_iter()
-        .find(|role| role.as_str() == text)
+    [
+        StreamRole::VALUES,
+        StreamRole::POSITIONS,
+        StreamRole::RAW_WORDS,
+    ]
+    .into_iter()
+    .find(|role| role.as_str() == text)
 }
 
 impl PipelineSpec {
@@ -108,7 +112,10 @@ impl PipelineSpec {
         let path = path.as_ref();
         let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if metadata.len() > 1 << 20 {
-            return Err(Error::Spec(format!("{}: spec larger than 1 MiB", path.display())));
+            return Err(Error::Spec(format!(
+                "{}: spec larger than 1 MiB",
+                path.display()
+            )));
         }
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, &path.display().to_string())
@@ -239,14 +246,15 @@ fn convert_stage(entry: StageEntry, origin: &str, line: usize) -> Result<SpecSta
         None => (stage_use.stage.clone(), None),
     };
     if name.is_empty() {
-        return Err(Error::Spec(format!("{place}: {kind}: `use` must name a stage")));
+        return Err(Error::Spec(format!(
+            "{place}: {kind}: `use` must name a stage"
+        )));
     }
     let params_json = match stage_use.params {
         None | Some(serde_yaml::Value::Null) => "{}".to_string(),
         Some(value @ serde_yaml::Value::Mapping(_)) => {
-            let json: serde_json::Value = serde_json::to_value(&value).map_err(|err| {
-                Error::Spec(format!("{place}: {kind} `{name}`: `params`: {err}"))
-            })?;
+            let json: serde_json::Value = serde_json::to_value(&value)
+                .map_err(|err| Error::Spec(format!("{place}: {kind} `{name}`: `params`: {err}")))?;
             json.to_string()
         }
         Some(_) => {
@@ -335,10 +343,14 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         let text = GOOD.replace("about: test", "about: test\ncolour: red");
-        let err = PipelineSpec::parse(&text, "k.yaml").unwrap_err().to_string();
+        let err = PipelineSpec::parse(&text, "k.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("colour"), "{err}");
         let text = GOOD.replace("use: bitpack }", "use: bitpack, parms: {} }");
-        let err = PipelineSpec::parse(&text, "k.yaml").unwrap_err().to_string();
+        let err = PipelineSpec::parse(&text, "k.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("parms"), "{err}");
     }
 
@@ -348,19 +360,34 @@ mod tests {
         let err = PipelineSpec::parse(text, "o.yaml").unwrap_err().to_string();
         assert!(err.contains("o.yaml:4") && err.contains("order"), "{err}");
         let text = "name: t\nstages:\n  - quantizer: { use: raw }\n";
-        assert!(PipelineSpec::parse(text, "c.yaml").unwrap_err().to_string().contains("entropy-coder"));
+        assert!(PipelineSpec::parse(text, "c.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("entropy-coder"));
         let text = "name: t\nstages:\n  - entropy-coder: { use: bitpack }\n";
-        assert!(PipelineSpec::parse(text, "c.yaml").unwrap_err().to_string().contains("quantizer"));
+        assert!(PipelineSpec::parse(text, "c.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("quantizer"));
     }
 
     #[test]
     fn unreachable_coder_and_bad_role_are_errors() {
         let text = "name: t\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n  - entropy-coder: { use: zstd }\n";
         let err = PipelineSpec::parse(text, "u.yaml").unwrap_err().to_string();
-        assert!(err.contains("u.yaml:5") && err.contains("never be used"), "{err}");
+        assert!(
+            err.contains("u.yaml:5") && err.contains("never be used"),
+            "{err}"
+        );
         let text = GOOD.replace("roles: [positions]", "roles: [indices]");
-        assert!(PipelineSpec::parse(&text, "r.yaml").unwrap_err().to_string().contains("indices"));
+        assert!(PipelineSpec::parse(&text, "r.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("indices"));
         let text = GOOD.replace("uniform@1", "uniform@one");
-        assert!(PipelineSpec::parse(&text, "v.yaml").unwrap_err().to_string().contains("version"));
+        assert!(PipelineSpec::parse(&text, "v.yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("version"));
     }
 }

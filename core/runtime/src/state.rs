@@ -26,11 +26,18 @@ where
     let mut out = RVec::new();
     match save(&mut out) {
         RResult::ROk(()) => Ok(out),
-        RResult::RErr(err) => Err(Error::stage(format!("tensor `{name}`: save {what} state"), err)),
+        RResult::RErr(err) => Err(Error::stage(
+            format!("tensor `{name}`: save {what} state"),
+            err,
+        )),
     }
 }
 
-pub(crate) fn save(pipeline: &Pipeline, round: u64, codecs: &[(&str, &[u64], StageStates<'_>)]) -> Result<Vec<u8>> {
+pub(crate) fn save(
+    pipeline: &Pipeline,
+    round: u64,
+    codecs: &[(&str, &[u64], StageStates<'_>)],
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -93,11 +100,16 @@ fn truncated() -> Error {
     Error::Message("saved state is truncated".into())
 }
 
-type Restored = (u64, std::collections::HashMap<String, crate::engine::TensorCodecForLoad>);
+type Restored = (
+    u64,
+    std::collections::HashMap<String, crate::engine::TensorCodecForLoad>,
+);
 
 pub(crate) fn load(pipeline: &Pipeline, bytes: &[u8]) -> Result<Restored> {
     if bytes.len() < 13 || &bytes[..4] != MAGIC || bytes[4] != VERSION {
-        return Err(Error::Message("not a gradcodec saved state (bad magic or version)".into()));
+        return Err(Error::Message(
+            "not a gradcodec saved state (bad magic or version)".into(),
+        ));
     }
     let mut fingerprint = [0u8; 8];
     fingerprint.copy_from_slice(&bytes[5..13]);
@@ -124,7 +136,10 @@ pub(crate) fn load(pipeline: &Pipeline, bytes: &[u8]) -> Result<Restored> {
             shape.push(cursor.varint()?);
         }
         let states = [cursor.bytes()?, cursor.bytes()?, cursor.bytes()?];
-        handles.push((name.clone(), restore_codec(pipeline, &name, &shape, states)?));
+        handles.push((
+            name.clone(),
+            restore_codec(pipeline, &name, &shape, states)?,
+        ));
     }
     if cursor.at != bytes.len() {
         return Err(Error::Message("saved state has trailing bytes".into()));

@@ -67,7 +67,9 @@ impl Update {
     /// Reads `.npy` (one tensor named after the file stem) or `.safetensors`.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
         if size > MAX_TENSOR_FILE_BYTES {
             return Err(file_error(path, "file larger than 8 GiB"));
         }
@@ -96,8 +98,11 @@ impl Update {
                     ));
                 };
                 let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-                ndarray_npy::WriteNpyExt::write_npy(&tensor.data.as_standard_layout(), std::io::BufWriter::new(file))
-                    .map_err(|err| file_error(path, &err.to_string()))
+                ndarray_npy::WriteNpyExt::write_npy(
+                    &tensor.data.as_standard_layout(),
+                    std::io::BufWriter::new(file),
+                )
+                .map_err(|err| file_error(path, &err.to_string()))
             }
             "safetensors" => write_safetensors(self, path),
             other => Err(file_error(
@@ -178,5 +183,6 @@ fn write_safetensors(update: &Update, path: &Path) -> Result<()> {
                 .map_err(|err| file_error(path, &err.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|err| file_error(path, &err.to_string()))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|err| file_error(path, &err.to_string()))
 }

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 /// target/<profile>, from the test executable's location (target/<profile>/deps/...).
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
 }
 
 fn library(stem: &str) -> PathBuf {
@@ -27,7 +30,11 @@ fn library(stem: &str) -> PathBuf {
 fn registry() -> Registry {
     let files = vec![library("gradcodec_plugin_basic")];
     let registry = Registry::discover(&PluginSearch::only(vec![], files)).unwrap();
-    assert!(registry.failures().is_empty(), "load failures: {:?}", registry.failures());
+    assert!(
+        registry.failures().is_empty(),
+        "load failures: {:?}",
+        registry.failures()
+    );
     registry
 }
 
@@ -46,7 +53,8 @@ fn update(round: u32) -> Update {
     let values = |len: usize, salt: u32| -> Vec<f32> {
         (0..len)
             .map(|i| {
-                let x = ((i as u32).wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(40503)) as f32 / u32::MAX as f32;
+                let x = ((i as u32).wrapping_mul(2_654_435_761) ^ salt.wrapping_mul(40503)) as f32
+                    / u32::MAX as f32;
                 (x - 0.5) * 0.02 * (1.0 + (i % 5) as f32)
             })
             .collect()
@@ -60,7 +68,8 @@ fn update(round: u32) -> Update {
 
 const EVERY_KIND: &str = "name: every-kind\nabout: one stage of each kind from the basic plugin\nstages:\n  - predictor: { use: last-sent }\n  - error-correction: { use: memory-decay, params: { gamma: 0.9 } }\n  - quantizer: { use: uniform, params: { bits: 4, stochastic: true, seed: 3 } }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n";
 
-const F32: &str = "name: f32\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n";
+const F32: &str =
+    "name: f32\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n";
 
 #[test]
 fn plugins_load_from_their_shared_libraries() {
@@ -77,24 +86,38 @@ fn plugins_load_from_their_shared_libraries() {
         ("predictor", "last-sent"),
         ("entropy-coder", "bitpack"),
     ] {
-        assert!(names.contains(&(kind.into(), name.into())), "{kind} {name} missing: {names:?}");
+        assert!(
+            names.contains(&(kind.into(), name.into())),
+            "{kind} {name} missing: {names:?}"
+        );
     }
-    let basic = registry.find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None).unwrap();
+    let basic = registry
+        .find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None)
+        .unwrap();
     assert!(basic.library.path.ends_with("libgradcodec_plugin_basic.so"));
     // Fixtures are not named like plugins, so discovery never opens them.
-    assert!(registry.libraries().iter().all(|l| loader::is_plugin_file_name(&l.path)));
+    assert!(registry
+        .libraries()
+        .iter()
+        .all(|l| loader::is_plugin_file_name(&l.path)));
 }
 
 #[test]
 fn every_kind_round_trips_over_rounds_without_drift() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
     let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
     for round in 0..6 {
         let original = update(round);
         let message = encoder.encode(&original).unwrap();
         let decoded = decoder.decode(&message).unwrap();
-        assert_eq!(&decoded, encoder.last_reconstruction(), "round {round}: ends drifted");
+        assert_eq!(
+            &decoded,
+            encoder.last_reconstruction(),
+            "round {round}: ends drifted"
+        );
         // The tiny bias is sent raw, so it is exact.
         assert_eq!(decoded.tensors[1], original.tensors[1]);
         let error = metrics::relative_mse(&original, &decoded);
@@ -114,30 +137,42 @@ fn every_kind_round_trips_over_rounds_without_drift() {
 #[test]
 fn same_input_gives_the_same_bytes() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
     let (mut a, mut b) = (pipeline.encoder(), pipeline.encoder());
     for round in 0..3 {
-        assert_eq!(a.encode(&update(round)).unwrap(), b.encode(&update(round)).unwrap());
+        assert_eq!(
+            a.encode(&update(round)).unwrap(),
+            b.encode(&update(round)).unwrap()
+        );
     }
 }
 
 #[test]
 fn lossless_pipeline_is_exact_and_self_describing() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(F32, "f32.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(F32, "f32.yaml").unwrap())
+        .unwrap();
     let mut encoder = pipeline.encoder();
     let original = update(1);
     let message = encoder.encode(&original).unwrap();
     let mut decoder = decoder_for_message(&registry, &message).unwrap();
     assert_eq!(decoder.decode(&message).unwrap(), original);
     let stats = encoder.last_stats();
-    assert_eq!(stats.bytes - stats.overhead_bytes, 4 * original.entries() as u64);
+    assert_eq!(
+        stats.bytes - stats.overhead_bytes,
+        4 * original.entries() as u64
+    );
 }
 
 #[test]
 fn corrupt_message_leaves_the_stream_unchanged() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
     let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
     let first = encoder.encode(&update(0)).unwrap();
     decoder.decode(&first).unwrap();
@@ -148,9 +183,14 @@ fn corrupt_message_leaves_the_stream_unchanged() {
     assert!(decoder.decode(&corrupted).is_err());
     assert!(decoder.decode(&second[..second.len() - 3]).is_err());
     // The stream goes on as if the bad messages never arrived.
-    assert_eq!(&decoder.decode(&second).unwrap(), encoder.last_reconstruction());
+    assert_eq!(
+        &decoder.decode(&second).unwrap(),
+        encoder.last_reconstruction()
+    );
     // A message from another pipeline is refused by fingerprint.
-    let other = registry.build(&PipelineSpec::parse(F32, "f32.yaml").unwrap()).unwrap();
+    let other = registry
+        .build(&PipelineSpec::parse(F32, "f32.yaml").unwrap())
+        .unwrap();
     let foreign = other.encoder().encode(&update(2)).unwrap();
     let error = decoder.decode(&foreign).unwrap_err().to_string();
     assert!(error.contains("another pipeline"), "{error}");
@@ -159,60 +199,100 @@ fn corrupt_message_leaves_the_stream_unchanged() {
 #[test]
 fn state_save_and_load_resume_the_stream() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
     let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
     for round in 0..2 {
-        decoder.decode(&encoder.encode(&update(round)).unwrap()).unwrap();
+        decoder
+            .decode(&encoder.encode(&update(round)).unwrap())
+            .unwrap();
     }
-    let (saved_encoder, saved_decoder) = (encoder.save_state().unwrap(), decoder.save_state().unwrap());
+    let (saved_encoder, saved_decoder) =
+        (encoder.save_state().unwrap(), decoder.save_state().unwrap());
     let expected = encoder.encode(&update(2)).unwrap();
     let (mut resumed_encoder, mut resumed_decoder) = (pipeline.encoder(), pipeline.decoder());
     resumed_encoder.load_state(&saved_encoder).unwrap();
     resumed_decoder.load_state(&saved_decoder).unwrap();
     let message = resumed_encoder.encode(&update(2)).unwrap();
     assert_eq!(message, expected);
-    assert_eq!(&resumed_decoder.decode(&message).unwrap(), resumed_encoder.last_reconstruction());
+    assert_eq!(
+        &resumed_decoder.decode(&message).unwrap(),
+        resumed_encoder.last_reconstruction()
+    );
     assert!(resumed_decoder.load_state(&saved_decoder[..10]).is_err());
 }
 
 #[test]
 fn unknown_stage_names_the_closest_and_the_directories() {
     let registry = directory_registry();
-    let spec = PipelineSpec::parse(&EVERY_KIND.replace("use: uniform", "use: unifrom"), "typo.yaml").unwrap();
+    let spec = PipelineSpec::parse(
+        &EVERY_KIND.replace("use: uniform", "use: unifrom"),
+        "typo.yaml",
+    )
+    .unwrap();
     let error = registry.build(&spec).err().unwrap().to_string();
     assert!(error.contains("typo.yaml:6"), "{error}");
     assert!(error.contains("unknown quantizer `unifrom`"), "{error}");
     assert!(error.contains("closest known: uniform"), "{error}");
-    assert!(error.contains(&build_dir().display().to_string()), "{error}");
+    assert!(
+        error.contains(&build_dir().display().to_string()),
+        "{error}"
+    );
 }
 
 #[test]
 fn invalid_parameters_name_the_stage_and_the_field() {
     let registry = registry();
-    let spec = PipelineSpec::parse(&EVERY_KIND.replace("bits: 4", "bits: 40"), "bits.yaml").unwrap();
+    let spec =
+        PipelineSpec::parse(&EVERY_KIND.replace("bits: 4", "bits: 40"), "bits.yaml").unwrap();
     let error = registry.build(&spec).err().unwrap().to_string();
-    assert!(error.contains("quantizer `uniform`") && error.contains("`bits`"), "{error}");
-    let spec = PipelineSpec::parse(&EVERY_KIND.replace("gamma: 0.9", "gama: 0.9"), "gamma.yaml").unwrap();
+    assert!(
+        error.contains("quantizer `uniform`") && error.contains("`bits`"),
+        "{error}"
+    );
+    let spec =
+        PipelineSpec::parse(&EVERY_KIND.replace("gamma: 0.9", "gama: 0.9"), "gamma.yaml").unwrap();
     let error = registry.build(&spec).err().unwrap().to_string();
-    assert!(error.contains("memory-decay") && error.contains("gama"), "{error}");
-    let spec = PipelineSpec::parse(&EVERY_KIND.replace("gamma: 0.9", "gamma: high"), "type.yaml").unwrap();
+    assert!(
+        error.contains("memory-decay") && error.contains("gama"),
+        "{error}"
+    );
+    let spec = PipelineSpec::parse(
+        &EVERY_KIND.replace("gamma: 0.9", "gamma: high"),
+        "type.yaml",
+    )
+    .unwrap();
     let error = registry.build(&spec).err().unwrap().to_string();
     assert!(error.contains("field `gamma`"), "{error}");
-    let spec = PipelineSpec::parse(&EVERY_KIND.replace("uniform,", "uniform@7,"), "pin.yaml").unwrap();
+    let spec =
+        PipelineSpec::parse(&EVERY_KIND.replace("uniform,", "uniform@7,"), "pin.yaml").unwrap();
     let error = registry.build(&spec).err().unwrap().to_string();
-    assert!(error.contains("uniform@7") && error.contains("loaded versions: 1"), "{error}");
+    assert!(
+        error.contains("uniform@7") && error.contains("loaded versions: 1"),
+        "{error}"
+    );
 }
 
 #[test]
 fn non_finite_values_are_refused_naming_the_tensor() {
     let registry = registry();
-    let pipeline = registry.build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap()).unwrap();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
     let mut encoder = pipeline.encoder();
     let mut bad = update(0);
     bad.tensors[2].data[[3, 5]] = f32::NAN;
     let error = encoder.encode(&bad).unwrap_err().to_string();
-    assert!(error.contains("fc.weight") && error.contains("NaN"), "{error}");
-    assert_eq!(encoder.round(), 0, "a refused update must not advance the stream");
+    assert!(
+        error.contains("fc.weight") && error.contains("NaN"),
+        "{error}"
+    );
+    assert_eq!(
+        encoder.round(),
+        0,
+        "a refused update must not advance the stream"
+    );
     encoder.set_non_finite(gradcodec::NonFinitePolicy::ReplaceWithZero);
     assert!(encoder.encode(&bad).is_ok());
 }
@@ -222,15 +302,18 @@ fn old_abi_plugin_is_refused_with_both_versions() {
     let registry = fixture_registry(&["gcfixture_old_abi", "gradcodec_plugin_basic"]);
     assert_eq!(registry.failures().len(), 1);
     let message = &registry.failures()[0].message;
-    assert!(message.contains("0.0.3") && message.contains(gradcodec::abi::ABI_VERSION), "{message}");
+    assert!(
+        message.contains("0.0.3") && message.contains(gradcodec::abi::ABI_VERSION),
+        "{message}"
+    );
     // The good library next to it still loads.
-    assert!(registry.find(gradcodec::abi::StageKind::QUANTIZER, "raw", None).is_ok());
+    assert!(registry
+        .find(gradcodec::abi::StageKind::QUANTIZER, "raw", None)
+        .is_ok());
 }
 
 fn faulty_spec(kind_line: &str) -> String {
-    format!(
-        "name: faulty\nstages:\n{kind_line}\n  - entropy-coder: {{ use: faulty-coder }}\n"
-    )
+    format!("name: faulty\nstages:\n{kind_line}\n  - entropy-coder: {{ use: faulty-coder }}\n")
 }
 
 #[test]
@@ -285,10 +368,15 @@ fn wrong_lengths_and_garbage_symbols_are_errors() {
         assert!(error.contains(expect), "{line}: {error}");
     }
     // A coder that decodes garbage symbols or too few symbols is caught by the host.
-    for (params, expect) in [("garbage_symbols: true", "NaN"), ("wrong_length: true", "stream 0")] {
+    for (params, expect) in [
+        ("garbage_symbols: true", "NaN"),
+        ("wrong_length: true", "stream 0"),
+    ] {
         let line = format!("  - quantizer: {{ use: faulty-quantizer }}\n  - entropy-coder: {{ use: faulty-coder, params: {{ {params} }}, roles: [raw-words] }}");
         let spec = faulty_spec(&line);
-        let pipeline = registry.build(&PipelineSpec::parse(&spec, "c.yaml").unwrap()).unwrap();
+        let pipeline = registry
+            .build(&PipelineSpec::parse(&spec, "c.yaml").unwrap())
+            .unwrap();
         let message = pipeline.encoder().encode(&update(0)).unwrap();
         let error = pipeline.decoder().decode(&message).unwrap_err().to_string();
         assert!(error.contains(expect), "{params}: {error}");

@@ -379,8 +379,14 @@ fn check_quantizer(root: PluginRootRef, stage: &StageDescriptor, params: &str, l
     let mut restored = make();
     ok(label, restored.load_state(state.as_slice().into()));
     let (mut a, mut b) = (Quantized::default(), Quantized::default());
-    ok(label, encoder.quantize(&ctx, input.as_slice().into(), &mut a));
-    ok(label, restored.quantize(&ctx, input.as_slice().into(), &mut b));
+    ok(
+        label,
+        encoder.quantize(&ctx, input.as_slice().into(), &mut a),
+    );
+    ok(
+        label,
+        restored.quantize(&ctx, input.as_slice().into(), &mut b),
+    );
     assert_eq!(a, b, "{label}: state save/load changes the output");
     expect_clean_error(
         &format!("{label}: load_state(garbage)"),

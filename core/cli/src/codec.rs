@@ -1,0 +1,70 @@
+//! `gradcodec encode` and `gradcodec decode`.
+
+use crate::PluginArgs;
+use anyhow::Context;
+use clap::Args;
+use gradcodec::{decoder_for_message, metrics, PipelineSpec, Update};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options of `encode`.
+#[derive(Args)]
+pub struct EncodeArgs {
+    /// Pipeline spec (YAML).
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// Update to encode (.npy or .safetensors, f32).
+    #[arg(long)]
+    input: PathBuf,
+    /// Message file to write.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// Options of `decode`.
+#[derive(Args)]
+pub struct DecodeArgs {
+    /// Message file.
+    #[arg(long)]
+    input: PathBuf,
+    /// Update to write (.npy for one tensor, or .safetensors).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn encode(plugin_args: &PluginArgs, args: &EncodeArgs) -> anyhow::Result<ExitCode> {
+    let registry = plugin_args.registry()?;
+    let pipeline = registry.build(&PipelineSpec::from_file(&args.pipeline)?)?;
+    let update = Update::read(&args.input)?;
+    let mut encoder = pipeline.encoder();
+    let message = encoder.encode(&update)?;
+    std::fs::write(&args.output, &message)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    let entries = update.entries() as u64;
+    eprintln!(
+        "{}: {} tensors, {entries} entries -> {} bytes ({:.4} bits per entry, relative MSE {:.3e})",
+        pipeline.name(),
+        update.tensors.len(),
+        message.len(),
+        metrics::bits_per_entry(message.len() as u64, entries),
+        metrics::relative_mse(&update, encoder.last_reconstruction()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn decode(plugin_args: &PluginArgs, args: &DecodeArgs) -> anyhow::Result<ExitCode> {
+    let registry = plugin_args.registry()?;
+    let message =
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let mut decoder = decoder_for_message(&registry, &message)?;
+    let update = decoder.decode(&message)?;
+    update.write(&args.output)?;
+    eprintln!(
+        "{}: {} tensors, {} entries written to {}",
+        decoder.pipeline().name(),
+        update.tensors.len(),
+        update.entries(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! `gradcodec plugins`: every stage of every library found.
+
+use crate::PluginArgs;
+use clap::Args;
+use serde_json::json;
+use std::process::ExitCode;
+
+/// Options of `plugins`.
+#[derive(Args)]
+pub struct PluginsArgs {
+    /// One JSON object per stage (JSON lines).
+    #[arg(long)]
+    json: bool,
+    /// Also show directories searched, libraries that failed to load, and docs.
+    #[arg(long)]
+    verbose: bool,
+}
+
+pub fn run(plugin_args: &PluginArgs, args: &PluginsArgs) -> anyhow::Result<ExitCode> {
+    let registry = plugin_args.registry()?;
+    for stage in registry.stages() {
+        let d = &stage.descriptor;
+        if args.json {
+            let schema: serde_json::Value =
+                serde_json::from_str(&d.params_schema).unwrap_or(serde_json::Value::Null);
+            let example: serde_json::Value =
+                serde_json::from_str(&d.example_params).unwrap_or(serde_json::Value::Null);
+            let mut object = json!({
+                "kind": d.kind.as_str(),
+                "name": d.name.as_str(),
+                "version": d.version,
+                "format_version": d.format_version,
+                "flags": d.flags.names(),
+                "library": stage.library.manifest.library.as_str(),
+                "library_version": stage.library.manifest.library_version.as_str(),
+                "path": stage.library.path.display().to_string(),
+                "doc": d.doc.as_str(),
+            });
+            if args.verbose {
+                object["params_schema"] = schema;
+                object["example_params"] = example;
+            }
+            println!("{object}");
+        } else {
+            println!(
+                "{:<17} {:<16} v{} (format {})  {:<22} {}",
+                d.kind.as_str(),
+                d.name.as_str(),
+                d.version,
+                d.format_version,
+                d.flags.names().join(","),
+                stage.library.path.display()
+            );
+            if args.verbose {
+                println!("    {}", d.doc);
+                println!("    example params: {}", d.example_params);
+            }
+        }
+    }
+    if args.verbose || registry.stages().is_empty() {
+        eprintln!("searched:");
+        for dir in registry.searched() {
+            eprintln!("  {}", dir.display());
+        }
+        for failure in registry.failures() {
+            eprintln!(
+                "failed to load {}: {}",
+                failure.path.display(),
+                failure.message
+            );
+        }
+    } else if !registry.failures().is_empty() {
+        eprintln!(
+            "{} librar{} failed to load (see --verbose)",
+            registry.failures().len(),
+            if registry.failures().len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        );
+    }
+    if registry.stages().is_empty() {
+        eprintln!("no plugin found: build them (cargo build --workspace) or use --plugin-dir / GRADCODEC_PLUGIN_PATH");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! The `gradcodec` command end to end, with plugins loaded from the build
+//! directory (run `cargo build --workspace` first; the test script does).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn gradcodec(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_gradcodec"))
+        .args(args)
+        .current_dir(workspace())
+        .env_remove("GRADCODEC_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    output
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = gradcodec(args);
+    assert!(
+        output.status.success(),
+        "gradcodec {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn write_input(dir: &Path) -> PathBuf {
+    let values: Vec<f32> = (0..20_000)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-4)
+        .collect();
+    let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[100, 200]), values).unwrap();
+    let path = dir.join("grad.npy");
+    let update = gradcodec_test_update(array);
+    update.write(&path).unwrap();
+    path
+}
+
+fn gradcodec_test_update(array: ndarray::ArrayD<f32>) -> gradcodec::Update {
+    gradcodec::Update::new(vec![gradcodec::NamedTensor::new("grad", array)])
+}
+
+#[test]
+fn plugins_json_lists_every_basic_stage_with_its_library() {
+    let out = ok(&["plugins", "--json"]);
+    let stages: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (kind, name) in [
+        ("quantizer", "raw"),
+        ("quantizer", "uniform"),
+        ("error-correction", "memory-decay"),
+        ("predictor", "last-sent"),
+        ("entropy-coder", "bitpack"),
+    ] {
+        let stage = stages
+            .iter()
+            .find(|s| s["kind"] == kind && s["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} not listed"));
+        assert!(stage["version"].as_u64().is_some());
+        assert!(stage["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("libgradcodec_plugin_basic.so"));
+    }
+}
+
+#[test]
+fn encode_decode_inspect_and_bench_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let message = dir.path().join("grad.gcm");
+    let output = dir.path().join("back.npy");
+    let spec = "pipelines/uniform4-ef-res0.yaml";
+    ok(&[
+        "encode",
+        "--pipeline",
+        spec,
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        message.to_str().unwrap(),
+    ]);
+    ok(&[
+        "decode",
+        "--input",
+        message.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    let original = gradcodec::Update::read(&input).unwrap();
+    let decoded = gradcodec::Update::read(&output).unwrap();
+    let error = gradcodec::metrics::relative_mse(&original, &decoded);
+    assert!(error > 0.0 && error < 0.02, "relative MSE {error}");
+    let bytes = std::fs::metadata(&message).unwrap().len();
+    let bits = 8.0 * bytes as f64 / 20_000.0;
+    assert!((4.0..4.5).contains(&bits), "{bits} bits per entry");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", message.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(report["bytes"], bytes);
+    assert_eq!(report["tensors"][0]["name"], "grad");
+    assert!(report["tensors"][0]["side_info"]["scale"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["pipeline"]["name"], "uniform4-ef-res0");
+
+    let line = ok(&[
+        "bench",
+        "--pipeline",
+        spec,
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+        "--min-time",
+        "0.05",
+    ]);
+    let bench: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(bench["bytes"], bytes);
+    for field in [
+        "bits_per_entry",
+        "relative_mse",
+        "encode_mentries_per_s",
+        "decode_mentries_per_s",
+    ] {
+        assert!(bench[field].as_f64().unwrap() > 0.0, "{field}: {bench}");
+    }
+}
+
+#[test]
+fn check_reports_bad_specs_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: bad\nstages:\n  - quantizer: { use: uniform, params: { bitz: 3 } }\n  - entropy-coder: { use: bitpack }\n").unwrap();
+    let output = gradcodec(&["check", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("bad.yaml:3") && text.contains("bitz"),
+        "{text}"
+    );
+    ok(&[
+        "check",
+        "pipelines/uniform8.yaml",
+        "pipelines/uniform4-ef-res0.yaml",
+    ]);
+}
+
+#[test]
+fn corrupt_and_foreign_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path());
+    let message = dir.path().join("m.gcm");
+    ok(&[
+        "encode",
+        "--pipeline",
+        "pipelines/uniform8.yaml",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        message.to_str().unwrap(),
+    ]);
+    let mut bytes = std::fs::read(&message).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(&message, &bytes).unwrap();
+    let output = gradcodec(&[
+        "decode",
+        "--input",
+        message.to_str().unwrap(),
+        "--output",
+        dir.path().join("x.npy").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("checksum") || text.contains("truncated"),
+        "{text}"
+    );
+    let output = gradcodec(&[
+        "decode",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("y.npy").to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad magic"));
+    let nan = dir.path().join("nan.npy");
+    let mut values = vec![0.5f32; 300];
+    values[17] = f32::INFINITY;
+    gradcodec_test_update(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[300]), values).unwrap())
+        .write(&nan)
+        .unwrap();
+    let output = gradcodec(&[
+        "encode",
+        "--pipeline",
+        "pipelines/uniform8.yaml",
+        "--input",
+        nan.to_str().unwrap(),
+        "--output",
+        message.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tensor `nan`"));
+}
