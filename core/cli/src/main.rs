@@ -6,6 +6,7 @@ mod check;
 mod codec;
 mod inspect;
 mod plugins;
+mod synth;
 
 use clap::{Args, Parser, Subcommand};
 use gradcodec::{PluginSearch, Registry};
@@ -58,6 +59,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure a pipeline on an input: bits per entry, error, speed.
     Bench(bench::BenchArgs),
+    /// Write a synthetic GenNorm(beta, alpha) update.
+    Synth(synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => codec::decode(&cli.plugins, args),
         Command::Inspect(args) => inspect::run(&cli.plugins, args),
         Command::Bench(args) => bench::run(&cli.plugins, args),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(code) => code,

@@ -84,9 +84,12 @@ impl PluginSearch {
         dirs
     }
 
-    /// Every candidate library file, in precedence order, without duplicates.
+    /// Every candidate library file, in precedence order. A library found in a
+    /// directory is skipped when one of the same file name came earlier (a copy in
+    /// a higher-precedence directory shadows it); explicit files always load.
     pub fn candidates(&self) -> Vec<PathBuf> {
         let mut files = self.files.clone();
+        let mut names: BTreeSet<std::ffi::OsString> = BTreeSet::new();
         for dir in self.directories() {
             if dir.is_file() {
                 files.push(dir);
@@ -100,7 +103,15 @@ impl PluginSearch {
                 .filter(|path| is_plugin_file_name(path))
                 .collect();
             found.sort();
-            files.extend(found);
+            for path in found {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
+                if names.insert(name) {
+                    files.push(path);
+                }
+            }
         }
         let mut seen = BTreeSet::new();
         files.retain(|file| seen.insert(file.canonicalize().unwrap_or_else(|_| file.clone())));
@@ -126,7 +137,12 @@ pub fn is_plugin_file_name(path: &Path) -> bool {
 
 /// The workspace build output directories, known at compile time.
 fn build_output_dirs() -> Vec<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(manifest)
+        .to_path_buf();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));

@@ -1,0 +1,198 @@
+//! `fixed-step`: scalar quantization on a fixed grid `k·Δ`.
+//!
+//! Each entry becomes the integer `k = round(x / Δ)`, clamped to `[-K, K]`, and
+//! is reconstructed as `k·Δ`. The symbol is `k + K` (alphabet `2K + 1`). Unlike
+//! `uniform`, the step does not adapt to the tensor, so there is no side info
+//! and the error bound `|x - x̂| <= Δ/2` holds for every `|x| <= (K + ½)Δ`.
+//! Paired with an entropy coder this is entropy-coded scalar quantization, the
+//! classic near-optimal high-rate scheme (Gish & Pierce, 1968).
+//!
+//! ```yaml
+//! - quantizer: { use: fixed-step, params: { step: 0.001, max_level: 127 } }
+//! ```
+
+use gradcodec_sdk::{
+    ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
+    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// Parameters. `deny_unknown_fields` makes typos errors; `default` fills in
+/// missing fields, and the filled-in config is the stage's canonical config.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixedStepConfig {
+    /// Grid step Δ (> 0).
+    pub step: f32,
+    /// Largest level K (1..=32767); larger magnitudes saturate.
+    pub max_level: u32,
+}
+
+impl Default for FixedStepConfig {
+    fn default() -> Self {
+        Self {
+            step: 1e-3,
+            max_level: 127,
+        }
+    }
+}
+
+impl StageConfig for FixedStepConfig {
+    /// Range checks; each message names its field so users can fix the spec.
+    fn validate(&self) -> Result<(), String> {
+        ensure(
+            self.step.is_finite() && self.step > 0.0,
+            "step",
+            format!("must be a positive number, got {}", self.step),
+        )?;
+        ensure(
+            (1..=32_767).contains(&self.max_level),
+            "max_level",
+            format!("must be in 1..=32767, got {}", self.max_level),
+        )
+    }
+}
+
+/// One instance per tensor and stream (the host creates it with the tensor's spec).
+pub struct FixedStep {
+    config: FixedStepConfig,
+    len: u64,
+}
+
+impl FixedStep {
+    fn alphabet(&self) -> u64 {
+        2 * u64::from(self.config.max_level) + 1
+    }
+}
+
+impl Stage for FixedStep {
+    type Config = FixedStepConfig;
+
+    /// Published in the manifest (`gradcodec plugins --verbose` shows it).
+    const INFO: StageInfo = StageInfo {
+        name: "fixed-step",
+        // Bump `version` when the config or behaviour changes, `format_version`
+        // when the bytes it writes change.
+        version: 1,
+        format_version: 1,
+        doc: "Scalar quantization on a fixed grid k*step, |k| <= max_level, no side info; \
+              the error is at most step/2 inside the range (Gish & Pierce 1968).",
+        example_params: r#"{"step": 0.001, "max_level": 127}"#,
+        flags: StageFlags::NONE,
+    };
+
+    fn new(config: FixedStepConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            config,
+            len: tensor.len(),
+        })
+    }
+}
+
+impl Quantizer for FixedStep {
+    fn quantize(
+        &mut self,
+        _ctx: &CallContext,
+        input: &[f32],
+        out: &mut Quantized,
+    ) -> SdkResult<()> {
+        // Inputs are finite (the host checks); their length is the tensor's.
+        ensure_len("input", input.len(), self.len)?;
+        // `out` is reused across rounds: clear it, keep its allocations.
+        out.clear();
+        let max = self.config.max_level as f32;
+        let inverse_step = 1.0 / self.config.step;
+        let mut stream = SymbolStream::new(StreamRole::VALUES, self.alphabet());
+        stream.symbols.extend(
+            input
+                .iter()
+                .map(|x| ((x * inverse_step).round().clamp(-max, max) + max) as u32),
+        );
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    /// The decoder calls this first: it must rebuild the same stream
+    /// descriptors from the side info alone (here there is none).
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        ensure_data(out.side_info.is_empty(), || {
+            "fixed-step has no side info".into()
+        })?;
+        out.streams.clear();
+        out.streams
+            .push(SymbolStream::new(StreamRole::VALUES, self.alphabet()));
+        Ok(())
+    }
+
+    /// Untrusted data: check the stream count, the length and every symbol.
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        ensure_data(coded.streams.len() == 1, || {
+            "fixed-step expects one stream".into()
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        ensure_data(symbols.len() as u64 == self.len, || {
+            format!("{} symbols for a tensor of {}", symbols.len(), self.len)
+        })?;
+        let alphabet = self.alphabet();
+        ensure_data(symbols.iter().all(|s| u64::from(*s) < alphabet), || {
+            format!("symbol outside 0..{alphabet}")
+        })?;
+        let max = self.config.max_level as i64;
+        out.clear();
+        out.extend(
+            symbols
+                .iter()
+                .map(|s| (i64::from(*s) - max) as f32 * self.config.step),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quantizer() -> FixedStep {
+        let tensor = TensorSpec {
+            name: "t".into(),
+            shape: vec![5u64].into(),
+        };
+        FixedStep::new(
+            FixedStepConfig {
+                step: 0.5,
+                max_level: 4,
+            },
+            &tensor,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn error_is_at_most_half_a_step_inside_the_range_and_saturates_outside() {
+        let mut q = quantizer();
+        let ctx = CallContext::new(0, 0);
+        let input = [0.0, 0.26, -0.74, 2.2, -9.0];
+        let mut coded = Quantized::default();
+        q.quantize(&ctx, &input, &mut coded).unwrap();
+        let mut out = RVec::new();
+        q.dequantize(&ctx, &coded, &mut out).unwrap();
+        assert_eq!(out.as_slice(), &[0.0, 0.5, -0.5, 2.0, -2.0]);
+        for (x, y) in input.iter().zip(out.iter()).take(4) {
+            assert!((x - y).abs() <= 0.25);
+        }
+    }
+
+    #[test]
+    fn bad_parameters_name_the_field() {
+        let error = gradcodec_sdk::parse_config::<FixedStepConfig>(r#"{"step": -1}"#).unwrap_err();
+        assert!(error.message.contains("`step`"), "{error}");
+        let error =
+            gradcodec_sdk::parse_config::<FixedStepConfig>(r#"{"max_level": 0}"#).unwrap_err();
+        assert!(error.message.contains("`max_level`"), "{error}");
+    }
+}
