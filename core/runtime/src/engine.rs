@@ -19,6 +19,7 @@ use gradcodec_abi::{
     CallContext, EntropyCoderBox, ErrorCorrectionBox, PredictorBox, Quantized, QuantizerBox,
     StageError, TensorSpec,
 };
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -168,32 +169,43 @@ impl TensorCodec {
         }
     }
 
-    /// Encodes `x`; leaves the reconstruction x̂ in `self.residual`.
+    /// Encodes `x`; afterwards [`TensorCodec::reconstruction`] holds x̂.
     fn encode(&mut self, ctx: &CallContext, x: &[f32], pipeline: &Pipeline) -> Result<()> {
         let name = self.spec.name.to_string();
-        self.predict(ctx)?;
-        self.residual.clear();
-        self.residual
-            .extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
-        let input = match &mut self.correction {
+        // r = x - P (without a predictor, r is x itself: no copy).
+        if self.predictor.is_some() {
+            self.predict(ctx)?;
+            self.residual.clear();
+            self.residual
+                .extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
+        }
+        let residual: &[f32] = if self.predictor.is_some() {
+            &self.residual
+        } else {
+            x
+        };
+        // a = r + γe
+        let input: &[f32] = match &mut self.correction {
             Some(correction) => {
                 stage_result(
                     || format!("tensor `{name}`: compensate"),
-                    correction.compensate(
-                        ctx,
-                        self.residual.as_slice().into(),
-                        &mut self.compensated,
-                    ),
+                    correction.compensate(ctx, residual.into(), &mut self.compensated),
                 )?;
-                self.check_len("the compensated tensor", self.compensated.len())?;
+                if self.compensated.len() != residual.len() {
+                    return Err(Error::Update(format!(
+                        "tensor `{name}`: the compensated tensor has {} entries, expected {}",
+                        self.compensated.len(),
+                        residual.len()
+                    )));
+                }
                 &self.compensated
             }
-            None => &self.residual,
+            None => residual,
         };
         stage_result(
             || format!("tensor `{name}`: quantize"),
             self.quantizer
-                .quantize(ctx, input.as_slice().into(), &mut self.quantized),
+                .quantize(ctx, input.into(), &mut self.quantized),
         )?;
         self.coded
             .resize_with(self.quantized.streams.len(), RVec::new);
@@ -236,26 +248,23 @@ impl TensorCodec {
         if let Some(correction) = &mut self.correction {
             stage_result(
                 || format!("tensor `{name}`: error feedback"),
-                correction.feedback(
-                    ctx,
-                    self.compensated.as_slice().into(),
-                    self.dequantized.as_slice().into(),
-                ),
+                correction.feedback(ctx, input.into(), self.dequantized.as_slice().into()),
             )?;
         }
         self.commit(ctx)
     }
 
-    /// x̂ = P + â into `self.residual`, then the predictor commits it.
+    /// x̂ = P + â (into `self.residual` when there is a predictor, which then
+    /// commits it; otherwise x̂ is â itself).
     fn commit(&mut self, ctx: &CallContext) -> Result<()> {
-        self.residual.clear();
-        self.residual.extend(
-            self.prediction
-                .iter()
-                .zip(self.dequantized.iter())
-                .map(|(p, q)| p + q),
-        );
         if let Some(predictor) = &mut self.predictor {
+            self.residual.clear();
+            self.residual.extend(
+                self.prediction
+                    .iter()
+                    .zip(self.dequantized.iter())
+                    .map(|(p, q)| p + q),
+            );
             let name = &self.spec.name;
             stage_result(
                 || format!("tensor `{name}`: commit"),
@@ -263,6 +272,15 @@ impl TensorCodec {
             )?;
         }
         Ok(())
+    }
+
+    /// x̂ of the last encoded or decoded tensor.
+    fn reconstruction(&self) -> &[f32] {
+        if self.predictor.is_some() {
+            &self.residual
+        } else {
+            &self.dequantized
+        }
     }
 
     fn reset(&mut self) {
@@ -365,71 +383,104 @@ impl Encoder {
         &self.stats
     }
 
-    /// Encodes one update into one message.
+    /// Encodes one update into one message. Tensors are coded in parallel (rayon)
+    /// and the bytes do not depend on the thread count.
     pub fn encode(&mut self, update: &Update) -> Result<Vec<u8>> {
         let cleaned = self.check_update(update)?;
         let update = cleaned.as_ref().unwrap_or(update);
         let pipeline = Arc::clone(&self.streams.pipeline);
+        // Take each coded tensor's codec out of the map so tensors run in parallel.
+        let mut jobs: Vec<Option<TensorCodec>> = Vec::with_capacity(update.tensors.len());
+        for tensor in &update.tensors {
+            if (tensor.len() as u64) < pipeline.uncompressed_below() {
+                jobs.push(None);
+                continue;
+            }
+            let shape = shape_u64(tensor);
+            self.streams.codec(&tensor.name, &shape)?;
+            jobs.push(self.streams.codecs.remove(&tensor.name));
+        }
+        let round = self.round;
+        let outcomes: Vec<Result<()>> = jobs
+            .par_iter_mut()
+            .zip(update.tensors.par_iter())
+            .enumerate()
+            .map(|(index, (job, tensor))| match job {
+                Some(codec) => {
+                    let values = tensor.data.as_standard_layout();
+                    let values = values.as_slice().expect("standard layout is contiguous");
+                    codec.encode(&CallContext::new(round, index as u32), values, &pipeline)
+                }
+                None => Ok(()),
+            })
+            .collect();
+        let failure = outcomes.into_iter().find_map(Result::err);
         let mut writer = MessageWriter::new();
         let mut reconstruction = Vec::with_capacity(update.tensors.len());
         let mut stats = MessageStats::default();
-        for (index, tensor) in update.tensors.iter().enumerate() {
-            let ctx = CallContext::new(self.round, index as u32);
+        for (tensor, job) in update.tensors.iter().zip(jobs) {
             let shape = shape_u64(tensor);
-            let values = tensor.data.as_standard_layout();
-            let values = values.as_slice().expect("standard layout is contiguous");
-            let mut tensor_stats = TensorStats {
-                name: tensor.name.clone(),
-                entries: values.len() as u64,
-                ..TensorStats::default()
-            };
-            if (values.len() as u64) < pipeline.uncompressed_below() {
+            let Some(codec) = job else {
+                let values = tensor.data.as_standard_layout();
+                let values = values.as_slice().expect("standard layout is contiguous");
                 writer.add_raw(&tensor.name, &shape, values);
-                tensor_stats.raw = true;
-                tensor_stats.streams.push((
-                    "raw-f32".into(),
-                    values.len() as u64,
-                    values.len() as u64 * 4,
-                ));
+                stats.tensors.push(TensorStats {
+                    name: tensor.name.clone(),
+                    entries: values.len() as u64,
+                    raw: true,
+                    side_info_bytes: 0,
+                    streams: vec![(
+                        "raw-f32".into(),
+                        values.len() as u64,
+                        values.len() as u64 * 4,
+                    )],
+                });
                 reconstruction.push(tensor.clone());
-                stats.tensors.push(tensor_stats);
                 continue;
+            };
+            if failure.is_none() {
+                let streams: Vec<(u64, &[u8])> = codec
+                    .quantized
+                    .streams
+                    .iter()
+                    .zip(&codec.coded)
+                    .map(|(s, bytes)| (s.symbols.len() as u64, bytes.as_slice()))
+                    .collect();
+                writer.add_coded(&CodedTensor {
+                    name: &tensor.name,
+                    shape: &shape,
+                    side_info: &codec.quantized.side_info,
+                    streams,
+                });
+                stats.tensors.push(TensorStats {
+                    name: tensor.name.clone(),
+                    entries: tensor.len() as u64,
+                    raw: false,
+                    side_info_bytes: codec.quantized.side_info.len() as u64,
+                    streams: codec
+                        .quantized
+                        .streams
+                        .iter()
+                        .zip(&codec.coded)
+                        .map(|(s, bytes)| {
+                            (
+                                s.role.as_str().to_string(),
+                                s.symbols.len() as u64,
+                                bytes.len() as u64,
+                            )
+                        })
+                        .collect(),
+                });
+                reconstruction.push(NamedTensor::from_vec(
+                    tensor.name.clone(),
+                    tensor.data.shape(),
+                    codec.reconstruction().to_vec(),
+                )?);
             }
-            let codec = self.streams.codec(&tensor.name, &shape)?;
-            codec.encode(&ctx, values, &pipeline)?;
-            let streams: Vec<(u64, &[u8])> = codec
-                .quantized
-                .streams
-                .iter()
-                .zip(&codec.coded)
-                .map(|(s, bytes)| (s.symbols.len() as u64, bytes.as_slice()))
-                .collect();
-            writer.add_coded(&CodedTensor {
-                name: &tensor.name,
-                shape: &shape,
-                side_info: &codec.quantized.side_info,
-                streams,
-            });
-            tensor_stats.side_info_bytes = codec.quantized.side_info.len() as u64;
-            tensor_stats.streams = codec
-                .quantized
-                .streams
-                .iter()
-                .zip(&codec.coded)
-                .map(|(s, bytes)| {
-                    (
-                        s.role.as_str().to_string(),
-                        s.symbols.len() as u64,
-                        bytes.len() as u64,
-                    )
-                })
-                .collect();
-            stats.tensors.push(tensor_stats);
-            reconstruction.push(NamedTensor::from_vec(
-                tensor.name.clone(),
-                tensor.data.shape(),
-                codec.residual.to_vec(),
-            )?);
+            self.streams.codecs.insert(tensor.name.clone(), codec);
+        }
+        if let Some(error) = failure {
+            return Err(error);
         }
         let embed = match self.embed {
             EmbedPipeline::Always => true,
@@ -673,9 +724,11 @@ impl Decoder {
                         .get_mut(&record.name)
                         .expect("decoded above");
                     let ctx = CallContext::new(parsed.round, index as u32);
-                    codec.predict(&ctx)?;
+                    if codec.predictor.is_some() {
+                        codec.predict(&ctx)?;
+                    }
                     codec.commit(&ctx)?;
-                    codec.residual.to_vec()
+                    codec.reconstruction().to_vec()
                 }
             };
             tensors.push(NamedTensor::from_vec(record.name.clone(), &shape, values)?);

@@ -150,6 +150,27 @@ fn same_input_gives_the_same_bytes() {
 }
 
 #[test]
+fn bytes_do_not_depend_on_the_thread_count() {
+    let registry = registry();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
+    let encode_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut encoder = pipeline.encoder();
+            (0..3)
+                .map(|round| encoder.encode(&update(round)).unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(encode_with(1), encode_with(4));
+}
+
+#[test]
 fn lossless_pipeline_is_exact_and_self_describing() {
     let registry = registry();
     let pipeline = registry

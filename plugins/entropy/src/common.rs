@@ -1,0 +1,112 @@
+//! Checks and transforms shared by the coders: alphabet checks, the gap transform
+//! of `positions` streams, and the decode-side count guard.
+
+use gradcodec_sdk::{corrupt, ensure_data, invalid_input, SdkResult, StreamRole, SymbolStream};
+
+/// Checks on the encoder side that every symbol lies in the alphabet.
+pub fn check_symbols(stream: &SymbolStream) -> SdkResult<()> {
+    let alphabet = stream.alphabet_size;
+    match stream.symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+        None => Ok(()),
+        Some(symbol) => Err(invalid_input(format!(
+            "symbol {symbol} outside 0..{alphabet}"
+        ))),
+    }
+}
+
+/// True for a `positions` stream (coded as gaps).
+pub fn is_positions(stream: &SymbolStream) -> bool {
+    stream.role == StreamRole::POSITIONS
+}
+
+/// Gaps of strictly increasing positions: `p_0`, then `p_i - p_{i-1} - 1`.
+/// Fails (invalid input) unless the positions strictly increase.
+pub fn positions_to_gaps(positions: &[u32]) -> SdkResult<Vec<u32>> {
+    let mut gaps = Vec::with_capacity(positions.len());
+    let mut next = 0u64;
+    for &position in positions {
+        let position = u64::from(position);
+        if position < next {
+            return Err(invalid_input(format!(
+                "positions must strictly increase (got {position} after {})",
+                next.wrapping_sub(1)
+            )));
+        }
+        gaps.push((position - next) as u32);
+        next = position + 1;
+    }
+    Ok(gaps)
+}
+
+/// Rebuilds positions from gaps in place, checking each against `alphabet`.
+pub struct GapDecoder {
+    next: u64,
+    alphabet: u64,
+}
+
+impl GapDecoder {
+    /// Starts a stream of positions below `alphabet`.
+    pub fn new(alphabet: u64) -> Self {
+        Self { next: 0, alphabet }
+    }
+
+    /// The position for the next gap.
+    pub fn position(&mut self, gap: u64) -> SdkResult<u32> {
+        let position = self.next.saturating_add(gap);
+        ensure_data(position < self.alphabet, || {
+            format!("position {position} outside 0..{}", self.alphabet)
+        })?;
+        self.next = position + 1;
+        Ok(position as u32)
+    }
+}
+
+/// Checks a decoded symbol against the alphabet.
+pub fn check_decoded(symbol: u64, alphabet: u64) -> SdkResult<u32> {
+    if symbol < alphabet && symbol <= u64::from(u32::MAX) {
+        Ok(symbol as u32)
+    } else {
+        Err(corrupt(format!(
+            "decoded symbol {symbol} outside 0..{alphabet}"
+        )))
+    }
+}
+
+/// The bits to hold `alphabet - 1` (0 for alphabets of one symbol).
+pub fn symbol_bits(alphabet: u64) -> u32 {
+    if alphabet <= 1 {
+        0
+    } else {
+        64 - (alphabet - 1).leading_zeros()
+    }
+}
+
+/// Rejects a count that cannot fit: every symbol takes at least `min_bits_each`
+/// bits of the `bits` available.
+pub fn check_count_fits(count: u64, bits: u64, min_bits_each: u64) -> SdkResult<()> {
+    ensure_data(count.saturating_mul(min_bits_each) <= bits, || {
+        format!("{count} symbols cannot fit in {bits} bits")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_round_trip_and_reject_disorder() {
+        let positions = [0u32, 1, 5, 6, 100];
+        let gaps = positions_to_gaps(&positions).unwrap();
+        assert_eq!(gaps, vec![0, 0, 3, 0, 93]);
+        let mut decoder = GapDecoder::new(101);
+        let back: Vec<u32> = gaps
+            .iter()
+            .map(|g| decoder.position(u64::from(*g)).unwrap())
+            .collect();
+        assert_eq!(back, positions);
+        assert!(positions_to_gaps(&[3, 3]).is_err());
+        assert!(positions_to_gaps(&[3, 2]).is_err());
+        let mut decoder = GapDecoder::new(10);
+        assert!(decoder.position(10).is_err());
+    }
+}
