@@ -75,6 +75,7 @@ pub trait PredictorStage: Send {
 #[sabi_trait]
 pub trait ErrorCorrectionStage: Send {
     /// Writes the compensated tensor `a` for the residual `r` into `out`.
+    /// Does not change the state (only `feedback` does).
     fn compensate(
         &mut self,
         ctx: &CallContext,

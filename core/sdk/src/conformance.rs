@@ -88,6 +88,20 @@ pub fn check_library(root: PluginRootRef) {
     }
 }
 
+/// Runs the kit for one stage with other parameters than its example (JSON),
+/// e.g. to cover every model or format option of a stage.
+pub fn check_stage_with_params(root: PluginRootRef, kind: StageKind, name: &str, params_json: &str) {
+    let manifest = (root.manifest())();
+    let mut stage = manifest
+        .stages
+        .iter()
+        .find(|s| s.kind == kind && s.name.as_str() == name)
+        .unwrap_or_else(|| panic!("the library has no {kind} `{name}`"))
+        .clone();
+    stage.example_params = params_json.into();
+    check_stage(root, &stage);
+}
+
 /// Runs the kit for one stage.
 pub fn check_stage(root: PluginRootRef, stage: &StageDescriptor) {
     let name = stage.name.as_str();

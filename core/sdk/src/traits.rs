@@ -56,7 +56,9 @@ pub trait Predictor: Stage {
 
 /// See [`gradcodec_abi::ErrorCorrectionStage`].
 pub trait ErrorCorrection: Stage {
-    /// `out = residual + γ·memory`.
+    /// `out = residual + γ·memory`. Must not change the state: only
+    /// [`ErrorCorrection::feedback`] does (the engine may call `compensate`
+    /// again for the same round, e.g. to retry).
     fn compensate(
         &mut self,
         ctx: &CallContext,

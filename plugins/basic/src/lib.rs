@@ -28,4 +28,12 @@ mod tests {
     fn every_stage_passes_the_conformance_kit() {
         gradcodec_sdk::conformance::check_library(super::plugin_root());
     }
+
+    #[test]
+    fn uniform_passes_the_kit_at_its_extreme_widths() {
+        use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
+        for params in [r#"{"bits": 1}"#, r#"{"bits": 16, "stochastic": true, "seed": 9}"#] {
+            check_stage_with_params(super::plugin_root(), StageKind::QUANTIZER, "uniform", params);
+        }
+    }
 }

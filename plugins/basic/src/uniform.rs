@@ -13,11 +13,11 @@
 //! ```
 
 use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
+    ensure, ensure_data, ensure_len,
+    random::{call_rng, uniform01_f32}, CallContext, JsonSchema, Quantized,
     Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
     SymbolStream, TensorSpec,
 };
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `uniform`.
@@ -113,7 +113,7 @@ impl Quantizer for Uniform {
                 stream.symbols.extend(input.iter().map(|value| {
                     let position = ((value + scale) * inverse_step).clamp(0.0, top);
                     let floor = position.floor();
-                    let up = rng.random::<f32>() < position - floor;
+                    let up = uniform01_f32(&mut rng) < position - floor;
                     (floor as u32 + u32::from(up)).min(top as u32)
                 }));
             } else {
