@@ -1,0 +1,195 @@
+//! MSB-first bit I/O and Elias-gamma integers for the Huffman coder.
+//!
+//! The reader never reads outside its slice: past the end it supplies zero
+//! bits and counts them, and callers check [`BitReader::overrun`].
+
+use gradcodec_sdk::RVec;
+
+/// Appends bits, most significant first, to a byte vector.
+pub struct BitWriter<'a> {
+    out: &'a mut RVec<u8>,
+    buffer: u64,
+    filled: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut RVec<u8>) -> Self {
+        Self {
+            out,
+            buffer: 0,
+            filled: 0,
+        }
+    }
+
+    /// Writes the low `count` bits of `value` (`count <= 32`).
+    #[inline]
+    pub fn put(&mut self, value: u32, count: u32) {
+        debug_assert!(count <= 32);
+        if count == 0 {
+            return;
+        }
+        self.buffer = (self.buffer << count) | u64::from(value & (u32::MAX >> (32 - count)));
+        self.filled += count;
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.out.push((self.buffer >> self.filled) as u8);
+        }
+    }
+
+    /// Writes `value >= 1` as an Elias-gamma code (`2⌊log₂ v⌋ + 1` bits).
+    pub fn put_gamma(&mut self, value: u64) {
+        debug_assert!(value >= 1);
+        let width = 64 - value.leading_zeros();
+        for _ in 1..width {
+            self.put(0, 1);
+        }
+        let mut remaining = width;
+        while remaining > 0 {
+            let chunk = remaining.min(32);
+            remaining -= chunk;
+            self.put((value >> remaining) as u32, chunk);
+        }
+    }
+
+    /// Pads the last byte with zero bits.
+    pub fn finish(mut self) {
+        if self.filled > 0 {
+            let pad = 8 - self.filled;
+            self.put(0, pad);
+        }
+    }
+}
+
+/// Reads bits, most significant first, from a byte slice.
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    next_byte: usize,
+    /// Valid bits are the top `available` bits.
+    buffer: u64,
+    available: u32,
+    consumed: u64,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            next_byte: 0,
+            buffer: 0,
+            available: 0,
+            consumed: 0,
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        while self.available <= 56 {
+            let byte = self.data.get(self.next_byte).copied().unwrap_or(0);
+            self.next_byte += 1;
+            self.buffer |= u64::from(byte) << (56 - self.available);
+            self.available += 8;
+        }
+    }
+
+    /// The next `count` bits (`1..=32`) without consuming them.
+    #[inline]
+    pub fn peek(&mut self, count: u32) -> u32 {
+        debug_assert!((1..=32).contains(&count));
+        if self.available < count {
+            self.refill();
+        }
+        (self.buffer >> (64 - count)) as u32
+    }
+
+    /// Consumes `count` bits (at most what the last `peek` looked at).
+    #[inline]
+    pub fn skip(&mut self, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.buffer <<= count;
+        self.available -= count;
+        self.consumed += u64::from(count);
+    }
+
+    /// Reads `count` bits (`0..=32`).
+    pub fn get(&mut self, count: u32) -> u32 {
+        if count == 0 {
+            return 0;
+        }
+        let value = self.peek(count);
+        self.skip(count);
+        value
+    }
+
+    /// Reads an Elias-gamma code; `None` for one longer than 64 bits of value.
+    pub fn get_gamma(&mut self) -> Option<u64> {
+        let mut zeros = 0u32;
+        while self.get(1) == 0 {
+            zeros += 1;
+            if zeros > 63 || self.overrun() {
+                return None;
+            }
+        }
+        let mut value = 1u64;
+        let mut remaining = zeros;
+        while remaining > 0 {
+            let chunk = remaining.min(32);
+            remaining -= chunk;
+            value = (value << chunk) | u64::from(self.get(chunk));
+        }
+        Some(value)
+    }
+
+    /// Bits in the input.
+    pub fn total(&self) -> u64 {
+        self.data.len() as u64 * 8
+    }
+
+    /// Bits left in the input (0 once past its end).
+    pub fn remaining(&self) -> u64 {
+        self.total().saturating_sub(self.consumed)
+    }
+
+    /// True once more bits were consumed than the input holds.
+    pub fn overrun(&self) -> bool {
+        self.consumed > self.total()
+    }
+
+    /// True when what is left is only the zero padding of the last byte.
+    pub fn at_clean_end(&mut self) -> bool {
+        let left = self.remaining();
+        !self.overrun() && left < 8 && (left == 0 || self.peek(left as u32) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_and_gamma_codes_round_trip() {
+        let mut out = RVec::new();
+        let mut writer = BitWriter::new(&mut out);
+        writer.put(0b101, 3);
+        writer.put_gamma(1);
+        writer.put_gamma(17);
+        writer.put_gamma(u64::MAX);
+        writer.put(0xDEAD_BEEF, 32);
+        writer.finish();
+        let mut reader = BitReader::new(&out);
+        assert_eq!(reader.get(3), 0b101);
+        assert_eq!(reader.get_gamma(), Some(1));
+        assert_eq!(reader.get_gamma(), Some(17));
+        assert_eq!(reader.get_gamma(), Some(u64::MAX));
+        assert_eq!(reader.get(32), 0xDEAD_BEEF);
+        assert!(reader.at_clean_end());
+        // Reading on past the end gives zeros and reports the overrun.
+        assert_eq!(reader.get(16), 0);
+        assert!(reader.overrun());
+        let zeros = [0u8; 16];
+        assert_eq!(BitReader::new(&zeros).get_gamma(), None);
+    }
+}

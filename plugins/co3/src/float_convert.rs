@@ -1,0 +1,711 @@
+//! `float-convert`: quantization by conversion to a tiny float format, with a
+//! per-tensor pre-scale chosen from a GenNorm fit (CO3's "convert" step).
+//!
+//! `Q(a) = fp(s·a) / s`, where `fp` rounds to the nearest level of the format
+//! (sign, E exponent bits, M mantissa bits; see [`crate::format`]): decision
+//! edges at the midpoints, a tie goes to the smaller magnitude, values beyond
+//! the largest level saturate. Presets: `fp4` = E2M1 (11 levels
+//! {0, ±0.5, ±1, ±1.5, ±2, ±3}), `fp8` = E5M2 (247 levels, 2^-16 .. 57344),
+//! `fp8-e4m3` = E4M3; or `exponent_bits`/`mantissa_bits` with `1 + E + M <= 16`.
+//!
+//! The tensor's non-zero entries are fitted (`fit: gennorm`, β and α by the
+//! moment estimator or `estimator: mle`; `fit: normal`, β = 2) and exact zeros
+//! are a point mass (ALGORITHMS.md §1.2). Pre-scale (`prescale`):
+//! - `gennorm`: for fp4 with β in [0.4, 2], `s = max(p(β), 0.0009)/α` with
+//!   `p(β) = 0.52β⁴ - 2.85β³ + 5.37β² - 2.85β + 0.46` (MSE-optimal for unit
+//!   GenNorm(β)); otherwise (other β, other formats) as `search`;
+//! - `search`: the MSE-optimal `s`, measured on the 4096 largest magnitudes
+//!   plus an even, re-weighted subsample of the rest (28672 entries; all entries
+//!   of smaller tensors): a grid (quarter-octave steps, whole octaves for
+//!   formats spanning more than 8 octaves, whose error repeats every binade)
+//!   from the scale where the median magnitude saturates fourfold down to the
+//!   one where the largest rounds to zero, then golden-section refinement;
+//! - `none`: `s = 1`.
+//!
+//! Side info (16 bytes, little endian f32): `s`, β, α, zero fraction. From them
+//! both ends rebuild the stream's model: the probability of every level's cell,
+//! `(1-z)·[F(edge_{k+1}/s) - F(edge_k/s)]` under GenNorm(β, α), plus `z` on the
+//! zero level, floored at 1e-9 and normalized, so `huffman` with
+//! `model: parametric` needs nothing else. Symbols are level indices in
+//! ascending signed order (zero is the middle symbol), so the sign is part of
+//! the alphabet. Chen, Hernandez, Huang, Rini, "CO3: convert, compress, correct",
+//! 2022-2023; "GenNorm lossless coding of fp8 gradients", ICC 2022.
+//!
+//! ```yaml
+//! - quantizer: { use: float-convert, params: { format: fp4, prescale: gennorm } }
+//! ```
+
+use crate::format::FloatFormat;
+use gradcodec_numerics::{
+    fit::{fit_tensor, Estimator, Family},
+    gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
+    GenNorm,
+};
+use gradcodec_sdk::{
+    corrupt, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
+    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A named float format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Format {
+    /// E2M1: 11 levels, {0, ±0.5, ±1, ±1.5, ±2, ±3}.
+    #[serde(rename = "fp4")]
+    Fp4,
+    /// E5M2: 247 levels from 2^-16 to 57344.
+    #[serde(rename = "fp8")]
+    Fp8,
+    /// E4M3: 239 levels from 2^-9 to 240.
+    #[serde(rename = "fp8-e4m3")]
+    Fp8E4m3,
+    /// `exponent_bits` and `mantissa_bits` given explicitly.
+    #[serde(rename = "custom")]
+    Custom,
+}
+
+impl Format {
+    fn bits(self) -> Option<(u32, u32)> {
+        match self {
+            Self::Fp4 => Some((2, 1)),
+            Self::Fp8 => Some((5, 2)),
+            Self::Fp8E4m3 => Some((4, 3)),
+            Self::Custom => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Fp4 => "fp4",
+            Self::Fp8 => "fp8",
+            Self::Fp8E4m3 => "fp8-e4m3",
+            Self::Custom => "custom",
+        }
+    }
+
+    fn of_bits(bits: (u32, u32)) -> Self {
+        [Self::Fp4, Self::Fp8, Self::Fp8E4m3]
+            .into_iter()
+            .find(|preset| preset.bits() == Some(bits))
+            .unwrap_or(Self::Custom)
+    }
+}
+
+/// How the pre-scale is chosen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Prescale {
+    /// CO3's polynomial for fp4 with β in [0.4, 2], else `search`.
+    #[default]
+    Gennorm,
+    /// MSE-optimal scale found numerically.
+    Search,
+    /// No scaling (`s = 1`).
+    None,
+}
+
+/// The model fitted to the tensor (it defines the stream's pmf).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FitModel {
+    /// Generalized normal, shape and scale fitted.
+    #[default]
+    Gennorm,
+    /// Normal (GenNorm with β = 2), scale fitted.
+    Normal,
+}
+
+/// The GenNorm estimator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FitEstimator {
+    /// `E|x| / sqrt(E x²)` solved for β (fast).
+    #[default]
+    Moment,
+    /// Maximum likelihood (reference, slower).
+    Mle,
+}
+
+/// Parameters of `float-convert`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloatConvertConfig {
+    /// `fp4` (E2M1, default), `fp8` (E5M2), `fp8-e4m3` or `custom`. May be
+    /// omitted when `exponent_bits` and `mantissa_bits` are given.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Exponent bits E >= 1 (with a preset: must match it).
+    #[serde(default)]
+    pub exponent_bits: Option<u32>,
+    /// Mantissa bits M >= 0, `1 + E + M <= 16` (with a preset: must match it).
+    #[serde(default)]
+    pub mantissa_bits: Option<u32>,
+    /// `gennorm` (default), `search` or `none`.
+    #[serde(default)]
+    pub prescale: Prescale,
+    /// `gennorm` (default) or `normal`: the model behind the stream's pmf.
+    #[serde(default)]
+    pub fit: FitModel,
+    /// `moment` (default) or `mle`: how GenNorm is fitted.
+    #[serde(default)]
+    pub estimator: FitEstimator,
+}
+
+impl FloatConvertConfig {
+    /// The (E, M) these parameters select.
+    pub fn resolve(&self) -> Result<(u32, u32), String> {
+        let bits = match (self.format, self.exponent_bits, self.mantissa_bits) {
+            (None, None, None) => (2, 1),
+            (None | Some(Format::Custom), Some(e), Some(m)) => (e, m),
+            (None | Some(Format::Custom), None, _) => {
+                return Err(
+                    "field `exponent_bits`: required unless a preset format is given".into(),
+                )
+            }
+            (None | Some(Format::Custom), Some(_), None) => {
+                return Err(
+                    "field `mantissa_bits`: required unless a preset format is given".into(),
+                )
+            }
+            (Some(preset), e, m) => {
+                let (pe, pm) = preset.bits().expect("presets have bits");
+                if let Some(e) = e.filter(|e| *e != pe) {
+                    return Err(format!(
+                        "field `exponent_bits`: {e} contradicts format {} (E = {pe})",
+                        preset.name()
+                    ));
+                }
+                if let Some(m) = m.filter(|m| *m != pm) {
+                    return Err(format!(
+                        "field `mantissa_bits`: {m} contradicts format {} (M = {pm})",
+                        preset.name()
+                    ));
+                }
+                (pe, pm)
+            }
+        };
+        FloatFormat::new(bits.0, bits.1)?;
+        Ok(bits)
+    }
+}
+
+impl StageConfig for FloatConvertConfig {
+    fn validate(&self) -> Result<(), String> {
+        self.resolve().map(|_| ())
+    }
+}
+
+/// The canonical form: the format's name and both bit counts always present.
+impl Serialize for FloatConvertConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Canonical {
+            format: Format,
+            exponent_bits: u32,
+            mantissa_bits: u32,
+            prescale: Prescale,
+            fit: FitModel,
+            estimator: FitEstimator,
+        }
+        let (e, m) = self.resolve().map_err(serde::ser::Error::custom)?;
+        Canonical {
+            format: Format::of_bits((e, m)),
+            exponent_bits: e,
+            mantissa_bits: m,
+            prescale: self.prescale,
+            fit: self.fit,
+            estimator: self.estimator,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Side info of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SideInfo {
+    /// Pre-scale s.
+    pub scale: f32,
+    /// Fitted shape β.
+    pub beta: f32,
+    /// Fitted scale α (0: no non-zero entry).
+    pub alpha: f32,
+    /// Fraction of exact zeros.
+    pub zero_fraction: f32,
+}
+
+/// Side-info size in bytes.
+pub const SIDE_INFO_BYTES: usize = 16;
+
+impl SideInfo {
+    fn write(&self, out: &mut RVec<u8>) {
+        for value in [self.scale, self.beta, self.alpha, self.zero_fraction] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Parses and checks side info.
+    pub fn read(bytes: &[u8]) -> SdkResult<Self> {
+        ensure_data(bytes.len() == SIDE_INFO_BYTES, || {
+            format!(
+                "float-convert side info must be {SIDE_INFO_BYTES} bytes, got {}",
+                bytes.len()
+            )
+        })?;
+        let word = |i: usize| {
+            f32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        let side = Self {
+            scale: word(0),
+            beta: word(1),
+            alpha: word(2),
+            zero_fraction: word(3),
+        };
+        ensure_data(side.scale.is_finite() && side.scale > 0.0, || {
+            format!("float-convert: invalid pre-scale {}", side.scale)
+        })?;
+        ensure_data(
+            (BETA_MIN as f32..=BETA_MAX as f32).contains(&side.beta),
+            || format!("float-convert: invalid shape β = {}", side.beta),
+        )?;
+        ensure_data(side.alpha.is_finite() && side.alpha >= 0.0, || {
+            format!("float-convert: invalid scale α = {}", side.alpha)
+        })?;
+        ensure_data((0.0..=1.0).contains(&side.zero_fraction), || {
+            format!(
+                "float-convert: invalid zero fraction {}",
+                side.zero_fraction
+            )
+        })?;
+        Ok(side)
+    }
+}
+
+/// Smallest model probability before normalization.
+pub const MODEL_FLOOR: f64 = 1e-9;
+
+/// The pmf of every symbol of `format` under the side info's model: GenNorm
+/// cell masses of the non-zero part plus the zero point mass, floored and
+/// normalized. Deterministic in its inputs, so both ends agree bit for bit.
+pub fn level_model(format: &FloatFormat, side: &SideInfo) -> RVec<f32> {
+    let top = format.max_index() as usize;
+    let mut pmf = vec![0.0f64; 2 * top + 1];
+    let zeros = f64::from(side.zero_fraction);
+    let unit = f64::from(side.scale) * f64::from(side.alpha);
+    if unit > 0.0 && unit.is_finite() && zeros < 1.0 {
+        let model = GenNorm::new(f64::from(side.beta), 1.0);
+        // One-sided tail beyond each positive decision edge, in units of α.
+        let tails: Vec<f64> = (0..=top as u32)
+            .map(|k| model.sf(format.upper_edge(k) / unit))
+            .collect();
+        let continuous = 1.0 - zeros;
+        pmf[top] = continuous * (1.0 - 2.0 * tails[0]).max(0.0);
+        for k in 1..=top {
+            let mass = continuous * (tails[k - 1] - tails[k]).max(0.0);
+            pmf[top + k] = mass;
+            pmf[top - k] = mass;
+        }
+        pmf[top] += zeros;
+    } else {
+        pmf[top] = 1.0;
+    }
+    for p in pmf.iter_mut() {
+        *p = p.max(MODEL_FLOOR);
+    }
+    let total: f64 = pmf.iter().sum();
+    pmf.iter()
+        .map(|p| ((p / total) as f32).max(f32::MIN_POSITIVE))
+        .collect()
+}
+
+/// `p(β)`: CO3's MSE-optimal fp4 pre-scale for unit-scale GenNorm(β).
+pub fn fp4_prescale_polynomial(beta: f64) -> f64 {
+    (((0.52 * beta - 2.85) * beta + 5.37) * beta - 2.85) * beta + 0.46
+}
+
+/// Largest magnitudes the pre-scale search always includes.
+pub const SEARCH_TOP: usize = 4_096;
+/// Entries sampled (with a stride) from the rest for the pre-scale search.
+pub const SEARCH_SAMPLE: usize = 28_672;
+
+/// The magnitudes the pre-scale search measures the MSE on: all of the
+/// [`SEARCH_TOP`] largest (heavy tails dominate the error), plus an even
+/// subsample of the rest weighted by its sampling ratio. Exact (every entry,
+/// weight 1) for tensors with at most `SEARCH_TOP + SEARCH_SAMPLE` non-zeros.
+struct SearchSample {
+    top: Vec<f64>,
+    rest: Vec<f64>,
+    rest_weight: f64,
+}
+
+impl SearchSample {
+    fn new(input: &[f32]) -> Self {
+        let mut magnitudes: Vec<f32> = input
+            .iter()
+            .filter(|v| **v != 0.0)
+            .map(|v| v.abs())
+            .collect();
+        if magnitudes.len() <= SEARCH_TOP + SEARCH_SAMPLE {
+            return Self {
+                top: magnitudes.into_iter().map(f64::from).collect(),
+                rest: Vec::new(),
+                rest_weight: 0.0,
+            };
+        }
+        // Largest first: the first SEARCH_TOP entries after the selection.
+        magnitudes.select_nth_unstable_by(SEARCH_TOP, |a, b| b.total_cmp(a));
+        let (top, rest) = magnitudes.split_at(SEARCH_TOP);
+        let stride = rest.len().div_ceil(SEARCH_SAMPLE);
+        let sampled: Vec<f64> = rest.iter().step_by(stride).map(|v| f64::from(*v)).collect();
+        Self {
+            top: top.iter().map(|v| f64::from(*v)).collect(),
+            rest_weight: rest.len() as f64 / sampled.len() as f64,
+            rest: sampled,
+        }
+    }
+
+    fn largest(&self) -> f64 {
+        self.top
+            .iter()
+            .chain(&self.rest)
+            .fold(0.0f64, |m, v| m.max(*v))
+    }
+
+    /// Median magnitude of the bulk (the subsample of the rest, or everything).
+    fn median(&self) -> f64 {
+        let mut bulk = if self.rest.is_empty() {
+            self.top.clone()
+        } else {
+            self.rest.clone()
+        };
+        if bulk.is_empty() {
+            return 0.0;
+        }
+        let middle = bulk.len() / 2;
+        *bulk.select_nth_unstable_by(middle, f64::total_cmp).1
+    }
+
+    /// Estimated total squared error of `format` at pre-scale `2^log_scale`.
+    fn error(&self, format: &FloatFormat, log_scale: f64) -> f64 {
+        let scale = log_scale.exp2();
+        let sum = |values: &[f64]| {
+            values
+                .iter()
+                .map(|m| {
+                    let q = format.level(format.round_magnitude(scale * m)) / scale;
+                    (q - m) * (q - m)
+                })
+                .sum::<f64>()
+        };
+        sum(&self.top) + self.rest_weight * sum(&self.rest)
+    }
+}
+
+/// The MSE-optimal pre-scale for `input` (see the module doc); `fallback` when
+/// the format's range is so wide that any scale near `1/α` is as good.
+pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f64 {
+    let sample = SearchSample::new(input);
+    let (largest, median) = (sample.largest(), sample.median());
+    let range_octaves = (format.max_level() / format.min_level()).log2();
+    if largest <= 0.0 || !range_octaves.is_finite() || range_octaves > 64.0 {
+        return fallback;
+    }
+    // From "the median saturates 4x over" down to "the largest rounds to zero":
+    // heavy tails may be best served by saturating their few largest entries.
+    let high = (format.max_level() / median).log2() + 2.0;
+    let low = (format.min_level() / largest).log2() - 2.0;
+    // Inside a wide format's range the error repeats every octave (relative
+    // precision is the same in every binade), so a coarser grid suffices.
+    let step = if range_octaves > 8.0 { 1.0 } else { 0.25 };
+    let points = ((high - low) / step).ceil() as usize + 1;
+    let mut best = (high, f64::INFINITY);
+    for i in 0..points {
+        let u = high - step * i as f64;
+        let error = sample.error(format, u);
+        if error < best.1 {
+            best = (u, error);
+        }
+    }
+    let refined = golden_section_max(
+        |u| -sample.error(format, u),
+        best.0 - step,
+        best.0 + step,
+        1e-3,
+    );
+    if sample.error(format, refined) <= best.1 {
+        refined.exp2()
+    } else {
+        best.0.exp2()
+    }
+}
+
+/// The float-convert quantizer.
+pub struct FloatConvert {
+    config: FloatConvertConfig,
+    format: FloatFormat,
+    len: u64,
+}
+
+impl FloatConvert {
+    /// The format in use.
+    pub fn format(&self) -> &FloatFormat {
+        &self.format
+    }
+
+    fn family(&self) -> Family {
+        match (self.config.fit, self.config.estimator) {
+            (FitModel::Normal, _) => Family::FixedShape(2.0),
+            (FitModel::Gennorm, FitEstimator::Moment) => Family::GenNorm(Estimator::Moment),
+            (FitModel::Gennorm, FitEstimator::Mle) => Family::GenNorm(Estimator::Mle),
+        }
+    }
+
+    fn choose_prescale(&self, input: &[f32], beta: f64, alpha: f64) -> f64 {
+        if !(alpha > 0.0 && alpha.is_finite()) {
+            return 1.0;
+        }
+        let is_fp4 = (self.format.exponent_bits(), self.format.mantissa_bits()) == (2, 1);
+        let scale = match self.config.prescale {
+            Prescale::None => 1.0,
+            Prescale::Gennorm if is_fp4 && (0.4..=2.0).contains(&beta) => {
+                fp4_prescale_polynomial(beta).max(0.0009) / alpha
+            }
+            Prescale::Gennorm | Prescale::Search => {
+                search_prescale(&self.format, input, 1.0 / alpha)
+            }
+        };
+        scale.clamp(f64::from(f32::MIN_POSITIVE), f64::from(f32::MAX))
+    }
+
+    fn stream(&self, side: &SideInfo) -> SymbolStream {
+        let mut stream = SymbolStream::new(StreamRole::VALUES, self.format.alphabet_size());
+        stream.model = level_model(&self.format, side);
+        stream
+    }
+}
+
+impl Stage for FloatConvert {
+    type Config = FloatConvertConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "float-convert",
+        version: 1,
+        format_version: 1,
+        doc: "CO3 convert step (Chen, Hernandez, Huang, Rini 2022-2023): Q(a) = fp(s*a)/s, rounding to \
+              the nearest level of a tiny float format (fp4 E2M1, fp8 E5M2, E4M3 or any 1+E+M <= 16; \
+              ties to the smaller magnitude, saturating). The pre-scale s comes from a GenNorm fit of \
+              the non-zero entries (fp4 polynomial p(beta)/alpha, else an MSE search). Side info: s, \
+              beta, alpha, zero fraction; the stream model is the fitted cell pmf for parametric coders.",
+        example_params: r#"{"format": "fp4", "prescale": "gennorm"}"#,
+        flags: StageFlags::NONE,
+    };
+
+    fn new(config: FloatConvertConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        let (e, m) = config.resolve().map_err(gradcodec_sdk::invalid_config)?;
+        let format = FloatFormat::new(e, m).map_err(gradcodec_sdk::invalid_config)?;
+        Ok(Self {
+            config,
+            format,
+            len: tensor.len(),
+        })
+    }
+}
+
+impl Quantizer for FloatConvert {
+    fn quantize(
+        &mut self,
+        _ctx: &CallContext,
+        input: &[f32],
+        out: &mut Quantized,
+    ) -> SdkResult<()> {
+        ensure_len("input", input.len(), self.len)?;
+        out.clear();
+        let fit = fit_tensor(input, self.family());
+        let beta = fit.shape.clamp(BETA_MIN, BETA_MAX) as f32;
+        let alpha = if fit.scale.is_finite() {
+            fit.scale.min(f64::from(f32::MAX)) as f32
+        } else {
+            0.0
+        };
+        let scale = self.choose_prescale(input, f64::from(beta), f64::from(alpha)) as f32;
+        let side = SideInfo {
+            scale,
+            beta,
+            alpha,
+            zero_fraction: fit.zero_fraction as f32,
+        };
+        side.write(&mut out.side_info);
+        let mut stream = self.stream(&side);
+        let scale = f64::from(scale);
+        stream.symbols.reserve(input.len());
+        stream.symbols.extend(
+            input
+                .iter()
+                .map(|a| self.format.symbol(scale * f64::from(*a))),
+        );
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        let side = SideInfo::read(&out.side_info)?;
+        out.streams.clear();
+        out.streams.push(self.stream(&side));
+        Ok(())
+    }
+
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        let side = SideInfo::read(&coded.side_info)?;
+        ensure_data(coded.streams.len() == 1, || {
+            format!(
+                "float-convert expects one stream, got {}",
+                coded.streams.len()
+            )
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        ensure_data(symbols.len() as u64 == self.len, || {
+            format!(
+                "float-convert stream has {} symbols, the tensor has {}",
+                symbols.len(),
+                self.len
+            )
+        })?;
+        let scale = f64::from(side.scale);
+        let limit = f64::from(f32::MAX);
+        let values: Vec<f32> = self
+            .format
+            .signed_levels()
+            .iter()
+            .map(|level| (level / scale).clamp(-limit, limit) as f32)
+            .collect();
+        out.clear();
+        out.reserve(symbols.len());
+        for symbol in symbols.iter() {
+            match values.get(*symbol as usize) {
+                Some(value) => out.push(*value),
+                None => {
+                    return Err(corrupt(format!(
+                        "float-convert: symbol {symbol} outside 0..{}",
+                        values.len()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
+        let side = SideInfo::read(side_info)?;
+        Ok(serde_json::json!({
+            "scale": side.scale,
+            "beta": side.beta,
+            "alpha": side.alpha,
+            "zero_fraction": side.zero_fraction,
+        })
+        .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradcodec_sdk::parse_config;
+
+    fn tensor(len: u64) -> TensorSpec {
+        TensorSpec {
+            name: "t".into(),
+            shape: vec![len].into(),
+        }
+    }
+
+    fn canonical(params: &str) -> Result<String, String> {
+        parse_config::<FloatConvertConfig>(params)
+            .map(|c| serde_json::to_string(&c).unwrap())
+            .map_err(|e| e.message.to_string())
+    }
+
+    #[test]
+    fn configs_resolve_presets_and_explicit_bits() {
+        assert_eq!(
+            canonical("{}").unwrap(),
+            r#"{"format":"fp4","exponent_bits":2,"mantissa_bits":1,"prescale":"gennorm","fit":"gennorm","estimator":"moment"}"#
+        );
+        assert!(canonical(r#"{"exponent_bits": 5, "mantissa_bits": 2}"#)
+            .unwrap()
+            .starts_with(r#"{"format":"fp8","exponent_bits":5,"mantissa_bits":2"#));
+        assert!(
+            canonical(r#"{"format": "custom", "exponent_bits": 3, "mantissa_bits": 4}"#)
+                .unwrap()
+                .starts_with(r#"{"format":"custom","#)
+        );
+        let error = canonical(r#"{"exponent_bits": 9, "mantissa_bits": 7}"#).unwrap_err();
+        assert!(
+            error.contains("exponent_bits") && error.contains("exceeds 16"),
+            "{error}"
+        );
+        let error = canonical(r#"{"format": "fp4", "mantissa_bits": 2}"#).unwrap_err();
+        assert!(error.contains("mantissa_bits"), "{error}");
+        let error = canonical(r#"{"format": "custom", "exponent_bits": 3}"#).unwrap_err();
+        assert!(error.contains("mantissa_bits"), "{error}");
+        let error = canonical(r#"{"prescale": "sometimes"}"#).unwrap_err();
+        assert!(error.contains("prescale"), "{error}");
+    }
+
+    #[test]
+    fn the_fp4_polynomial_matches_its_reference_values() {
+        assert!((fp4_prescale_polynomial(1.0) - 0.65).abs() < 1e-12);
+        assert!((fp4_prescale_polynomial(2.0) - 1.76).abs() < 1e-12);
+    }
+
+    #[test]
+    fn zero_and_tiny_tensors_round_trip() {
+        let config = parse_config::<FloatConvertConfig>(r#"{"format": "fp8"}"#).unwrap();
+        for input in [
+            vec![0.0f32; 64],
+            vec![1e-3, -2e-3, 0.0, 5e-4],
+            vec![3.0e38, -3.0e38, 1e-44],
+        ] {
+            let mut stage = FloatConvert::new(config.clone(), &tensor(input.len() as u64)).unwrap();
+            let ctx = CallContext::new(0, 0);
+            let mut coded = Quantized::default();
+            stage.quantize(&ctx, &input, &mut coded).unwrap();
+            let mut back = RVec::new();
+            stage.dequantize(&ctx, &coded, &mut back).unwrap();
+            assert!(back.iter().all(|v| v.is_finite()));
+            for (a, b) in input.iter().zip(back.iter()) {
+                assert!((a - b).abs() <= 0.13 * a.abs() + 1e-30, "{a} -> {b}");
+            }
+            let model = &coded.streams[0].model;
+            assert!(model.iter().all(|p| *p > 0.0));
+        }
+    }
+
+    #[test]
+    fn the_model_is_the_gennorm_cell_mass_with_the_zero_point_mass() {
+        let format = FloatFormat::new(2, 1).unwrap();
+        let side = SideInfo {
+            scale: 0.65,
+            beta: 1.0,
+            alpha: 1.0,
+            zero_fraction: 0.2,
+        };
+        let model = level_model(&format, &side);
+        // Zero cell of Laplace(1) at s = 0.65: 1 - e^(-0.25/0.65), plus the zeros.
+        let zero_cell = 1.0 - (-0.25f64 / 0.65).exp();
+        assert!((f64::from(model[5]) - (0.2 + 0.8 * zero_cell)).abs() < 1e-6);
+        // Largest level: the tail beyond the edge 2.5.
+        let tail = 0.5 * (-2.5f64 / 0.65).exp();
+        assert!((f64::from(model[10]) - 0.8 * tail).abs() < 1e-6);
+        assert_eq!(model[0], model[10]);
+        let total: f32 = model.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,525 @@
+//! `lloyd-max`: the M-magnitude weighted Lloyd-Max quantizer of M22.
+//!
+//! Distortion `d_M(g, ĝ) = Σ|g_i|^M (g_i - ĝ_i)²` (M = 0: MSE). Per tensor: fit
+//! the model (`gennorm`: GenNorm β, α by the moment estimator or
+//! `estimator: mle`; `double-weibull`: shape c and scale λ by maximum
+//! likelihood) to the non-zero entries, exact zeros being a point mass; take the
+//! weighted Lloyd-Max design with 2^R cells for the unit-scale model (centroids
+//! `c_j = ∫|x|^M x f / ∫|x|^M f` over the cell, thresholds at midpoints; shape
+//! snapped to a 0.01 grid, designs cached by (model, shape, R, M)); scale its
+//! thresholds and centroids by the fitted scale. An entry goes to the cell that
+//! holds it (on a threshold: the smaller magnitude; zero: the first positive
+//! cell) and is rebuilt as that cell's centroid.
+//!
+//! Symbols are cell indices in ascending order (sign included). Side info
+//! (12 bytes, little endian f32): shape, scale, zero fraction. From it both ends
+//! rebuild the design and the stream model: the design's cell probabilities
+//! times the non-zero fraction, plus the zero fraction on the cell of zero,
+//! floored at 1e-9 and normalized (for `huffman` with `model: parametric`).
+//! Liu, Rini, Salehkalaibar, Chen, "M22: rate-distortion inspired gradient
+//! compression", 2023 (ALGORITHMS.md §2).
+//!
+//! ```yaml
+//! - quantizer: { use: lloyd-max, params: { bits: 2, m: 2, model: gennorm } }
+//! ```
+
+use gradcodec_numerics::{
+    fit::{fit_tensor, Estimator, Family},
+    gennorm::{BETA_MAX, BETA_MIN},
+    lloyd_max::{design_cached, snap_shape, Design, Model, MAX_BITS},
+};
+use gradcodec_sdk::{
+    corrupt, ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
+    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The model fitted to each tensor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LloydMaxModel {
+    /// Generalized normal (shape β, scale α).
+    #[default]
+    Gennorm,
+    /// Double Weibull (shape c, scale λ).
+    DoubleWeibull,
+}
+
+/// The GenNorm estimator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FitEstimator {
+    /// `E|x| / sqrt(E x²)` solved for β (fast).
+    #[default]
+    Moment,
+    /// Maximum likelihood (reference, slower).
+    Mle,
+}
+
+/// Largest weight exponent M accepted.
+pub const MAX_M: f64 = 16.0;
+
+/// Parameters of `lloyd-max`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LloydMaxConfig {
+    /// Bits per entry R, 1..=12 (2^R cells).
+    pub bits: u32,
+    /// Weight exponent M >= 0 of the distortion |g|^M (g - ĝ)² (0: MSE).
+    pub m: f64,
+    /// `gennorm` (default) or `double-weibull`.
+    pub model: LloydMaxModel,
+    /// `moment` (default) or `mle` (GenNorm only).
+    pub estimator: FitEstimator,
+}
+
+impl Default for LloydMaxConfig {
+    fn default() -> Self {
+        Self {
+            bits: 2,
+            m: 0.0,
+            model: LloydMaxModel::Gennorm,
+            estimator: FitEstimator::Moment,
+        }
+    }
+}
+
+impl StageConfig for LloydMaxConfig {
+    fn validate(&self) -> Result<(), String> {
+        ensure(
+            (1..=MAX_BITS).contains(&self.bits),
+            "bits",
+            format!("must be in 1..={MAX_BITS}, got {}", self.bits),
+        )?;
+        ensure(
+            self.m.is_finite() && (0.0..=MAX_M).contains(&self.m),
+            "m",
+            format!("must be in [0, {MAX_M}], got {}", self.m),
+        )
+    }
+}
+
+/// Side info of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SideInfo {
+    /// Fitted shape (β or c).
+    pub shape: f32,
+    /// Fitted scale (α or λ; 0 when the tensor has no non-zero entry).
+    pub scale: f32,
+    /// Fraction of exact zeros.
+    pub zero_fraction: f32,
+}
+
+/// Side-info size in bytes.
+pub const SIDE_INFO_BYTES: usize = 12;
+
+impl SideInfo {
+    fn write(&self, out: &mut RVec<u8>) {
+        for value in [self.shape, self.scale, self.zero_fraction] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    /// Parses and checks side info.
+    pub fn read(bytes: &[u8]) -> SdkResult<Self> {
+        ensure_data(bytes.len() == SIDE_INFO_BYTES, || {
+            format!(
+                "lloyd-max side info must be {SIDE_INFO_BYTES} bytes, got {}",
+                bytes.len()
+            )
+        })?;
+        let word = |i: usize| {
+            f32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        let side = Self {
+            shape: word(0),
+            scale: word(1),
+            zero_fraction: word(2),
+        };
+        ensure_data(
+            (BETA_MIN as f32..=BETA_MAX as f32).contains(&side.shape),
+            || format!("lloyd-max: invalid shape {}", side.shape),
+        )?;
+        ensure_data(side.scale.is_finite() && side.scale >= 0.0, || {
+            format!("lloyd-max: invalid scale {}", side.scale)
+        })?;
+        ensure_data((0.0..=1.0).contains(&side.zero_fraction), || {
+            format!("lloyd-max: invalid zero fraction {}", side.zero_fraction)
+        })?;
+        Ok(side)
+    }
+}
+
+/// Smallest model probability before normalization.
+pub const MODEL_FLOOR: f64 = 1e-9;
+
+/// The lloyd-max quantizer.
+pub struct LloydMax {
+    config: LloydMaxConfig,
+    len: u64,
+}
+
+impl LloydMax {
+    fn model(&self) -> Model {
+        match self.config.model {
+            LloydMaxModel::Gennorm => Model::GenNorm,
+            LloydMaxModel::DoubleWeibull => Model::DoubleWeibull,
+        }
+    }
+
+    fn family(&self) -> Family {
+        match (self.config.model, self.config.estimator) {
+            (LloydMaxModel::DoubleWeibull, _) => Family::DoubleWeibull,
+            (LloydMaxModel::Gennorm, FitEstimator::Moment) => Family::GenNorm(Estimator::Moment),
+            (LloydMaxModel::Gennorm, FitEstimator::Mle) => Family::GenNorm(Estimator::Mle),
+        }
+    }
+
+    /// The design for a side info's shape.
+    pub fn design(&self, side: &SideInfo) -> Arc<Design> {
+        design_cached(
+            self.model(),
+            f64::from(side.shape),
+            self.config.bits,
+            self.config.m,
+        )
+    }
+
+    fn stream(&self, design: &Design, side: &SideInfo) -> SymbolStream {
+        let cells = design.cell_masses();
+        let zero_cell = cells.len() / 2;
+        let zeros = f64::from(side.zero_fraction);
+        let mut pmf: Vec<f64> = if side.scale > 0.0 {
+            cells.iter().map(|p| (1.0 - zeros) * p).collect()
+        } else {
+            vec![0.0; cells.len()]
+        };
+        pmf[zero_cell] += if side.scale > 0.0 { zeros } else { 1.0 };
+        for p in pmf.iter_mut() {
+            *p = p.max(MODEL_FLOOR);
+        }
+        let total: f64 = pmf.iter().sum();
+        let mut stream = SymbolStream::new(StreamRole::VALUES, cells.len() as u64);
+        stream.model = pmf
+            .iter()
+            .map(|p| ((p / total) as f32).max(f32::MIN_POSITIVE))
+            .collect();
+        stream
+    }
+}
+
+impl Stage for LloydMax {
+    type Config = LloydMaxConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "lloyd-max",
+        version: 1,
+        format_version: 1,
+        doc:
+            "M-magnitude weighted Lloyd-Max quantizer (M22: Liu, Rini, Salehkalaibar, Chen 2023): \
+              distortion |g|^M (g - q)^2; fits GenNorm or double Weibull to the non-zero entries \
+              (zeros as a point mass), designs 2^R cells on the unit-scale model (centroids \
+              weighted by |x|^M, thresholds at midpoints; cached by shape grid, R, M) and scales \
+              back. Side info: shape, scale, zero fraction; the stream model is the design's \
+              cell pmf for parametric coders.",
+        example_params: r#"{"bits": 2, "m": 2, "model": "gennorm"}"#,
+        flags: StageFlags::NONE,
+    };
+
+    fn new(config: LloydMaxConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            config,
+            len: tensor.len(),
+        })
+    }
+}
+
+impl Quantizer for LloydMax {
+    fn quantize(
+        &mut self,
+        _ctx: &CallContext,
+        input: &[f32],
+        out: &mut Quantized,
+    ) -> SdkResult<()> {
+        ensure_len("input", input.len(), self.len)?;
+        out.clear();
+        let fit = fit_tensor(input, self.family());
+        let side = SideInfo {
+            shape: fit.shape.clamp(BETA_MIN, BETA_MAX) as f32,
+            scale: if fit.scale.is_finite() {
+                fit.scale.min(f64::from(f32::MAX)) as f32
+            } else {
+                0.0
+            },
+            zero_fraction: fit.zero_fraction as f32,
+        };
+        side.write(&mut out.side_info);
+        let design = self.design(&side);
+        let mut stream = self.stream(&design, &side);
+        let half = design.centroids.len() as u32;
+        let scale = f64::from(side.scale);
+        let thresholds: Vec<f64> = design.thresholds.iter().map(|t| t * scale).collect();
+        stream.symbols.reserve(input.len());
+        stream.symbols.extend(input.iter().map(|a| {
+            let x = f64::from(*a);
+            // Cell j holds t_{j-1} < |x| <= t_j: a tie goes to the smaller magnitude.
+            let j = thresholds.partition_point(|t| *t < x.abs()) as u32;
+            if x < 0.0 {
+                half - 1 - j
+            } else {
+                half + j
+            }
+        }));
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        let side = SideInfo::read(&out.side_info)?;
+        let design = self.design(&side);
+        out.streams.clear();
+        out.streams.push(self.stream(&design, &side));
+        Ok(())
+    }
+
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        let side = SideInfo::read(&coded.side_info)?;
+        ensure_data(coded.streams.len() == 1, || {
+            format!("lloyd-max expects one stream, got {}", coded.streams.len())
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        ensure_data(symbols.len() as u64 == self.len, || {
+            format!(
+                "lloyd-max stream has {} symbols, the tensor has {}",
+                symbols.len(),
+                self.len
+            )
+        })?;
+        let design = self.design(&side);
+        let scale = f64::from(side.scale);
+        let limit = f64::from(f32::MAX);
+        let values: Vec<f32> = design
+            .levels()
+            .iter()
+            .map(|level| (level * scale).clamp(-limit, limit) as f32)
+            .collect();
+        out.clear();
+        out.reserve(symbols.len());
+        for symbol in symbols.iter() {
+            match values.get(*symbol as usize) {
+                Some(value) => out.push(*value),
+                None => {
+                    return Err(corrupt(format!(
+                        "lloyd-max: symbol {symbol} outside 0..{}",
+                        values.len()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
+        let side = SideInfo::read(side_info)?;
+        Ok(serde_json::json!({
+            "shape": side.shape,
+            "design_shape": snap_shape(f64::from(side.shape)),
+            "scale": side.scale,
+            "zero_fraction": side.zero_fraction,
+        })
+        .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradcodec_numerics::{DoubleWeibull, GenNorm};
+    use gradcodec_sdk::parse_config;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn stage(params: &str, len: usize) -> LloydMax {
+        let config: LloydMaxConfig = parse_config(params).unwrap();
+        let tensor = TensorSpec {
+            name: "t".into(),
+            shape: vec![len as u64].into(),
+        };
+        LloydMax::new(config, &tensor).unwrap()
+    }
+
+    fn run(params: &str, input: &[f32]) -> (Quantized, Vec<f32>) {
+        let mut quantizer = stage(params, input.len());
+        let ctx = CallContext::new(0, 0);
+        let mut coded = Quantized::default();
+        quantizer.quantize(&ctx, input, &mut coded).unwrap();
+        let mut back = RVec::new();
+        quantizer.dequantize(&ctx, &coded, &mut back).unwrap();
+        (coded, back.to_vec())
+    }
+
+    fn weighted_distortion(input: &[f32], output: &[f32], m: f64) -> f64 {
+        input
+            .iter()
+            .zip(output)
+            .map(|(a, b)| {
+                let a = f64::from(*a);
+                a.abs().powf(m) * (a - f64::from(*b)).powi(2)
+            })
+            .sum::<f64>()
+            / input.len() as f64
+    }
+
+    fn sample(beta: f64, alpha: f64, n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        GenNorm::new(beta, alpha)
+            .sample(&mut rng, n)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect()
+    }
+
+    #[test]
+    fn configs_are_checked_and_name_the_field() {
+        let error = parse_config::<LloydMaxConfig>(r#"{"bits": 0}"#).unwrap_err();
+        assert!(error.message.contains("bits"), "{error}");
+        let error = parse_config::<LloydMaxConfig>(r#"{"bits": 13}"#).unwrap_err();
+        assert!(error.message.contains("bits"), "{error}");
+        let error = parse_config::<LloydMaxConfig>(r#"{"m": -1}"#).unwrap_err();
+        assert!(error.message.contains("`m`"), "{error}");
+        let error = parse_config::<LloydMaxConfig>(r#"{"model": "cauchy"}"#).unwrap_err();
+        assert!(error.message.contains("model"), "{error}");
+        let config = parse_config::<LloydMaxConfig>(r#"{"model": "double-weibull"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&config).unwrap(),
+            r#"{"bits":2,"m":0.0,"model":"double-weibull","estimator":"moment"}"#
+        );
+    }
+
+    #[test]
+    fn reconstructions_are_the_scaled_design_centroids() {
+        let alpha = 0.02;
+        let input = sample(1.0, alpha, 400_000, 5);
+        let (coded, output) = run(r#"{"bits": 2, "m": 0}"#, &input);
+        let side = SideInfo::read(&coded.side_info).unwrap();
+        assert!(
+            (side.shape - 1.0).abs() < 0.01 && (f64::from(side.scale) / alpha - 1.0).abs() < 0.01
+        );
+        let mut levels: Vec<f32> = output.clone();
+        levels.sort_by(f32::total_cmp);
+        levels.dedup();
+        assert_eq!(levels.len(), 4);
+        // §2: unit-scale GenNorm(1), R = 2, M = 0: centres 0.594 and 2.594.
+        let scale = side.scale as f64;
+        assert!(
+            (f64::from(levels[2]) / scale - 0.594).abs() < 0.01,
+            "{levels:?}"
+        );
+        assert!(
+            (f64::from(levels[3]) / scale - 2.594).abs() < 0.02,
+            "{levels:?}"
+        );
+        // The empirical frequencies follow the stream model.
+        let stream = &coded.streams[0];
+        let mut counts = [0usize; 4];
+        for s in stream.symbols.iter() {
+            counts[*s as usize] += 1;
+        }
+        for (count, p) in counts.iter().zip(stream.model.iter()) {
+            let frequency = *count as f64 / input.len() as f64;
+            assert!(
+                (frequency - f64::from(*p)).abs() < 0.005,
+                "{counts:?} vs {:?}",
+                stream.model
+            );
+        }
+    }
+
+    #[test]
+    fn magnitude_weighting_trades_mse_for_weighted_distortion() {
+        let input = sample(0.8, 1e-3, 200_000, 9);
+        let (_, mse_design) = run(r#"{"bits": 2, "m": 0}"#, &input);
+        let (_, weighted_design) = run(r#"{"bits": 2, "m": 2}"#, &input);
+        let d0 = (
+            weighted_distortion(&input, &mse_design, 0.0),
+            weighted_distortion(&input, &mse_design, 2.0),
+        );
+        let d2 = (
+            weighted_distortion(&input, &weighted_design, 0.0),
+            weighted_distortion(&input, &weighted_design, 2.0),
+        );
+        println!(
+            "M=0 design: MSE {:.4e}, d_2 {:.4e}; M=2 design: MSE {:.4e}, d_2 {:.4e}",
+            d0.0, d0.1, d2.0, d2.1
+        );
+        assert!(d0.0 < d2.0, "the M = 0 design has the lower MSE");
+        assert!(
+            d2.1 < d0.1,
+            "the M = 2 design has the lower M-weighted distortion"
+        );
+    }
+
+    #[test]
+    fn the_stream_model_predicts_the_rate() {
+        let mut input = sample(0.6, 1e-2, 300_000, 13);
+        for value in input.iter_mut().step_by(6) {
+            *value = 0.0;
+        }
+        for bits in [1, 3, 5] {
+            let (coded, _) = run(&format!(r#"{{"bits": {bits}, "m": 1}}"#), &input);
+            let stream = &coded.streams[0];
+            let n = stream.symbols.len() as f64;
+            let mut counts = vec![0usize; stream.alphabet_size as usize];
+            for s in stream.symbols.iter() {
+                counts[*s as usize] += 1;
+            }
+            let entropy: f64 = counts
+                .iter()
+                .filter(|c| **c > 0)
+                .map(|c| -(*c as f64 / n) * (*c as f64 / n).log2())
+                .sum();
+            let cross_entropy: f64 = counts
+                .iter()
+                .zip(stream.model.iter())
+                .map(|(c, p)| -(*c as f64 / n) * f64::from(*p).log2())
+                .sum();
+            println!(
+                "R={bits}: entropy {entropy:.4}, cross-entropy under the model {cross_entropy:.4}"
+            );
+            assert!(cross_entropy - entropy < 0.01, "R={bits}");
+        }
+    }
+
+    #[test]
+    fn double_weibull_model_and_degenerate_tensors() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let input: Vec<f32> = DoubleWeibull::new(0.7, 0.05)
+            .sample(&mut rng, 100_000)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect();
+        let (coded, output) = run(r#"{"bits": 3, "m": 1, "model": "double-weibull"}"#, &input);
+        let side = SideInfo::read(&coded.side_info).unwrap();
+        assert!((side.shape - 0.7).abs() < 0.02, "{side:?}");
+        assert!(
+            weighted_distortion(&input, &output, 0.0)
+                < weighted_distortion(&input, &vec![0.0; input.len()], 0.0)
+        );
+        for degenerate in [vec![0.0f32; 40], vec![0.5, -0.25, 0.0], Vec::new()] {
+            let (coded, output) = run(r#"{"bits": 4}"#, &degenerate);
+            assert_eq!(output.len(), degenerate.len());
+            assert!(output.iter().all(|v| v.is_finite()));
+            assert!(coded.streams[0].model.iter().all(|p| *p > 0.0));
+        }
+    }
+}
