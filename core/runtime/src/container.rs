@@ -5,9 +5,10 @@
 //! [pipeline_len varint | pipeline JSON]            (flags bit 0)
 //! tensor_count varint
 //! per tensor: name_len varint | name | ndim varint | dims varint...
-//!             mode u8 (0 coded, 1 raw f32)
-//!             mode 0: side_len varint | side info | stream_count varint
+//!             mode u8 (0 coded, 1 raw f32, 2 coded with a model check)
+//!             mode 0/2: side_len varint | side info | stream_count varint
 //!                     per stream: symbol_count varint | byte_len varint
+//!                     mode 2: model_crc u32le (CRC-32 of the streams' models)
 //! payload: raw tensors and coded streams, in table order
 //! crc32 u32le over everything before it
 //! ```
@@ -32,6 +33,24 @@ pub enum TensorMode {
     Coded,
     /// Raw little-endian f32 (small tensors under the `uncompressed` rule).
     Raw,
+}
+
+/// CRC-32 of the stream models (lengths and f32 bits, in stream order), or
+/// `None` when no stream has a model. The encoder writes it; the decoder checks
+/// its own models against it, so a platform whose math differs in the last bit
+/// is caught instead of decoding garbage.
+pub fn model_check(streams: &[gradcodec_abi::SymbolStream]) -> Option<u32> {
+    if streams.iter().all(|s| s.model.is_empty()) {
+        return None;
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    for stream in streams {
+        hasher.update(&(stream.model.len() as u64).to_le_bytes());
+        for p in stream.model.iter() {
+            hasher.update(&p.to_bits().to_le_bytes());
+        }
+    }
+    Some(hasher.finalize())
 }
 
 /// Caps on what a message may claim, checked before any allocation.
@@ -91,6 +110,8 @@ pub struct TensorRecord {
     pub streams: Vec<StreamRecord>,
     /// Raw f32 byte range (mode `Raw`).
     pub raw: Range<usize>,
+    /// CRC-32 of the encoder's stream models (see [`model_check`]).
+    pub model_crc: Option<u32>,
 }
 
 impl TensorRecord {
@@ -152,6 +173,8 @@ pub struct CodedTensor<'a> {
     pub side_info: &'a [u8],
     /// Per stream: (symbol count, coded bytes).
     pub streams: Vec<(u64, &'a [u8])>,
+    /// CRC-32 of the stream models, if any (see [`model_check`]).
+    pub model_crc: Option<u32>,
 }
 
 impl MessageWriter {
@@ -177,7 +200,7 @@ impl MessageWriter {
     pub fn add_coded(&mut self, tensor: &CodedTensor<'_>) {
         self.tensors += 1;
         self.put_name_shape(tensor.name, tensor.shape);
-        self.table.push(0);
+        self.table.push(if tensor.model_crc.is_some() { 2 } else { 0 });
         put_varint(&mut self.table, tensor.side_info.len() as u64);
         self.table.extend_from_slice(tensor.side_info);
         put_varint(&mut self.table, tensor.streams.len() as u64);
@@ -185,6 +208,9 @@ impl MessageWriter {
             put_varint(&mut self.table, *symbols);
             put_varint(&mut self.table, bytes.len() as u64);
             self.payload.extend_from_slice(bytes);
+        }
+        if let Some(crc) = tensor.model_crc {
+            self.table.extend_from_slice(&crc.to_le_bytes());
         }
     }
 
@@ -410,8 +436,9 @@ fn parse_record(
             limits.max_tensor_entries
         )));
     }
-    let mode = match reader.byte(&what("mode"))? {
-        0 => TensorMode::Coded,
+    let mode_byte = reader.byte(&what("mode"))?;
+    let mode = match mode_byte {
+        0 | 2 => TensorMode::Coded,
         1 => TensorMode::Raw,
         other => return Err(reader.fail(&format!("tensor `{name}`: unknown mode {other}"))),
     };
@@ -422,6 +449,7 @@ fn parse_record(
         side_info: 0..0,
         streams: Vec::new(),
         raw: 0..0,
+        model_crc: None,
     };
     match mode {
         TensorMode::Raw => {
@@ -452,6 +480,10 @@ fn parse_record(
                 });
                 *payload = end;
             }
+            if mode_byte == 2 {
+                let crc = reader.take(4, &what("model check"))?;
+                record.model_crc = Some(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]));
+            }
         }
     }
     if *payload > reader.bytes.len() as u64 {
@@ -472,6 +504,7 @@ mod tests {
             shape: &[2, 2],
             side_info: &[9, 9],
             streams: vec![(4, &[1, 2, 3][..]), (0, &[][..])],
+            model_crc: Some(0xABCD_0123),
         });
         writer.finish(7, 0xDEAD_BEEF, Some("{\"x\":1}"))
     }
@@ -492,6 +525,8 @@ mod tests {
         assert_eq!(parsed.slice(&coded.streams[0].bytes), &[1, 2, 3]);
         assert_eq!(coded.streams[0].symbols, 4);
         assert!(coded.streams[1].bytes.is_empty());
+        assert_eq!(coded.model_crc, Some(0xABCD_0123));
+        assert_eq!(raw.model_crc, None);
     }
 
     #[test]

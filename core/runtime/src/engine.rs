@@ -451,6 +451,7 @@ impl Encoder {
                     shape: &shape,
                     side_info: &codec.quantized.side_info,
                     streams,
+                    model_crc: container::model_check(&codec.quantized.streams),
                 });
                 stats.tensors.push(TensorStats {
                     name: tensor.name.clone(),
@@ -794,6 +795,15 @@ fn decode_tensor(
             "tensor `{name}`: {} streams in the message, the quantizer expects {}",
             record.streams.len(),
             codec.quantized.streams.len()
+        )));
+    }
+    if container::model_check(&codec.quantized.streams) != record.model_crc {
+        return Err(Error::Message(format!(
+            "tensor `{name}`: the decoder's stream models differ from the encoder's \
+             (model check {:?} vs {:?}); the two ends disagree on the quantizer's model \
+             (different stage build or platform math)",
+            container::model_check(&codec.quantized.streams),
+            record.model_crc
         )));
     }
     for (stream_index, (stream, stored)) in codec

@@ -379,6 +379,7 @@ fn wrong_lengths_and_garbage_symbols_are_errors() {
         ("  - predictor: { use: faulty-predictor, params: { wrong_length: true } }\n  - quantizer: { use: faulty-quantizer }", "prediction"),
         ("  - error-correction: { use: faulty-correction, params: { wrong_length: true } }\n  - quantizer: { use: faulty-quantizer }", "compensated"),
         ("  - quantizer: { use: faulty-quantizer, params: { garbage_symbols: true } }", "outside"),
+        ("  - quantizer: { use: faulty-quantizer, params: { model_drift: true } }", "stream models differ"),
     ] {
         let pipeline = registry.build(&PipelineSpec::parse(&faulty_spec(line), "f.yaml").unwrap()).unwrap();
         let result = pipeline.encoder().encode(&update(0));
