@@ -200,7 +200,8 @@ impl MessageWriter {
     pub fn add_coded(&mut self, tensor: &CodedTensor<'_>) {
         self.tensors += 1;
         self.put_name_shape(tensor.name, tensor.shape);
-        self.table.push(if tensor.model_crc.is_some() { 2 } else { 0 });
+        self.table
+            .push(if tensor.model_crc.is_some() { 2 } else { 0 });
         put_varint(&mut self.table, tensor.side_info.len() as u64);
         self.table.extend_from_slice(tensor.side_info);
         put_varint(&mut self.table, tensor.streams.len() as u64);
