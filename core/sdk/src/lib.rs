@@ -168,7 +168,10 @@ macro_rules! export_plugin {
             .leak_into_prefix()
         }
 
-        /// The exported root module (`abi_stable`).
+        /// The exported root module (`abi_stable`). Building with
+        /// `--cfg gradcodec_in_process` leaves it out, so several plugins can be
+        /// linked into one binary as rlibs (fuzzing, embedding).
+        #[cfg(not(gradcodec_in_process))]
         #[::abi_stable::export_root_module]
         pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
             plugin_root()
