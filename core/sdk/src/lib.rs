@@ -171,10 +171,13 @@ macro_rules! export_plugin {
         /// The exported root module (`abi_stable`). Building with
         /// `--cfg gradcodec_in_process` leaves it out, so several plugins can be
         /// linked into one binary as rlibs (fuzzing, embedding).
-        #[cfg(not(gradcodec_in_process))]
-        #[::abi_stable::export_root_module]
-        pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
-            plugin_root()
+        #[allow(unexpected_cfgs)]
+        mod gradcodec_plugin_export {
+            #[cfg(not(gradcodec_in_process))]
+            #[::abi_stable::export_root_module]
+            pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
+                super::plugin_root()
+            }
         }
     };
 }
