@@ -90,7 +90,10 @@ pub fn sequences() -> Vec<(String, Vec<Update>)> {
                 .iter()
                 .map(|p| Update::read(p).unwrap_or_else(|e| panic!("{e}")))
                 .collect();
-            (dir.file_name().unwrap().to_string_lossy().to_string(), updates)
+            (
+                dir.file_name().unwrap().to_string_lossy().to_string(),
+                updates,
+            )
         })
         .collect()
 }
@@ -107,7 +110,10 @@ pub fn significant(value: f64, digits: i32) -> f64 {
 fn round_json(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Number(n) if n.is_f64() => {
-            if let Some(rounded) = n.as_f64().and_then(|v| serde_json::Number::from_f64(significant(v, 5))) {
+            if let Some(rounded) = n
+                .as_f64()
+                .and_then(|v| serde_json::Number::from_f64(significant(v, 5)))
+            {
                 *n = rounded;
             }
         }
@@ -183,7 +189,10 @@ pub fn update_hash(update: &Update) -> String {
 /// Encodes `updates` in order through one encoder and one decoder of
 /// `pipeline`, checks that the decoder reproduces the encoder's reconstruction
 /// exactly each round, and snapshots every message.
-pub fn snapshot_rounds(pipeline: &Arc<Pipeline>, updates: &[Update]) -> gradcodec::Result<PipelineSnapshot> {
+pub fn snapshot_rounds(
+    pipeline: &Arc<Pipeline>,
+    updates: &[Update],
+) -> gradcodec::Result<PipelineSnapshot> {
     let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
     let mut messages = Vec::with_capacity(updates.len());
     for update in updates {
@@ -201,9 +210,13 @@ pub fn snapshot_rounds(pipeline: &Arc<Pipeline>, updates: &[Update]) -> gradcode
         messages.push(CodecSnapshot {
             round: report.round,
             bytes: message.len() as u64,
-            bits_per_entry: (metrics::bits_per_entry(message.len() as u64, entries) * 1e4).round() / 1e4,
+            bits_per_entry: (metrics::bits_per_entry(message.len() as u64, entries) * 1e4).round()
+                / 1e4,
             relative_mse: significant(metrics::relative_mse(update, &decoded), 4),
-            weighted_distortion_m2: significant(metrics::relative_weighted_distortion(update, &decoded, 2.0), 4),
+            weighted_distortion_m2: significant(
+                metrics::relative_weighted_distortion(update, &decoded, 2.0),
+                4,
+            ),
             message_xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&message)),
             tensors: report
                 .tensors
@@ -231,12 +244,22 @@ pub fn snapshot_rounds(pipeline: &Arc<Pipeline>, updates: &[Update]) -> gradcode
 }
 
 /// [`snapshot_rounds`] of a single update.
-pub fn snapshot_update(pipeline: &Arc<Pipeline>, update: &Update) -> gradcodec::Result<PipelineSnapshot> {
+pub fn snapshot_update(
+    pipeline: &Arc<Pipeline>,
+    update: &Update,
+) -> gradcodec::Result<PipelineSnapshot> {
     snapshot_rounds(pipeline, std::slice::from_ref(update))
 }
 
 /// The golden-message input: the tensors of `update` with at most `max_entries`
 /// entries each (small, so golden messages stay small).
 pub fn small_tensors(update: &Update, max_entries: usize) -> Update {
-    Update::new(update.tensors.iter().filter(|t| t.len() <= max_entries).cloned().collect())
+    Update::new(
+        update
+            .tensors
+            .iter()
+            .filter(|t| t.len() <= max_entries)
+            .cloned()
+            .collect(),
+    )
 }

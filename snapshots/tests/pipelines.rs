@@ -11,8 +11,8 @@
 
 use gradcodec::{decoder_for_message, spec::spec_files, PipelineSpec};
 use gradcodec_snapshots::{
-    build_registry, fixtures, pipelines_dir, sequences, small_tensors, snapshot_rounds, snapshot_update,
-    update_hash, workspace_root,
+    build_registry, fixtures, pipelines_dir, sequences, small_tensors, snapshot_rounds,
+    snapshot_update, update_hash, workspace_root,
 };
 use std::collections::BTreeSet;
 
@@ -35,7 +35,10 @@ fn settings() -> insta::Settings {
 fn every_pipeline_on_every_fixture() {
     let registry = build_registry();
     let fixtures = fixtures();
-    assert!(fixtures.len() >= 3, "expected the committed fixtures in snapshots/fixtures");
+    assert!(
+        fixtures.len() >= 3,
+        "expected the committed fixtures in snapshots/fixtures"
+    );
     settings().bind(|| {
         for (spec_name, path) in spec_names() {
             let pipeline = registry
@@ -54,10 +57,15 @@ fn every_pipeline_on_every_fixture() {
 fn stateful_pipelines_over_rounds() {
     let registry = build_registry();
     let sequences = sequences();
-    assert!(!sequences.is_empty(), "expected a fixture sequence in snapshots/fixtures/<name>/");
+    assert!(
+        !sequences.is_empty(),
+        "expected a fixture sequence in snapshots/fixtures/<name>/"
+    );
     settings().bind(|| {
         for (spec_name, path) in spec_names() {
-            let pipeline = registry.build(&PipelineSpec::from_file(&path).unwrap()).unwrap();
+            let pipeline = registry
+                .build(&PipelineSpec::from_file(&path).unwrap())
+                .unwrap();
             if !pipeline.is_stateful() {
                 continue;
             }
@@ -65,7 +73,10 @@ fn stateful_pipelines_over_rounds() {
                 assert!(updates.len() >= 5, "{sequence_name}: fewer than 5 rounds");
                 let snapshot = snapshot_rounds(&pipeline, &updates[..5])
                     .unwrap_or_else(|e| panic!("{spec_name} over {sequence_name}: {e}"));
-                insta::assert_yaml_snapshot!(format!("{spec_name}@{sequence_name}-rounds"), snapshot);
+                insta::assert_yaml_snapshot!(
+                    format!("{spec_name}@{sequence_name}-rounds"),
+                    snapshot
+                );
             }
         }
     });
@@ -86,20 +97,36 @@ fn golden_messages_still_decode() {
         let message_path = golden.join(format!("{spec_name}.gcm"));
         let hash_path = golden.join(format!("{spec_name}.decoded-xxh3"));
         if bless && !message_path.exists() {
-            let pipeline = registry.build(&PipelineSpec::from_file(&path).unwrap()).unwrap();
+            let pipeline = registry
+                .build(&PipelineSpec::from_file(&path).unwrap())
+                .unwrap();
             let mut encoder = pipeline.encoder();
             let message = encoder.encode(&input).unwrap();
             std::fs::write(&message_path, &message).unwrap();
-            std::fs::write(&hash_path, update_hash(encoder.last_reconstruction()) + "\n").unwrap();
+            std::fs::write(
+                &hash_path,
+                update_hash(encoder.last_reconstruction()) + "\n",
+            )
+            .unwrap();
         }
-        let (Ok(message), Ok(expected)) = (std::fs::read(&message_path), std::fs::read_to_string(&hash_path)) else {
+        let (Ok(message), Ok(expected)) = (
+            std::fs::read(&message_path),
+            std::fs::read_to_string(&hash_path),
+        ) else {
             missing.push(spec_name);
             continue;
         };
         // Decoded without the spec: the message names its pipeline.
-        let mut decoder = decoder_for_message(&registry, &message).unwrap_or_else(|e| panic!("{spec_name}: {e}"));
-        let decoded = decoder.decode(&message).unwrap_or_else(|e| panic!("{spec_name}: {e}"));
-        assert_eq!(update_hash(&decoded), expected.trim(), "{spec_name}: golden message decodes differently");
+        let mut decoder =
+            decoder_for_message(&registry, &message).unwrap_or_else(|e| panic!("{spec_name}: {e}"));
+        let decoded = decoder
+            .decode(&message)
+            .unwrap_or_else(|e| panic!("{spec_name}: {e}"));
+        assert_eq!(
+            update_hash(&decoded),
+            expected.trim(),
+            "{spec_name}: golden message decodes differently"
+        );
     }
     assert!(
         missing.is_empty(),
@@ -117,7 +144,9 @@ fn no_unreferenced_snapshots() {
         for fixture in &fixture_names {
             expected.insert(format!("{spec_name}@{fixture}.snap"));
         }
-        let pipeline = registry.build(&PipelineSpec::from_file(&path).unwrap()).unwrap();
+        let pipeline = registry
+            .build(&PipelineSpec::from_file(&path).unwrap())
+            .unwrap();
         if pipeline.is_stateful() {
             for sequence in &sequence_names {
                 expected.insert(format!("{spec_name}@{sequence}-rounds.snap"));
@@ -141,13 +170,20 @@ fn no_unreferenced_snapshots() {
     );
     let golden = workspace_root().join("snapshots/golden");
     let specs: BTreeSet<String> = spec_names().into_iter().map(|(n, _)| n).collect();
-    for entry in std::fs::read_dir(&golden).into_iter().flatten().filter_map(|e| e.ok()) {
+    for entry in std::fs::read_dir(&golden)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+    {
         let name = entry.file_name().to_string_lossy().to_string();
         let stem = name
             .strip_suffix(".gcm")
             .or_else(|| name.strip_suffix(".decoded-xxh3"))
             .unwrap_or(&name)
             .to_string();
-        assert!(specs.contains(&stem), "golden file {name} has no spec in pipelines/");
+        assert!(
+            specs.contains(&stem),
+            "golden file {name} has no spec in pipelines/"
+        );
     }
 }
