@@ -84,12 +84,13 @@ impl PluginSearch {
         dirs
     }
 
-    /// Every candidate library file, in precedence order. A library found in a
-    /// directory is skipped when one of the same file name came earlier (a copy in
-    /// a higher-precedence directory shadows it); explicit files always load.
+    /// Every candidate library file, in precedence order: explicit files, then
+    /// each directory's `libgradcodec_plugin_*` files. The registry loads them in
+    /// this order and skips a file whose name already loaded from an earlier
+    /// place (a copy in a higher-precedence directory shadows it); a copy that
+    /// fails to load shadows nothing.
     pub fn candidates(&self) -> Vec<PathBuf> {
         let mut files = self.files.clone();
-        let mut names: BTreeSet<std::ffi::OsString> = BTreeSet::new();
         for dir in self.directories() {
             if dir.is_file() {
                 files.push(dir);
@@ -103,15 +104,7 @@ impl PluginSearch {
                 .filter(|path| is_plugin_file_name(path))
                 .collect();
             found.sort();
-            for path in found {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_os_string())
-                    .unwrap_or_default();
-                if names.insert(name) {
-                    files.push(path);
-                }
-            }
+            files.extend(found);
         }
         let mut seen = BTreeSet::new();
         files.retain(|file| seen.insert(file.canonicalize().unwrap_or_else(|_| file.clone())));

@@ -45,9 +45,18 @@ impl Registry {
             searched: search.directories(),
             ..Self::default()
         };
+        let explicit: std::collections::BTreeSet<PathBuf> = search.files.iter().cloned().collect();
+        let mut loaded_names = std::collections::BTreeSet::new();
         for path in search.candidates() {
+            let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            if !explicit.contains(&path) && loaded_names.contains(&name) {
+                continue; // shadowed by a copy loaded from a higher-precedence place
+            }
             match load_library(&path) {
-                Ok(library) => registry.add_library(library),
+                Ok(library) => {
+                    loaded_names.insert(name);
+                    registry.add_library(library);
+                }
                 Err(message) => registry.failures.push(LoadFailure { path, message }),
             }
         }

@@ -75,7 +75,7 @@ impl<'a> Cursor<'a> {
     fn varint(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.at).ok_or_else(|| truncated())?;
+            let byte = *self.bytes.get(self.at).ok_or_else(truncated)?;
             self.at += 1;
             value |= u64::from(byte & 0x7F) << shift;
             if byte & 0x80 == 0 {

@@ -404,3 +404,24 @@ fn wrong_lengths_and_garbage_symbols_are_errors() {
         assert!(error.contains(expect), "{params}: {error}");
     }
 }
+
+#[test]
+fn a_broken_copy_does_not_shadow_a_working_library() {
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("libgradcodec_plugin_basic.so"), b"not a library").unwrap();
+    library("gradcodec_plugin_basic");
+    let search = PluginSearch::only(vec![broken.path().to_path_buf(), build_dir()], vec![]);
+    let registry = Registry::discover(&search).unwrap();
+    assert!(registry.failures().iter().any(|f| f.path.starts_with(broken.path())));
+    let found = registry.find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None).unwrap();
+    assert!(found.library.path.starts_with(build_dir()));
+    // A working copy earlier in the search does shadow later ones.
+    let search = PluginSearch::only(vec![build_dir(), build_dir().join("deps")], vec![]);
+    let registry = Registry::discover(&search).unwrap();
+    let basics = registry
+        .libraries()
+        .iter()
+        .filter(|l| l.path.file_name().is_some_and(|n| n == "libgradcodec_plugin_basic.so"))
+        .count();
+    assert_eq!(basics, 1);
+}

@@ -1,0 +1,33 @@
+//! gradcodec-harness: federated and distributed training with tch (libtorch),
+//! measuring how much accuracy a gradcodec pipeline costs for the bits it saves.
+//!
+//! - [`data`]: IDX and CIFAR-10 loaders, the embedded Fashion-MNIST default,
+//!   partitions (IID, c classes per client, Dirichlet);
+//! - [`models`]: MLP, LeNet-5, the ResFed CNN, ResNet-8, Mem-AOP-GD linear layers;
+//! - [`train`]: `fedavg` and `dsgd` rounds, checkpoints and resume;
+//! - [`codec`]: uplink / downlink streams through gradcodec pipelines;
+//! - [`metrics`], [`plot`], [`sweep`], [`capture`]: what is recorded and shown.
+//!
+//! ```no_run
+//! use gradcodec_harness::config::RunConfig;
+//! use gradcodec_harness::train::run::{run, RunOptions};
+//! let cfg = RunConfig { name: "co3".into(), uplink: Some("pipelines/co3-fp4.yaml".into()),
+//!                       rounds: 5, ..Default::default() };
+//! let result = run(&cfg, None, &RunOptions::default())?;
+//! println!("{:?}", result.summary);
+//! # anyhow::Ok(())
+//! ```
+
+pub mod capture;
+pub mod checkpoint;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod data;
+pub mod metrics;
+pub mod models;
+pub mod optim;
+pub mod params;
+pub mod plot;
+pub mod sweep;
+pub mod train;
