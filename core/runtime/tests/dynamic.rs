@@ -408,12 +408,21 @@ fn wrong_lengths_and_garbage_symbols_are_errors() {
 #[test]
 fn a_broken_copy_does_not_shadow_a_working_library() {
     let broken = tempfile::tempdir().unwrap();
-    std::fs::write(broken.path().join("libgradcodec_plugin_basic.so"), b"not a library").unwrap();
+    std::fs::write(
+        broken.path().join("libgradcodec_plugin_basic.so"),
+        b"not a library",
+    )
+    .unwrap();
     library("gradcodec_plugin_basic");
     let search = PluginSearch::only(vec![broken.path().to_path_buf(), build_dir()], vec![]);
     let registry = Registry::discover(&search).unwrap();
-    assert!(registry.failures().iter().any(|f| f.path.starts_with(broken.path())));
-    let found = registry.find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None).unwrap();
+    assert!(registry
+        .failures()
+        .iter()
+        .any(|f| f.path.starts_with(broken.path())));
+    let found = registry
+        .find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None)
+        .unwrap();
     assert!(found.library.path.starts_with(build_dir()));
     // A working copy earlier in the search does shadow later ones.
     let search = PluginSearch::only(vec![build_dir(), build_dir().join("deps")], vec![]);
@@ -421,7 +430,11 @@ fn a_broken_copy_does_not_shadow_a_working_library() {
     let basics = registry
         .libraries()
         .iter()
-        .filter(|l| l.path.file_name().is_some_and(|n| n == "libgradcodec_plugin_basic.so"))
+        .filter(|l| {
+            l.path
+                .file_name()
+                .is_some_and(|n| n == "libgradcodec_plugin_basic.so")
+        })
         .count();
     assert_eq!(basics, 1);
 }
@@ -435,7 +448,8 @@ fn a_broken_copy_does_not_shadow_a_working_library() {
 fn resfed_with_a_lossless_quantizer_does_not_drift_on_either_link() {
     let registry = Registry::discover(&PluginSearch::only(vec![build_dir()], vec![])).unwrap();
     let spec = "name: resfed-lossless\nstages:\n  - predictor: { use: res1 }\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n";
-    let Ok(pipeline) = registry.build(&PipelineSpec::parse(spec, "resfed-lossless.yaml").unwrap()) else {
+    let Ok(pipeline) = registry.build(&PipelineSpec::parse(spec, "resfed-lossless.yaml").unwrap())
+    else {
         panic!("res1 (plugins/feedback) must be built: cargo build --workspace");
     };
     let (mut up_encoder, mut up_decoder) = (pipeline.encoder(), pipeline.decoder());
@@ -445,7 +459,11 @@ fn resfed_with_a_lossless_quantizer_does_not_drift_on_either_link() {
         // Downlink: the server sends the global model; the client receives it.
         let down = down_encoder.encode(&model).unwrap();
         let received = down_decoder.decode(&down).unwrap();
-        assert_eq!(&received, down_encoder.last_reconstruction(), "round {round}: downlink drifted");
+        assert_eq!(
+            &received,
+            down_encoder.last_reconstruction(),
+            "round {round}: downlink drifted"
+        );
         // Both uplink ends observe the client's received trajectory (Res-1's O).
         up_encoder.observe(&received).unwrap();
         up_decoder.observe(&received).unwrap();
@@ -456,9 +474,40 @@ fn resfed_with_a_lossless_quantizer_does_not_drift_on_either_link() {
         }
         let up = up_encoder.encode(&local).unwrap();
         let at_server = up_decoder.decode(&up).unwrap();
-        assert_eq!(&at_server, up_encoder.last_reconstruction(), "round {round}: uplink drifted");
+        assert_eq!(
+            &at_server,
+            up_encoder.last_reconstruction(),
+            "round {round}: uplink drifted"
+        );
         let error = metrics::relative_mse(&local, &at_server);
         assert!(error < 1e-12, "round {round}: relative error {error}");
         model = at_server;
+    }
+}
+
+#[test]
+fn a_corrupt_message_from_one_client_leaves_other_clients_untouched() {
+    let registry = registry();
+    let pipeline = registry
+        .build(&PipelineSpec::parse(EVERY_KIND, "every-kind.yaml").unwrap())
+        .unwrap();
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| (pipeline.encoder(), pipeline.decoder()))
+        .collect();
+    for round in 0..4u32 {
+        for (client, (encoder, decoder)) in clients.iter_mut().enumerate() {
+            let message = encoder.encode(&update(round * 10 + client as u32)).unwrap();
+            if client == 1 && round == 2 {
+                let mut bad = message.clone();
+                let at = bad.len() / 3;
+                bad[at] ^= 0x5A;
+                assert!(decoder.decode(&bad).is_err());
+            }
+            assert_eq!(
+                &decoder.decode(&message).unwrap(),
+                encoder.last_reconstruction(),
+                "client {client} round {round}"
+            );
+        }
     }
 }
