@@ -48,7 +48,10 @@ impl Registry {
         let explicit: std::collections::BTreeSet<PathBuf> = search.files.iter().cloned().collect();
         let mut loaded_names = std::collections::BTreeSet::new();
         for path in search.candidates() {
-            let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             if !explicit.contains(&path) && loaded_names.contains(&name) {
                 continue; // shadowed by a copy loaded from a higher-precedence place
             }
