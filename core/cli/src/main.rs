@@ -2,6 +2,7 @@
 //! inspect messages and benchmark pipelines.
 
 mod bench;
+mod bound;
 mod check;
 mod codec;
 mod inspect;
@@ -61,6 +62,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write a synthetic GenNorm(beta, alpha) update.
     Synth(synth::SynthArgs),
+    /// The rate-distortion limit (quadratic Gaussian CEO) of aggregating K workers' updates.
+    Bound(bound::BoundArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(&cli.plugins, args),
         Command::Bench(args) => bench::run(&cli.plugins, args),
         Command::Synth(args) => synth::run(args),
+        Command::Bound(args) => bound::run(args),
     };
     match result {
         Ok(code) => code,

@@ -207,3 +207,57 @@ fn corrupt_and_foreign_files_get_clear_errors() {
     ]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("tensor `nan`"));
 }
+
+#[test]
+fn bound_reports_the_ceo_sum_rate_of_real_worker_gradients() {
+    let workers: Vec<String> = (0..5)
+        .flat_map(|r| {
+            [
+                "--worker".to_string(),
+                format!("snapshots/fixtures/lenet5-steps/round-{r}.safetensors"),
+            ]
+        })
+        .collect();
+    let mut args: Vec<&str> = vec!["bound"];
+    args.extend(workers.iter().map(String::as_str));
+    let mut at = args.clone();
+    at.extend(["--relative-distortion", "0.8", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&at)).unwrap();
+    assert_eq!(report["layers"].as_array().unwrap().len(), 9);
+    let bits = report["bits_per_entry"].as_f64().unwrap();
+    assert!(bits > 0.0 && bits < 32.0, "{bits}");
+    // Less distortion costs more bits; the averaging estimator never beats the CEO limit.
+    let mut tighter = args.clone();
+    tighter.extend(["--relative-distortion", "0.65", "--json"]);
+    let tighter: serde_json::Value = serde_json::from_str(&ok(&tighter)).unwrap();
+    assert!(tighter["bits_per_entry"].as_f64().unwrap() > bits);
+    // (The averaging estimator's floor, sigma_N^2 / K, is higher: compare near sigma_X^2.)
+    let mut ceo = args.clone();
+    ceo.extend(["--relative-distortion", "0.98", "--json"]);
+    let ceo: serde_json::Value = serde_json::from_str(&ok(&ceo)).unwrap();
+    let mut averaging = args.clone();
+    averaging.extend(["--relative-distortion", "0.98", "--averaging", "--json"]);
+    let averaging: serde_json::Value = serde_json::from_str(&ok(&averaging)).unwrap();
+    assert!(
+        averaging["bits_per_entry"].as_f64().unwrap() >= ceo["bits_per_entry"].as_f64().unwrap()
+    );
+    // Bad input: one worker, mismatched updates, unreachable distortion.
+    let output = gradcodec(&[
+        "bound",
+        "--worker",
+        "snapshots/fixtures/lenet5-grad.safetensors",
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 2 workers"));
+    let output = gradcodec(&[
+        "bound",
+        "--worker",
+        "snapshots/fixtures/lenet5-grad.safetensors",
+        "--worker",
+        "snapshots/fixtures/lenet5-steps/round-0.safetensors",
+    ]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tensors"));
+    let mut unreachable = args.clone();
+    unreachable.extend(["--relative-distortion", "0.01"]);
+    let output = gradcodec(&unreachable);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not reachable"));
+}
