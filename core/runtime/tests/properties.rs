@@ -149,6 +149,33 @@ fn shipped_specs() -> Vec<PathBuf> {
     spec_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines")).unwrap()
 }
 
+/// Every shipped spec: named after its file, says where it comes from, builds
+/// against the loaded plugins (known stages, canonical order, parameters each
+/// stage accepts), and has a default entropy coder for any stream role.
+#[test]
+fn every_shipped_spec_is_named_described_and_valid() {
+    for path in shipped_specs() {
+        let file = path.file_stem().unwrap().to_string_lossy().to_string();
+        let spec = PipelineSpec::from_file(&path).unwrap();
+        assert_eq!(spec.name, file, "{}: name", path.display());
+        assert!(
+            spec.about.len() > 20,
+            "{}: `about` must name the method and its source",
+            path.display()
+        );
+        assert!(
+            spec.stages
+                .iter()
+                .any(|s| s.kind == StageKind::ENTROPY_CODER && s.roles.is_empty()),
+            "{}: no default entropy coder",
+            path.display()
+        );
+        if let Err(error) = registry().build(&spec) {
+            panic!("{error}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
