@@ -7,6 +7,8 @@
 //! - [`estimate`]: `σ_X²` and `σ_N²` per layer from `K` workers' updates;
 //! - [`blahut_arimoto`]: the rate-distortion function of a GenNorm source under MSE or
 //!   the M-weighted distortion of ALGORITHMS.md §2, with the Shannon lower bound;
+//! - [`tensor_limit`]: the single-source limit of a tensor (and of an update, tensor
+//!   by tensor) at the distortion a codec achieved on it;
 //! - [`report`]: serializable reports and curves;
 //! - [`error`]: the error type.
 //!
@@ -27,5 +29,6 @@ pub mod ceo;
 pub mod error;
 pub mod estimate;
 pub mod report;
+pub mod tensor_limit;
 
 pub use error::BoundError;

@@ -2,6 +2,7 @@
 //! inspect messages and benchmark pipelines.
 
 mod bench;
+mod bench_bound;
 mod bound;
 mod check;
 mod codec;

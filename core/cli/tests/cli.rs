@@ -261,3 +261,74 @@ fn bound_reports_the_ceo_sum_rate_of_real_worker_gradients() {
     let output = gradcodec(&unreachable);
     assert!(String::from_utf8_lossy(&output.stderr).contains("not reachable"));
 }
+
+#[test]
+fn bench_bound_sets_real_bits_beside_the_limit_at_the_achieved_distortion() {
+    let line = |pipeline: &str| -> serde_json::Value {
+        let path = format!("pipelines/{pipeline}.yaml");
+        let out = ok(&[
+            "bench",
+            "--bound",
+            "--json",
+            "--input",
+            "snapshots/fixtures/lenet5-grad.safetensors",
+            "--pipeline",
+            &path,
+        ]);
+        serde_json::from_str(out.lines().next().unwrap()).unwrap()
+    };
+    let float = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap();
+    // Lossy pipelines: the real message is never below the limit at its own distortion.
+    let mut gaps = Vec::new();
+    for pipeline in ["uniform8", "qsgd", "co3-fp4", "m20"] {
+        let c = line(pipeline);
+        let (bits, limit) = (
+            float(&c, "bits_per_entry"),
+            float(&c, "limit_bits_per_entry"),
+        );
+        let slb = float(&c, "shannon_lower_bound_bits_per_entry");
+        assert!(limit > 0.0 && limit < bits, "{pipeline}: {limit} vs {bits}");
+        assert!(
+            slb <= limit + 1e-3,
+            "{pipeline}: SLB {slb} above limit {limit}"
+        );
+        assert!((float(&c, "gap_bits_per_entry") - (bits - limit)).abs() < 1e-9);
+        assert_eq!(c["tensors"].as_array().unwrap().len(), 10);
+        gaps.push((pipeline, bits, limit));
+    }
+    // Less distortion, higher limit: uniform8 (8 bits) is far finer than m20 (2 bits).
+    assert!(gaps[0].2 > gaps[3].2, "{gaps:?}");
+    // Lossless: every tensor exact, no limit and no gap.
+    let c = line("f32");
+    assert_eq!(c["exact_tensors"].as_u64(), Some(10));
+    assert!(c["limit_bits_per_entry"].is_null() && c["gap_bits_per_entry"].is_null());
+    // The M-weighted distortion and the Markdown form.
+    let out = ok(&[
+        "bench",
+        "--bound",
+        "--markdown",
+        "--weight-m",
+        "2",
+        "--input",
+        "snapshots/fixtures/lenet5-grad.safetensors",
+        "--pipeline",
+        "pipelines/m22.yaml",
+    ]);
+    let row = out.lines().nth(2).unwrap();
+    assert!(
+        row.starts_with("| m22 |") && !row.contains("| - | - |"),
+        "{out}"
+    );
+    // Bad settings get a clear error.
+    let output = gradcodec(&[
+        "bench",
+        "--bound",
+        "--weight-m",
+        "-1",
+        "--input",
+        "snapshots/fixtures/lenet5-grad.safetensors",
+        "--pipeline",
+        "pipelines/m22.yaml",
+    ]);
+    assert!(!output.status.success());
+}
