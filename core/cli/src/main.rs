@@ -7,6 +7,7 @@ mod bound;
 mod check;
 mod codec;
 mod inspect;
+mod perf;
 mod plugins;
 mod synth;
 
@@ -61,6 +62,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure a pipeline on an input: bits per entry, error, speed.
     Bench(bench::BenchArgs),
+    /// Speed and size of pipelines against memcpy and zstd -1/-3 on the same input.
+    Perf(perf::PerfArgs),
     /// Write a synthetic GenNorm(beta, alpha) update.
     Synth(synth::SynthArgs),
     /// The rate-distortion limit (quadratic Gaussian CEO) of aggregating K workers' updates.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Decode(args) => codec::decode(&cli.plugins, args),
         Command::Inspect(args) => inspect::run(&cli.plugins, args),
         Command::Bench(args) => bench::run(&cli.plugins, args),
+        Command::Perf(args) => perf::run(&cli.plugins, args),
         Command::Synth(args) => synth::run(args),
         Command::Bound(args) => bound::run(args),
     };

@@ -383,6 +383,24 @@ impl Encoder {
         &self.stats
     }
 
+    /// The symbol streams of the last message's coded tensors, with each
+    /// tensor's name (for measurement, e.g. the zeroth-order entropy of what the
+    /// coders were given). Empty before the first message.
+    pub fn last_symbol_streams(&self) -> Vec<(&str, &gradcodec_abi::SymbolStream)> {
+        self.stats
+            .tensors
+            .iter()
+            .filter(|t| !t.raw)
+            .filter_map(|t| {
+                self.streams
+                    .codecs
+                    .get(&t.name)
+                    .map(|c| (t.name.as_str(), c))
+            })
+            .flat_map(|(name, codec)| codec.quantized.streams.iter().map(move |s| (name, s)))
+            .collect()
+    }
+
     /// Encodes one update into one message. Tensors are coded in parallel (rayon)
     /// and the bytes do not depend on the thread count.
     pub fn encode(&mut self, update: &Update) -> Result<Vec<u8>> {

@@ -47,9 +47,9 @@ fn finite_values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec(
         prop_oneof![
             3 => (-1.0f32..1.0).prop_map(|v| v * 1e-3),
-            1 => (-1.0f32..1.0),
+            1 => -1.0f32..1.0,
             1 => Just(0.0f32),
-            1 => (-1e4f32..1e4),
+            1 => -1e4f32..1e4,
         ],
         1..max_len,
     )

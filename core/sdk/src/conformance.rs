@@ -90,7 +90,12 @@ pub fn check_library(root: PluginRootRef) {
 
 /// Runs the kit for one stage with other parameters than its example (JSON),
 /// e.g. to cover every model or format option of a stage.
-pub fn check_stage_with_params(root: PluginRootRef, kind: StageKind, name: &str, params_json: &str) {
+pub fn check_stage_with_params(
+    root: PluginRootRef,
+    kind: StageKind,
+    name: &str,
+    params_json: &str,
+) {
     let manifest = (root.manifest())();
     let mut stage = manifest
         .stages

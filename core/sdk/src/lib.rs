@@ -19,6 +19,7 @@
 //! [`conformance`] kit in-process: `gradcodec_sdk::conformance::check_library(plugin_root())`.
 
 pub mod adapters;
+pub mod buffers;
 pub mod config;
 pub mod conformance;
 pub mod dispatch;

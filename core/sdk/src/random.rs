@@ -46,7 +46,9 @@ mod tests {
 
     #[test]
     fn streams_differ_by_round_and_tensor_and_repeat_exactly() {
-        let draw = |round, tensor| uniform_below(&mut call_rng(7, &CallContext::new(round, tensor)), 1 << 40);
+        let draw = |round, tensor| {
+            uniform_below(&mut call_rng(7, &CallContext::new(round, tensor)), 1 << 40)
+        };
         assert_eq!(draw(3, 1), draw(3, 1));
         assert_ne!(draw(3, 1), draw(4, 1));
         assert_ne!(draw(3, 1), draw(3, 2));

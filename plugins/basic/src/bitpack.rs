@@ -9,6 +9,7 @@
 //! - entropy-coder: { use: bitpack }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure_data, invalid_input, EntropyCoder, JsonSchema, RVec, SdkResult, Stage, StageConfig,
     StageFlags, StageInfo, SymbolStream, TensorSpec,
@@ -51,6 +52,88 @@ impl Stage for Bitpack {
     }
 }
 
+/// Packs `symbols` of `width` bits (1..=64; symbols below `2^32`) into `out`,
+/// which holds exactly `⌈len·width/8⌉` bytes. Writes 32 bits at a time.
+fn pack(symbols: &[u32], width: u32, out: &mut [u8]) {
+    if width == 32 {
+        for (bytes, symbol) in out.chunks_exact_mut(4).zip(symbols) {
+            bytes.copy_from_slice(&symbol.to_le_bytes());
+        }
+        return;
+    }
+    if width == 8 {
+        for (byte, symbol) in out.iter_mut().zip(symbols) {
+            *byte = *symbol as u8;
+        }
+        return;
+    }
+    let (mut buffer, mut filled, mut at) = (0u64, 0u32, 0usize);
+    for &symbol in symbols {
+        buffer |= u64::from(symbol) << filled;
+        filled += width;
+        while filled >= 32 {
+            out[at..at + 4].copy_from_slice(&(buffer as u32).to_le_bytes());
+            at += 4;
+            buffer >>= 32;
+            filled -= 32;
+        }
+    }
+    for byte in &mut out[at..] {
+        *byte = buffer as u8;
+        buffer >>= 8;
+    }
+}
+
+/// Unpacks `out.len()` symbols of `width` bits (1..=64) from `bytes`, which holds
+/// exactly `⌈len·width/8⌉` bytes; the value above bit 32 of a wide symbol must be
+/// zero, else `false`.
+fn unpack(bytes: &[u8], width: u32, out: &mut [u32]) -> bool {
+    if width == 32 {
+        for (symbol, word) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *symbol = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        return true;
+    }
+    if width == 8 {
+        for (symbol, byte) in out.iter_mut().zip(bytes) {
+            *symbol = u32::from(*byte);
+        }
+        return true;
+    }
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut wide = false;
+    let (mut buffer, mut filled) = (0u64, 0u32);
+    let mut input = bytes.chunks(4);
+    for symbol in out.iter_mut() {
+        let mut value = 0u64;
+        let mut have = 0u32;
+        // Take `width` bits, 32 at most per refill (a u64 holds < 32 + 32).
+        while have < width {
+            if filled == 0 {
+                let word = input.next().unwrap_or(&[]);
+                let mut le = [0u8; 4];
+                le[..word.len()].copy_from_slice(word);
+                buffer = u64::from(u32::from_le_bytes(le));
+                filled = 32;
+            }
+            let take = (width - have).min(filled);
+            let part = buffer & ((1u64 << take) - 1);
+            value |= part << have;
+            buffer >>= take;
+            filled -= take;
+            have += take;
+        }
+        let value = value & mask;
+        wide |= value > u64::from(u32::MAX);
+        *symbol = value as u32;
+    }
+    !wide
+}
+
 impl EntropyCoder for Bitpack {
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
         let width = symbol_width(stream.alphabet_size);
@@ -58,26 +141,14 @@ impl EntropyCoder for Bitpack {
             return Ok(());
         }
         let alphabet = stream.alphabet_size;
-        out.reserve((stream.symbols.len() * width as usize).div_ceil(8));
-        let mut buffer: u64 = 0;
-        let mut filled: u32 = 0;
-        for &symbol in stream.symbols.iter() {
-            if u64::from(symbol) >= alphabet {
-                return Err(invalid_input(format!(
-                    "symbol {symbol} outside 0..{alphabet}"
-                )));
-            }
-            buffer |= u64::from(symbol) << filled;
-            filled += width;
-            while filled >= 8 {
-                out.push(buffer as u8);
-                buffer >>= 8;
-                filled -= 8;
-            }
+        let symbols = stream.symbols.as_slice();
+        if let Some(symbol) = symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+            return Err(invalid_input(format!(
+                "symbol {symbol} outside 0..{alphabet}"
+            )));
         }
-        if filled > 0 {
-            out.push(buffer as u8);
-        }
+        let bytes = (symbols.len() * width as usize).div_ceil(8);
+        out.extend_filled(bytes, |out| pack(symbols, width, out));
         Ok(())
     }
 
@@ -96,28 +167,18 @@ impl EntropyCoder for Bitpack {
             stream.symbols.resize(count as usize, 0);
             return Ok(());
         }
-        stream.symbols.reserve(count as usize);
-        let mask = if width == 64 {
-            u64::MAX
-        } else {
-            (1u64 << width) - 1
-        };
-        let mut buffer: u64 = 0;
-        let mut filled: u32 = 0;
-        let mut input = bytes.iter();
-        for _ in 0..count {
-            while filled < width {
-                let byte = input.next().copied().unwrap_or(0);
-                buffer |= u64::from(byte) << filled;
-                filled += 8;
-            }
-            let symbol = buffer & mask;
-            buffer >>= width;
-            filled -= width;
-            ensure_data(symbol < alphabet, || {
-                format!("bitpack: symbol {symbol} outside 0..{alphabet}")
-            })?;
-            stream.symbols.push(symbol as u32);
+        let mut fits = true;
+        stream
+            .symbols
+            .extend_filled(count as usize, |out| fits = unpack(bytes, width, out));
+        let symbols = stream.symbols.as_slice();
+        let outside = symbols.iter().find(|s| u64::from(**s) >= alphabet);
+        if !fits || outside.is_some() {
+            let symbol = outside.map_or_else(|| "above 2^32".to_string(), u32::to_string);
+            stream.symbols.clear();
+            return Err(gradcodec_sdk::corrupt(format!(
+                "bitpack: symbol {symbol} outside 0..{alphabet}"
+            )));
         }
         Ok(())
     }

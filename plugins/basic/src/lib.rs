@@ -32,8 +32,16 @@ mod tests {
     #[test]
     fn uniform_passes_the_kit_at_its_extreme_widths() {
         use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
-        for params in [r#"{"bits": 1}"#, r#"{"bits": 16, "stochastic": true, "seed": 9}"#] {
-            check_stage_with_params(super::plugin_root(), StageKind::QUANTIZER, "uniform", params);
+        for params in [
+            r#"{"bits": 1}"#,
+            r#"{"bits": 16, "stochastic": true, "seed": 9}"#,
+        ] {
+            check_stage_with_params(
+                super::plugin_root(),
+                StageKind::QUANTIZER,
+                "uniform",
+                params,
+            );
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - error-correction: { use: memory-decay, params: { gamma: 0.7 } }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_len, state, CallContext, ErrorCorrection, JsonSchema, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, TensorSpec,
@@ -78,15 +79,15 @@ impl ErrorCorrection for MemoryDecay {
         ensure_len("residual", residual.len(), self.len as u64)?;
         out.clear();
         if self.memory.is_empty() {
-            out.extend_from_slice(residual);
+            out.extend_copied(residual);
         } else {
             let gamma = self.gamma;
-            out.extend(
-                residual
-                    .iter()
-                    .zip(&self.memory)
-                    .map(|(r, e)| r + gamma * e),
-            );
+            let memory = &self.memory;
+            out.extend_filled(residual.len(), |out| {
+                for ((o, r), e) in out.iter_mut().zip(residual).zip(memory) {
+                    *o = r + gamma * e;
+                }
+            });
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! - quantizer: { use: raw }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -53,9 +54,7 @@ impl Quantizer for Raw {
         ensure_len("input", input.len(), self.len)?;
         out.clear();
         let mut stream = SymbolStream::new(StreamRole::RAW_WORDS, 1 << 32);
-        stream
-            .symbols
-            .extend(input.iter().map(|value| value.to_bits()));
+        stream.symbols.extend_mapped(input, f32::to_bits);
         out.streams.push(stream);
         Ok(())
     }
@@ -84,7 +83,7 @@ impl Quantizer for Raw {
             )
         })?;
         out.clear();
-        out.extend(symbols.iter().map(|bits| f32::from_bits(*bits)));
+        out.extend_mapped(symbols, f32::from_bits);
         Ok(())
     }
 }

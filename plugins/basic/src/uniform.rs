@@ -12,11 +12,12 @@
 //! - quantizer: { use: uniform, params: { bits: 4, stochastic: true, seed: 7 } }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_data, ensure_len,
-    random::{call_rng, uniform01_f32}, CallContext, JsonSchema, Quantized,
-    Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
-    SymbolStream, TensorSpec,
+    random::{call_rng, uniform01_f32},
+    CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags,
+    StageInfo, StreamRole, SymbolStream, TensorSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,23 +106,21 @@ impl Quantizer for Uniform {
         let mut stream = SymbolStream::new(StreamRole::VALUES, u64::from(self.levels()));
         stream.symbols.reserve(input.len());
         if scale == 0.0 {
-            stream.symbols.extend(std::iter::repeat_n(0, input.len()));
+            stream.symbols.resize(stream.symbols.len() + input.len(), 0);
         } else {
             let inverse_step = top / (2.0 * scale);
             if self.config.stochastic {
                 let mut rng = call_rng(self.config.seed, ctx);
-                stream.symbols.extend(input.iter().map(|value| {
+                stream.symbols.extend_mapped(input, |value| {
                     let position = ((value + scale) * inverse_step).clamp(0.0, top);
                     let floor = position.floor();
                     let up = uniform01_f32(&mut rng) < position - floor;
                     (floor as u32 + u32::from(up)).min(top as u32)
-                }));
+                });
             } else {
-                stream.symbols.extend(
-                    input.iter().map(|value| {
-                        ((value + scale) * inverse_step).clamp(0.0, top).round() as u32
-                    }),
-                );
+                stream.symbols.extend_mapped(input, |value| {
+                    ((value + scale) * inverse_step).clamp(0.0, top).round() as u32
+                });
             }
         }
         out.streams.push(stream);
@@ -167,9 +166,9 @@ impl Quantizer for Uniform {
         };
         out.clear();
         if scale == 0.0 {
-            out.extend(std::iter::repeat_n(0.0, symbols.len()));
+            out.resize(out.len() + symbols.len(), 0.0);
         } else {
-            out.extend(symbols.iter().map(|s| *s as f32 * step - scale));
+            out.extend_mapped(symbols, |s| s as f32 * step - scale);
         }
         Ok(())
     }

@@ -5,9 +5,12 @@
 
 use gradcodec_sdk::RVec;
 
-/// Appends bits, most significant first, to a byte vector.
+/// Appends bits, most significant first, to a byte vector. Whole 32-bit words go
+/// to a local buffer (a plain `Vec` push), copied to the output once by
+/// [`BitWriter::finish`], which must be called.
 pub struct BitWriter<'a> {
     out: &'a mut RVec<u8>,
+    bytes: Vec<u8>,
     buffer: u64,
     filled: u32,
 }
@@ -17,6 +20,7 @@ impl<'a> BitWriter<'a> {
     pub fn new(out: &'a mut RVec<u8>) -> Self {
         Self {
             out,
+            bytes: Vec::new(),
             buffer: 0,
             filled: 0,
         }
@@ -31,9 +35,10 @@ impl<'a> BitWriter<'a> {
         }
         self.buffer = (self.buffer << count) | u64::from(value & (u32::MAX >> (32 - count)));
         self.filled += count;
-        while self.filled >= 8 {
-            self.filled -= 8;
-            self.out.push((self.buffer >> self.filled) as u8);
+        if self.filled >= 32 {
+            self.filled -= 32;
+            let word = (self.buffer >> self.filled) as u32;
+            self.bytes.extend_from_slice(&word.to_be_bytes());
         }
     }
 
@@ -52,12 +57,17 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// Pads the last byte with zero bits.
+    /// Pads the last byte with zero bits and appends everything to the output.
     pub fn finish(mut self) {
-        if self.filled > 0 {
-            let pad = 8 - self.filled;
-            self.put(0, pad);
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.bytes.push((self.buffer >> self.filled) as u8);
         }
+        if self.filled > 0 {
+            self.bytes.push((self.buffer << (8 - self.filled)) as u8);
+            self.filled = 0;
+        }
+        self.out.extend_from_copy_slice(&self.bytes);
     }
 }
 
@@ -85,6 +95,17 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     fn refill(&mut self) {
+        if let Some(chunk) = self.data.get(self.next_byte..self.next_byte + 8) {
+            // Whole bytes that fit below the valid bits, in one load.
+            let word = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            let bits = (64 - self.available) & !7;
+            if bits > 0 {
+                self.buffer |= (word >> (64 - bits)) << (64 - self.available - bits);
+                self.available += bits;
+                self.next_byte += (bits / 8) as usize;
+            }
+            return;
+        }
         while self.available <= 56 {
             let byte = self.data.get(self.next_byte).copied().unwrap_or(0);
             self.next_byte += 1;

@@ -41,6 +41,7 @@ use gradcodec_numerics::{
     gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
     GenNorm,
 };
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
     SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -541,11 +542,26 @@ impl Quantizer for FloatConvert {
         let mut stream = self.stream(&side);
         let scale = f64::from(scale);
         stream.symbols.reserve(input.len());
-        stream.symbols.extend(
-            input
-                .iter()
-                .map(|a| self.format.symbol(scale * f64::from(*a))),
-        );
+        // Nearest level, ties to the smaller magnitude, saturating: the number of
+        // decision edges strictly below |x| (exactly `FloatFormat::symbol`, as the
+        // edges are exact midpoints); a branch-free count for small formats.
+        let zero = self.format.max_index();
+        let edges: Vec<f64> = (0..zero).map(|k| self.format.upper_edge(k)).collect();
+        let small = edges.len() <= 16;
+        stream.symbols.extend_mapped(input, |a| {
+            let x = scale * f64::from(a);
+            let magnitude = x.abs();
+            let k = if small {
+                edges.iter().map(|e| u32::from(magnitude > *e)).sum::<u32>()
+            } else {
+                edges.partition_point(|e| *e < magnitude) as u32
+            };
+            if x < 0.0 {
+                zero - k
+            } else {
+                zero + k
+            }
+        });
         out.streams.push(stream);
         Ok(())
     }
@@ -586,19 +602,14 @@ impl Quantizer for FloatConvert {
             .iter()
             .map(|level| (level / scale).clamp(-limit, limit) as f32)
             .collect();
-        out.clear();
-        out.reserve(symbols.len());
-        for symbol in symbols.iter() {
-            match values.get(*symbol as usize) {
-                Some(value) => out.push(*value),
-                None => {
-                    return Err(corrupt(format!(
-                        "float-convert: symbol {symbol} outside 0..{}",
-                        values.len()
-                    )))
-                }
-            }
+        if let Some(symbol) = symbols.iter().find(|s| **s as usize >= values.len()) {
+            return Err(corrupt(format!(
+                "float-convert: symbol {symbol} outside 0..{}",
+                values.len()
+            )));
         }
+        out.clear();
+        out.extend_mapped(symbols, |symbol| values[symbol as usize]);
         Ok(())
     }
 

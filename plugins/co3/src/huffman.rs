@@ -177,7 +177,7 @@ fn read_symbols(
         }
         let symbol = code.decoder().decode(reader)?;
         out.reserve(count as usize);
-        out.extend(std::iter::repeat_n(symbol, count as usize));
+        out.resize(out.len() + count as usize, symbol);
     } else {
         // Every symbol takes at least `min_length` bits: refuse counts the input
         // cannot hold before allocating anything.
@@ -187,10 +187,11 @@ fn read_symbols(
                 reader.total() / 8
             )));
         }
-        out.reserve(count as usize);
         let decoder = code.decoder();
-        for _ in 0..count {
-            out.push(decoder.decode(reader)?);
+        let start = out.len();
+        out.resize(start + count as usize, 0);
+        for slot in &mut out.as_mut_slice()[start..] {
+            *slot = decoder.decode(reader)?;
         }
     }
     if !reader.at_clean_end() {

@@ -11,6 +11,7 @@
 //! - quantizer: { use: fixed-step, params: { step: 0.001, max_level: 127 } }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
     SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -103,11 +104,9 @@ impl Quantizer for FixedStep {
         let max = self.config.max_level as f32;
         let inverse_step = 1.0 / self.config.step;
         let mut stream = SymbolStream::new(StreamRole::VALUES, self.alphabet());
-        stream.symbols.extend(
-            input
-                .iter()
-                .map(|x| ((x * inverse_step).round().clamp(-max, max) + max) as u32),
-        );
+        stream.symbols.extend_mapped(input, |x| {
+            ((x * inverse_step).round().clamp(-max, max) + max) as u32
+        });
         out.streams.push(stream);
         Ok(())
     }
@@ -144,11 +143,7 @@ impl Quantizer for FixedStep {
         })?;
         let max = self.config.max_level as i64;
         out.clear();
-        out.extend(
-            symbols
-                .iter()
-                .map(|s| (i64::from(*s) - max) as f32 * self.config.step),
-        );
+        out.extend_mapped(symbols, |s| (i64::from(s) - max) as f32 * self.config.step);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 //! - error-correction: { use: error-feedback, params: { gamma: 1.0 } }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure, ensure_len, state, CallContext, ErrorCorrection, JsonSchema, RVec, SdkResult,
     Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
@@ -82,15 +83,15 @@ impl ErrorCorrection for ErrorFeedback {
         ensure_len("residual", residual.len(), self.len as u64)?;
         out.clear();
         if self.memory.is_empty() {
-            out.extend_from_slice(residual);
+            out.extend_copied(residual);
         } else {
             let gamma = self.gamma;
-            out.extend(
-                residual
-                    .iter()
-                    .zip(&self.memory)
-                    .map(|(r, e)| r + gamma * e),
-            );
+            let memory = &self.memory;
+            out.extend_filled(residual.len(), |out| {
+                for ((o, r), e) in out.iter_mut().zip(residual).zip(memory) {
+                    *o = r + gamma * e;
+                }
+            });
         }
         Ok(())
     }

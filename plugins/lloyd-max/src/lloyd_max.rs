@@ -28,6 +28,7 @@ use gradcodec_numerics::{
     gennorm::{BETA_MAX, BETA_MIN},
     lloyd_max::{design_cached, snap_shape, Design, Model, MAX_BITS},
 };
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
     SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -265,8 +266,8 @@ impl Quantizer for LloydMax {
         let scale = f64::from(side.scale);
         let thresholds: Vec<f64> = design.thresholds.iter().map(|t| t * scale).collect();
         stream.symbols.reserve(input.len());
-        stream.symbols.extend(input.iter().map(|a| {
-            let x = f64::from(*a);
+        stream.symbols.extend_mapped(input, |a| {
+            let x = f64::from(a);
             // Cell j holds t_{j-1} < |x| <= t_j: a tie goes to the smaller magnitude.
             let j = thresholds.partition_point(|t| *t < x.abs()) as u32;
             if x < 0.0 {
@@ -274,7 +275,7 @@ impl Quantizer for LloydMax {
             } else {
                 half + j
             }
-        }));
+        });
         out.streams.push(stream);
         Ok(())
     }

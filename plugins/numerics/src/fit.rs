@@ -57,6 +57,11 @@ pub struct TensorFit {
 
 /// Fits `family` to the non-zero entries of `values` (see the module doc).
 pub fn fit_tensor(values: &[f32], family: Family) -> TensorFit {
+    if family == Family::GenNorm(Estimator::Moment) {
+        if let Some(fit) = fit_moments_in_place(values) {
+            return fit;
+        }
+    }
     let nonzero: Vec<f64> = values
         .iter()
         .filter(|v| **v != 0.0 && v.is_finite())
@@ -108,6 +113,33 @@ pub fn fit_tensor(values: &[f32], family: Family) -> TensorFit {
     fit.scale = scale;
     fit.fitted = true;
     fit
+}
+
+/// The moment fit of [`fit_tensor`] in one pass and without a copy of the data
+/// (the hot path of `float-convert`): the same sums in the same order as
+/// [`gennorm::fit_moments`], so the same bits. `None` below [`MIN_FIT_ENTRIES`]
+/// non-zero entries (the caller's robust path handles those).
+fn fit_moments_in_place(values: &[f32]) -> Option<TensorFit> {
+    let (mut sum_abs, mut sum_sq, mut count) = (0.0f64, 0.0f64, 0usize);
+    for v in values {
+        if *v != 0.0 && v.is_finite() {
+            let d = f64::from(*v).abs();
+            sum_abs += d;
+            sum_sq += d * d;
+            count += 1;
+        }
+    }
+    if count < MIN_FIT_ENTRIES {
+        return None;
+    }
+    let model = gennorm::moments_model(sum_abs, sum_sq, count);
+    Some(TensorFit {
+        shape: model.beta,
+        scale: model.alpha,
+        zero_fraction: 1.0 - count as f64 / values.len() as f64,
+        nonzero: count,
+        fitted: true,
+    })
 }
 
 fn default_shape(family: Family) -> f64 {

@@ -199,10 +199,22 @@ pub fn fit_moments(data: &[f64], mu: f64) -> Option<GenNorm> {
     if count == 0 {
         return None;
     }
+    Some(GenNorm {
+        mu,
+        ..moments_model(sum_abs, sum_sq, count)
+    })
+}
+
+/// The zero-centred moment fit from `Σ|x|`, `Σx²` over `count > 0` entries.
+pub fn moments_model(sum_abs: f64, sum_sq: f64, count: usize) -> GenNorm {
     let (m1, m2) = (sum_abs / count as f64, sum_sq / count as f64);
     let beta = beta_from_moment_ratio(m1 / m2.sqrt());
     let alpha = m1 * (ln_gamma(1.0 / beta) - ln_gamma(2.0 / beta)).exp();
-    Some(GenNorm { beta, alpha, mu })
+    GenNorm {
+        beta,
+        alpha,
+        mu: 0.0,
+    }
 }
 
 /// Maximum-likelihood fit with location `mu` (the reference estimator).

@@ -18,6 +18,7 @@
 use crate::common::{
     check_count, check_finite, from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits,
 };
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -128,7 +129,7 @@ where
         check_finite(input)?;
         out.clear();
         let mut stream = SymbolStream::new(StreamRole::VALUES, 1 << 16);
-        stream.symbols.extend(input.iter().map(|v| F::encode(*v)));
+        stream.symbols.extend_mapped(input, |v| F::encode(v));
         out.streams.push(stream);
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! reading and writing, keep counts, top-k selection, sparse streams and the
 //! value formats of sparse quantizers.
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure, ensure_data, invalid_input, unsupported, JsonSchema, RVec, SdkResult,
     StreamRole, SymbolStream, TensorSpec,
@@ -257,22 +258,22 @@ impl ValueCodec {
         let mut stream = self.stream();
         stream.symbols.reserve(values.len());
         match self.format {
-            ValueFormat::F32 => stream.symbols.extend(values.iter().map(|v| v.to_bits())),
-            ValueFormat::F16 => stream.symbols.extend(values.iter().map(|v| f16_bits(*v))),
-            ValueFormat::Bf16 => stream.symbols.extend(values.iter().map(|v| bf16_bits(*v))),
+            ValueFormat::F32 => stream.symbols.extend_mapped(values, |v| v.to_bits()),
+            ValueFormat::F16 => stream.symbols.extend_mapped(values, f16_bits),
+            ValueFormat::Bf16 => stream.symbols.extend_mapped(values, bf16_bits),
             ValueFormat::Uniform => {
                 let scale = values.iter().fold(0.0f32, |acc, v| acc.max(v.abs()));
                 put_f32(side_info, scale);
                 let top = (self.levels() - 1) as f32;
                 if scale == 0.0 || top == 0.0 {
-                    stream.symbols.extend(std::iter::repeat_n(0, values.len()));
+                    stream
+                        .symbols
+                        .resize(stream.symbols.len() + values.len(), 0);
                 } else {
                     let inverse_step = top / (2.0 * scale);
-                    stream.symbols.extend(
-                        values
-                            .iter()
-                            .map(|v| ((v + scale) * inverse_step).clamp(0.0, top).round() as u32),
-                    );
+                    stream.symbols.extend_mapped(values, |v| {
+                        ((v + scale) * inverse_step).clamp(0.0, top).round() as u32
+                    });
                 }
             }
         }

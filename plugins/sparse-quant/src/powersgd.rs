@@ -22,6 +22,7 @@
 //! ```
 
 use crate::common::{check_count, check_finite, normal};
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_data, ensure_len, invalid_config, random::call_rng, state, CallContext,
     JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo,
@@ -152,7 +153,7 @@ impl Quantizer for PowerSgd {
         out.clear();
         let Some((m, c)) = self.matrix else {
             let mut stream = raw_stream();
-            stream.symbols.extend(input.iter().map(|v| v.to_bits()));
+            stream.symbols.extend_mapped(input, |v| v.to_bits());
             out.streams.push(stream);
             return Ok(());
         };
@@ -189,9 +190,9 @@ impl Quantizer for PowerSgd {
         }
         self.q = q.iter().map(|v| *v as f32).collect();
         let mut p_stream = raw_stream();
-        p_stream.symbols.extend(p.iter().map(|v| v.to_bits()));
+        p_stream.symbols.extend_mapped(&p, |v| v.to_bits());
         let mut q_stream = raw_stream();
-        q_stream.symbols.extend(self.q.iter().map(|v| v.to_bits()));
+        q_stream.symbols.extend_mapped(&self.q, |v| v.to_bits());
         out.streams.push(p_stream);
         out.streams.push(q_stream);
         Ok(())

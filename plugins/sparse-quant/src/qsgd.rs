@@ -21,6 +21,7 @@
 use crate::common::{
     check_alphabet, check_count, check_finite, put_f32, uniform01, unzigzag, zigzag, Reader,
 };
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
     Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
@@ -147,17 +148,19 @@ impl Quantizer for Qsgd {
             };
             put_f32(&mut out.side_info, norm);
             if norm == 0.0 {
-                stream.symbols.extend(std::iter::repeat_n(0, bucket.len()));
+                stream
+                    .symbols
+                    .resize(stream.symbols.len() + bucket.len(), 0);
                 continue;
             }
             let scale = s / f64::from(norm);
-            stream.symbols.extend(bucket.iter().map(|value| {
+            stream.symbols.extend_mapped(bucket, |value| {
                 let position = (f64::from(value.abs()) * scale).min(s);
                 let floor = position.floor();
                 let up = uniform01(&mut rng) < position - floor;
                 let level = floor as i64 + i64::from(up);
-                zigzag(if *value < 0.0 { -level } else { level })
-            }));
+                zigzag(if value < 0.0 { -level } else { level })
+            });
         }
         out.streams.push(stream);
         Ok(())
@@ -189,7 +192,7 @@ impl Quantizer for Qsgd {
         out.reserve(symbols.len());
         for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
             let step = f64::from(*norm) / levels;
-            out.extend(bucket.iter().map(|s| (unzigzag(*s) as f64 * step) as f32));
+            out.extend_mapped(bucket, |s| (unzigzag(s) as f64 * step) as f32);
         }
         Ok(())
     }

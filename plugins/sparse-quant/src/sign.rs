@@ -13,6 +13,7 @@
 //! ```
 
 use crate::common::{check_alphabet, check_count, check_finite, put_f32, Reader};
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
@@ -73,9 +74,7 @@ impl Quantizer for Sign {
         };
         put_f32(&mut out.side_info, scale);
         let mut stream = SymbolStream::new(StreamRole::VALUES, 2);
-        stream
-            .symbols
-            .extend(input.iter().map(|v| u32::from(*v < 0.0)));
+        stream.symbols.extend_mapped(input, |v| u32::from(v < 0.0));
         out.streams.push(stream);
         Ok(())
     }
@@ -101,7 +100,7 @@ impl Quantizer for Sign {
         check_count("sign", symbols, self.len)?;
         check_alphabet("sign", symbols, 2)?;
         out.clear();
-        out.extend(symbols.iter().map(|s| if *s == 0 { scale } else { -scale }));
+        out.extend_mapped(symbols, |s| if s == 0 { scale } else { -scale });
         Ok(())
     }
 

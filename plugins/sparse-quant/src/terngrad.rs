@@ -15,6 +15,7 @@
 //! ```
 
 use crate::common::{check_alphabet, check_count, check_finite, put_f32, uniform01, Reader};
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
     Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
@@ -105,19 +106,19 @@ impl Quantizer for TernGrad {
         let mut stream = SymbolStream::new(StreamRole::VALUES, 3);
         stream.symbols.reserve(input.len());
         if scale == 0.0 {
-            stream.symbols.extend(std::iter::repeat_n(0, input.len()));
+            stream.symbols.resize(stream.symbols.len() + input.len(), 0);
         } else {
             let mut rng = call_rng(self.config.seed, ctx);
             let inverse = 1.0 / f64::from(scale);
-            stream.symbols.extend(input.iter().map(|value| {
+            stream.symbols.extend_mapped(input, |value| {
                 let p = f64::from(value.abs().min(limit)) * inverse;
                 let keep = uniform01(&mut rng) < p;
-                match (keep, *value < 0.0) {
+                match (keep, value < 0.0) {
                     (false, _) => 0,
                     (true, false) => 1,
                     (true, true) => 2,
                 }
-            }));
+            });
         }
         out.streams.push(stream);
         Ok(())
@@ -144,11 +145,11 @@ impl Quantizer for TernGrad {
         check_count("terngrad", symbols, self.len)?;
         check_alphabet("terngrad", symbols, 3)?;
         out.clear();
-        out.extend(symbols.iter().map(|s| match s {
+        out.extend_mapped(symbols, |s| match s {
             1 => scale,
             2 => -scale,
             _ => 0.0,
-        }));
+        });
         Ok(())
     }
 

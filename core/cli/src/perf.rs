@@ -1,0 +1,296 @@
+//! `gradcodec perf`: speed and size of pipelines against memcpy and zstd, measured
+//! in one run on the same input, so the ratios hold on a noisy machine.
+//!
+//! For each pipeline: bits per entry of the real message; the zeroth-order entropy
+//! `H0` of the symbols its quantizer gave the coders (per stream, summed) and the
+//! coded payload's ratio to it; container and side information as a share of the
+//! message; and encode / decode throughput in the steady state — the same encoder
+//! and decoder reset before each repetition (`reset`, as between streams), so
+//! buffers are warm and every repetition does round-0 work with the same bytes.
+//! The baselines run on the update's raw little-endian f32 bytes: a copy into a
+//! reused buffer (memcpy), and zstd levels 1 and 3 with reused contexts. All in a
+//! rayon pool of `--threads` threads (the tensors of one update are coded in
+//! parallel; the baselines are single-threaded).
+//!
+//! `--tile N` repeats each tensor's entries until the update holds at least `N`
+//! (each tensor keeps its own statistics; shapes become 1-D). Every copy after the
+//! first is a seeded permutation of the tensor, so the same values come back in
+//! another order: a generic compressor finds no long repeats that real gradients
+//! would not have (plain repetition lets zstd -1 shrink a tiled gradient ~10x).
+
+use crate::PluginArgs;
+use anyhow::Context;
+use clap::Args;
+use gradcodec::{NamedTensor, PipelineSpec, Update};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Options of `perf`.
+#[derive(Args)]
+pub struct PerfArgs {
+    /// Pipeline spec (YAML); repeat for several.
+    #[arg(long, required = true)]
+    pipeline: Vec<PathBuf>,
+    /// Update (.npy or .safetensors).
+    #[arg(long)]
+    input: PathBuf,
+    /// Tile the input to at least this many entries.
+    #[arg(long)]
+    tile: Option<usize>,
+    /// Threads of the pool the pipelines run in.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Minimum timing per measurement, seconds (at least 3 repetitions).
+    #[arg(long, default_value_t = 1.0)]
+    min_time: f64,
+}
+
+/// The baselines' line.
+#[derive(Serialize)]
+struct Baselines {
+    kind: &'static str,
+    entries: u64,
+    tensors: usize,
+    threads: usize,
+    memcpy_mentries_per_s: f64,
+    zstd1_bits_per_entry: f64,
+    zstd1_encode_mentries_per_s: f64,
+    zstd1_decode_mentries_per_s: f64,
+    zstd3_bits_per_entry: f64,
+    zstd3_encode_mentries_per_s: f64,
+    zstd3_decode_mentries_per_s: f64,
+}
+
+/// One pipeline's line.
+#[derive(Serialize)]
+struct PipelinePerf {
+    kind: &'static str,
+    pipeline: String,
+    entries: u64,
+    threads: usize,
+    bits_per_entry: f64,
+    /// Σ over streams of `count · H0(stream)`, per entry.
+    symbol_entropy_bits_per_entry: f64,
+    /// Coded stream bytes (payload only) × 8 / Σ `count · H0`; `None` when H0 is 0.
+    payload_over_entropy: Option<f64>,
+    /// (message − payload + side info) / message.
+    overhead_fraction: f64,
+    /// Per stream role: (payload bits, `count · H0` bits).
+    streams: HashMap<String, (f64, f64)>,
+    encode_mentries_per_s: f64,
+    decode_mentries_per_s: f64,
+    repetitions: usize,
+}
+
+fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
+    let entries = update.entries().max(1);
+    let copies = at_least.div_ceil(entries).max(1);
+    if copies == 1 {
+        return Ok(update);
+    }
+    let tensors = update
+        .tensors
+        .iter()
+        .map(|t| {
+            let values: Vec<f32> = t.data.iter().copied().collect();
+            let mut tiled = Vec::with_capacity(values.len() * copies);
+            tiled.extend_from_slice(&values);
+            for copy in 1..copies {
+                let mut shuffled = values.clone();
+                shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
+                tiled.extend_from_slice(&shuffled);
+            }
+            NamedTensor::from_vec(t.name.clone(), &[tiled.len()], tiled)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Update::new(tensors))
+}
+
+/// Median seconds of `run`, repeated for at least `min_time` (and 3 times).
+fn time(
+    min_time: Duration,
+    mut run: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, usize)> {
+    run()?; // warm-up
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < 3 || (started.elapsed() < min_time && samples.len() < 1000) {
+        let start = Instant::now();
+        run()?;
+        samples.push(start.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((samples[samples.len() / 2], samples.len()))
+}
+
+/// `count · H0` in bits of one stream.
+fn entropy_bits(symbols: &[u32]) -> f64 {
+    let mut counts: HashMap<u32, u64> = HashMap::new();
+    for s in symbols {
+        *counts.entry(*s).or_default() += 1;
+    }
+    let n = symbols.len() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let c = c as f64;
+            -c * (c / n).log2()
+        })
+        .sum()
+}
+
+fn raw_bytes(update: &Update) -> Vec<u8> {
+    update
+        .tensors
+        .iter()
+        .flat_map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()))
+        .collect()
+}
+
+fn baselines(update: &Update, threads: usize, min_time: Duration) -> anyhow::Result<Baselines> {
+    let bytes = raw_bytes(update);
+    let entries = update.entries() as f64;
+    let rate = |seconds: f64| entries / seconds.max(1e-12) / 1e6;
+    let mut copy = vec![0u8; bytes.len()];
+    let (memcpy, _) = time(min_time, || {
+        copy.copy_from_slice(black_box(&bytes));
+        black_box(&copy);
+        Ok(())
+    })?;
+    let zstd_level = |level: i32| -> anyhow::Result<(f64, f64, f64)> {
+        let mut compressor = zstd::bulk::Compressor::new(level)?;
+        let mut decompressor = zstd::bulk::Decompressor::new()?;
+        let compressed = compressor.compress(&bytes)?;
+        let (encode, _) = time(min_time, || {
+            black_box(compressor.compress(black_box(&bytes))?);
+            Ok(())
+        })?;
+        let (decode, _) = time(min_time, || {
+            let out = decompressor.decompress(black_box(&compressed), bytes.len())?;
+            anyhow::ensure!(out.len() == bytes.len(), "zstd round trip lost bytes");
+            Ok(())
+        })?;
+        Ok((
+            8.0 * compressed.len() as f64 / entries,
+            rate(encode),
+            rate(decode),
+        ))
+    };
+    let (z1_bits, z1_enc, z1_dec) = zstd_level(1)?;
+    let (z3_bits, z3_enc, z3_dec) = zstd_level(3)?;
+    Ok(Baselines {
+        kind: "baselines",
+        entries: entries as u64,
+        tensors: update.tensors.len(),
+        threads,
+        memcpy_mentries_per_s: rate(memcpy),
+        zstd1_bits_per_entry: z1_bits,
+        zstd1_encode_mentries_per_s: z1_enc,
+        zstd1_decode_mentries_per_s: z1_dec,
+        zstd3_bits_per_entry: z3_bits,
+        zstd3_encode_mentries_per_s: z3_enc,
+        zstd3_decode_mentries_per_s: z3_dec,
+    })
+}
+
+fn measure(
+    pipeline: &std::sync::Arc<gradcodec::Pipeline>,
+    update: &Update,
+    threads: usize,
+    min_time: Duration,
+) -> anyhow::Result<PipelinePerf> {
+    let mut encoder = pipeline.encoder();
+    let message = encoder.encode(update)?;
+    let stats = encoder.last_stats().clone();
+    let entries = update.entries() as f64;
+    let mut streams: HashMap<String, (f64, f64)> = HashMap::new();
+    let mut entropy_total = 0.0;
+    let streams_of = encoder.last_symbol_streams();
+    let coded_sizes = stats
+        .tensors
+        .iter()
+        .filter(|t| !t.raw)
+        .flat_map(|t| t.streams.iter().map(|s| s.2));
+    for ((_, stream), bytes) in streams_of.iter().zip(coded_sizes) {
+        let h = entropy_bits(&stream.symbols);
+        entropy_total += h;
+        let slot = streams.entry(stream.role.as_str().to_string()).or_default();
+        slot.0 += 8.0 * bytes as f64;
+        slot.1 += h;
+    }
+    let payload: u64 = stats
+        .tensors
+        .iter()
+        .flat_map(|t| t.streams.iter().map(|s| s.2))
+        .sum();
+    let side_info: u64 = stats.tensors.iter().map(|t| t.side_info_bytes).sum();
+    let mut decoder = pipeline.decoder();
+    let decoded = decoder.decode(&message)?;
+    anyhow::ensure!(
+        &decoded == encoder.last_reconstruction(),
+        "{}: the decoder's output differs from the encoder's reconstruction",
+        pipeline.name()
+    );
+    let (encode, repetitions) = time(min_time, || {
+        encoder.reset();
+        let again = encoder.encode(update)?;
+        anyhow::ensure!(
+            again == message,
+            "{}: encoding is not deterministic",
+            pipeline.name()
+        );
+        Ok(())
+    })?;
+    let (decode, _) = time(min_time, || {
+        decoder.reset();
+        black_box(decoder.decode(&message)?);
+        Ok(())
+    })?;
+    let rate = |seconds: f64| entries / seconds.max(1e-12) / 1e6;
+    Ok(PipelinePerf {
+        kind: "pipeline",
+        pipeline: pipeline.name().to_string(),
+        entries: entries as u64,
+        threads,
+        bits_per_entry: 8.0 * message.len() as f64 / entries,
+        symbol_entropy_bits_per_entry: entropy_total / entries,
+        payload_over_entropy: (entropy_total > 0.0).then(|| 8.0 * payload as f64 / entropy_total),
+        overhead_fraction: (message.len() as f64 - payload as f64 + side_info as f64)
+            / message.len() as f64,
+        streams,
+        encode_mentries_per_s: rate(encode),
+        decode_mentries_per_s: rate(decode),
+        repetitions,
+    })
+}
+
+pub fn run(plugin_args: &PluginArgs, args: &PerfArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
+    let registry = plugin_args.registry()?;
+    let mut update = Update::read(&args.input)?;
+    if let Some(entries) = args.tile {
+        update = tile(update, entries)?;
+    }
+    let min_time = Duration::from_secs_f64(args.min_time.max(0.0));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()
+        .context("building the thread pool")?;
+    println!(
+        "{}",
+        serde_json::to_string(&baselines(&update, args.threads, min_time)?)?
+    );
+    for path in &args.pipeline {
+        let pipeline = registry.build(&PipelineSpec::from_file(path)?)?;
+        let line = pool.install(|| measure(&pipeline, &update, args.threads, min_time))?;
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,72 @@
+//! Fast appends to the ABI's vectors.
+//!
+//! `abi_stable`'s `RVec::extend` and `extend_from_slice` push one element at a
+//! time (a capacity check and a length store per element), which keeps the
+//! compiler from vectorizing the loops that fill symbol streams and tensors; on a
+//! million entries that costs several times the work itself. These helpers grow the
+//! vector once (`resize`, a plain fill the compiler turns into `memset`) and then
+//! write through a slice, so the per-entry loop is an ordinary slice loop. Capacity
+//! is kept across calls, so buffers reused round after round never reallocate.
+//!
+//! ```
+//! use gradcodec_sdk::{buffers::RVecExt, RVec};
+//!
+//! let mut symbols: RVec<u32> = RVec::new();
+//! symbols.extend_mapped(&[1.5f32, -2.0], |v| v.to_bits());
+//! symbols.extend_copied(&[7, 8]);
+//! assert_eq!(symbols.as_slice(), &[1.5f32.to_bits(), (-2.0f32).to_bits(), 7, 8]);
+//! ```
+
+use abi_stable::std_types::RVec;
+
+/// Vectorizable appends to an [`RVec`].
+pub trait RVecExt<T: Copy + Default> {
+    /// Appends `f(x)` for every `x` of `input`.
+    fn extend_mapped<S: Copy>(&mut self, input: &[S], f: impl FnMut(S) -> T);
+    /// Appends `count` elements written by `fill` into a default-initialized slice.
+    fn extend_filled(&mut self, count: usize, fill: impl FnOnce(&mut [T]));
+    /// Appends a copy of `input` (one `memcpy`).
+    fn extend_copied(&mut self, input: &[T]);
+}
+
+impl<T: Copy + Default> RVecExt<T> for RVec<T> {
+    #[inline]
+    fn extend_mapped<S: Copy>(&mut self, input: &[S], mut f: impl FnMut(S) -> T) {
+        self.extend_filled(input.len(), |out| {
+            for (o, x) in out.iter_mut().zip(input) {
+                *o = f(*x);
+            }
+        });
+    }
+
+    #[inline]
+    fn extend_filled(&mut self, count: usize, fill: impl FnOnce(&mut [T])) {
+        let start = self.len();
+        self.resize(start + count, T::default());
+        fill(&mut self.as_mut_slice()[start..]);
+    }
+
+    #[inline]
+    fn extend_copied(&mut self, input: &[T]) {
+        self.extend_from_copy_slice(input);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_keep_what_was_there_and_reuse_capacity() {
+        let mut v: RVec<f32> = RVec::new();
+        v.push(1.0);
+        v.extend_mapped(&[1u32, 2, 3], |x| x as f32 * 2.0);
+        v.extend_filled(2, |out| out.copy_from_slice(&[9.0, 10.0]));
+        v.extend_copied(&[11.0]);
+        assert_eq!(v.as_slice(), &[1.0, 2.0, 4.0, 6.0, 9.0, 10.0, 11.0]);
+        let capacity = v.capacity();
+        v.clear();
+        v.extend_mapped(&[0u8; 7], f32::from);
+        assert_eq!((v.len(), v.capacity()), (7, capacity));
+    }
+}
