@@ -6,7 +6,8 @@
 //! - [`models`]: MLP, LeNet-5, the ResFed CNN, ResNet-8, Mem-AOP-GD linear layers;
 //! - [`train`]: `fedavg` and `dsgd` rounds, checkpoints and resume;
 //! - [`codec`]: uplink / downlink streams through gradcodec pipelines;
-//! - [`metrics`], [`plot`], [`sweep`], [`capture`]: what is recorded and shown.
+//! - [`metrics`], [`plot`], [`sweep`], [`capture`]: what is recorded and shown;
+//! - [`ceo`]: each round's real uplink bits against the CEO limit (ALGORITHMS.md §4).
 //!
 //! ```no_run
 //! use gradcodec_harness::config::RunConfig;
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod capture;
+pub mod ceo;
 pub mod checkpoint;
 pub mod cli;
 pub mod codec;

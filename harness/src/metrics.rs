@@ -1,11 +1,14 @@
 //! What a run records: one [`RoundRecord`] per round (`metrics.csv`) and a
 //! [`Summary`] per run (`summary.json`): rounds and bits to reach the target
-//! accuracy, per-bit accuracy, and the accuracy loss against a baseline.
+//! accuracy, per-bit accuracy, the accuracy loss against a baseline, and the
+//! real uplink bits against the CEO limit ([`crate::ceo`]).
 
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::ceo::{CeoRound, CeoSummary};
 
 /// Measurements of one round (round 0 is the initial model, before training).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,11 +56,18 @@ pub struct RoundRecord {
     /// Mem-AOP-GD: share of the linear layers' weight-gradient multiply-adds
     /// skipped this round (0 when off).
     pub aop_saved_fraction: f64,
+    /// The CEO limit at the round's achieved aggregate distortion.
+    #[serde(default)]
+    pub ceo: CeoRound,
 }
 
 impl RoundRecord {
     /// Column names of `metrics.csv`.
-    pub const COLUMNS: [&'static str; 21] = [
+    ///
+    /// The last six: `uplink_message_bits` (`8 × uplink_bytes`) and the
+    /// [`CeoRound`] fields (distortion and variances in exponent notation); an
+    /// empty field is `None`.
+    pub const COLUMNS: [&'static str; 27] = [
         "round",
         "test_accuracy",
         "test_loss",
@@ -79,11 +89,19 @@ impl RoundRecord {
         "train_s",
         "wall_s",
         "aop_saved_fraction",
+        "uplink_message_bits",
+        "ceo_bits",
+        "averaging_bits",
+        "achieved_distortion",
+        "sigma_x2",
+        "sigma_n2",
     ];
 
     fn csv_row(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        let opt_e = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:e}"));
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{},{},{},{},{}",
             self.round,
             self.test_accuracy,
             self.test_loss,
@@ -105,6 +123,12 @@ impl RoundRecord {
             self.train_s,
             self.wall_s,
             self.aop_saved_fraction,
+            8 * self.uplink_bytes,
+            opt(self.ceo.ceo_bits),
+            opt(self.ceo.averaging_bits),
+            opt_e(self.ceo.achieved_distortion),
+            opt_e(self.ceo.sigma_x2),
+            opt_e(self.ceo.sigma_n2),
         )
     }
 }
@@ -119,55 +143,70 @@ pub fn write_csv(path: &Path, records: &[RoundRecord]) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Reads a `metrics.csv` written by [`write_csv`].
+/// Columns of a `metrics.csv` written before the CEO columns (still read, with
+/// empty [`CeoRound`]s).
+const COLUMNS_BEFORE_CEO: usize = 21;
+
+/// Reads a `metrics.csv` written by [`write_csv`] (or by a harness without the
+/// CEO columns).
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<RoundRecord>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
     anyhow::ensure!(
-        header == RoundRecord::COLUMNS,
+        header == RoundRecord::COLUMNS || header == RoundRecord::COLUMNS[..COLUMNS_BEFORE_CEO],
         "{}: not a metrics.csv of this harness version (columns differ)",
         path.display()
     );
     lines
         .enumerate()
         .map(|(i, line)| {
-            let f: Vec<f64> = line
+            let at = |what: &str| anyhow::anyhow!("{} line {}: {what}", path.display(), i + 2);
+            let f: Vec<Option<f64>> = line
                 .split(',')
-                .map(|v| v.parse::<f64>())
+                .map(|v| (!v.is_empty()).then(|| v.parse::<f64>()).transpose())
                 .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 2))?;
-            anyhow::ensure!(
-                f.len() == header.len(),
-                "{} line {}: {} fields, expected {}",
-                path.display(),
-                i + 2,
-                f.len(),
-                header.len()
-            );
+                .map_err(|e| at(&e.to_string()))?;
+            if f.len() != header.len() {
+                return Err(at(&format!(
+                    "{} fields, expected {}",
+                    f.len(),
+                    header.len()
+                )));
+            }
+            let g = |j: usize| f[j].ok_or_else(|| at(&format!("{} is empty", header[j])));
             Ok(RoundRecord {
-                round: f[0] as usize,
-                test_accuracy: f[1],
-                test_loss: f[2],
-                train_loss: f[3],
-                participants: f[4] as usize,
-                uplink_messages: f[5] as u64,
-                uplink_bytes: f[6] as u64,
-                uplink_buffer_bytes: f[7] as u64,
-                downlink_bytes: f[8] as u64,
-                cum_uplink_bits: f[9],
-                cum_downlink_bits: f[10],
-                uplink_bits_per_entry: f[11],
-                downlink_bits_per_entry: f[12],
-                rel_mse: f[13],
-                weighted_distortion: f[14],
-                downlink_rel_mse: f[15],
-                encode_ms: f[16],
-                decode_ms: f[17],
-                train_s: f[18],
-                wall_s: f[19],
-                aop_saved_fraction: f[20],
+                round: g(0)? as usize,
+                test_accuracy: g(1)?,
+                test_loss: g(2)?,
+                train_loss: g(3)?,
+                participants: g(4)? as usize,
+                uplink_messages: g(5)? as u64,
+                uplink_bytes: g(6)? as u64,
+                uplink_buffer_bytes: g(7)? as u64,
+                downlink_bytes: g(8)? as u64,
+                cum_uplink_bits: g(9)?,
+                cum_downlink_bits: g(10)?,
+                uplink_bits_per_entry: g(11)?,
+                downlink_bits_per_entry: g(12)?,
+                rel_mse: g(13)?,
+                weighted_distortion: g(14)?,
+                downlink_rel_mse: g(15)?,
+                encode_ms: g(16)?,
+                decode_ms: g(17)?,
+                train_s: g(18)?,
+                wall_s: g(19)?,
+                aop_saved_fraction: g(20)?,
+                // f[21], uplink_message_bits, is 8 × uplink_bytes.
+                ceo: CeoRound {
+                    ceo_bits: f.get(22).copied().flatten(),
+                    averaging_bits: f.get(23).copied().flatten(),
+                    achieved_distortion: f.get(24).copied().flatten(),
+                    sigma_x2: f.get(25).copied().flatten(),
+                    sigma_n2: f.get(26).copied().flatten(),
+                    skip_reason: None,
+                },
             })
         })
         .collect()
@@ -237,6 +276,9 @@ pub struct Summary {
     pub decode_s: f64,
     /// Total wall time, seconds.
     pub wall_s: f64,
+    /// Real uplink message bits against the CEO limit, per round and in total.
+    #[serde(default)]
+    pub ceo: CeoSummary,
 }
 
 /// Rounds averaged in [`Summary::tail_accuracy`].
@@ -301,6 +343,7 @@ pub fn summarize(name: &str, records: &[RoundRecord], target: f64, parameters: u
         encode_s: trained.iter().map(|r| r.encode_ms).sum::<f64>() / 1e3,
         decode_s: trained.iter().map(|r| r.decode_ms).sum::<f64>() / 1e3,
         wall_s: trained.iter().map(|r| r.wall_s).sum(),
+        ceo: CeoSummary::from_records(records),
         ..Default::default()
     }
 }
@@ -355,6 +398,47 @@ mod tests {
             uplink_bytes: if round > 0 { 100 } else { 0 },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn ceo_columns_round_trip_with_empty_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        let mut r1 = rec(1, 0.5, 800.0);
+        r1.ceo = CeoRound {
+            ceo_bits: Some(123.5),
+            averaging_bits: None,
+            achieved_distortion: Some(1.25e-7),
+            sigma_x2: Some(3e-6),
+            sigma_n2: Some(0.1 + 0.2),
+            skip_reason: None,
+        };
+        let records = vec![rec(0, 0.1, 0.0), r1];
+        write_csv(&path, &records).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let row = text.lines().nth(2).unwrap();
+        assert!(
+            row.ends_with(",800,123.5,,1.25e-7,3e-6,3.0000000000000004e-1"),
+            "{row}"
+        );
+        assert!(text.lines().nth(1).unwrap().ends_with(",0,,,,,"), "{text}");
+        let back = read_csv(&path).unwrap();
+        assert_eq!(back[1].ceo, records[1].ceo);
+        assert_eq!(back[0].ceo, CeoRound::default());
+        // A metrics.csv of the harness before the CEO columns still reads.
+        let old: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.split(',')
+                    .take(COLUMNS_BEFORE_CEO)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        std::fs::write(&path, old.join("\n")).unwrap();
+        let back = read_csv(&path).unwrap();
+        assert_eq!((back.len(), back[1].ceo.ceo_bits), (2, None));
+        assert_eq!(back[1].uplink_bytes, 100);
     }
 
     #[test]

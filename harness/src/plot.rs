@@ -1,6 +1,7 @@
 //! Plots (plotters), each as PNG and SVG: test accuracy against cumulative
-//! uplink volume (log scale) and against rounds; for a sweep, one figure with
-//! both panels and every pipeline's curve.
+//! uplink volume (log scale) and against rounds, and each round's real uplink
+//! bits beside the CEO limit at its achieved distortion (log scale); for a
+//! sweep, one figure with both accuracy panels and every pipeline's curve.
 //!
 //! Text is drawn with DejaVu Sans, embedded in the binary (Bitstream Vera
 //! licence, see `assets/DejaVuSans-LICENSE`), so plots need no system fonts.
@@ -184,6 +185,88 @@ fn draw_vs_rounds<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Real uplink message bits per round against the CEO and averaging-estimator
+/// sum rates at the round's achieved distortion (log scale; rounds without a
+/// positive value leave a gap).
+fn draw_bits_vs_ceo<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    records: &[RoundRecord],
+    title: &str,
+) -> anyhow::Result<()> {
+    let trained: Vec<&RoundRecord> = records.iter().filter(|r| r.round > 0).collect();
+    type Value = fn(&RoundRecord) -> Option<f64>;
+    let lines: [(&str, Value); 3] = [
+        ("real uplink message bits", |r| {
+            Some(8.0 * r.uplink_bytes as f64)
+        }),
+        ("CEO sum rate at achieved D", |r| r.ceo.ceo_bits),
+        ("averaging-estimator sum rate at achieved D", |r| {
+            r.ceo.averaging_bits
+        }),
+    ];
+    let points: Vec<Vec<(i64, f64)>> = lines
+        .iter()
+        .map(|(_, f)| {
+            trained
+                .iter()
+                .filter_map(|r| {
+                    f(r).filter(|v| v.is_finite() && *v > 0.0)
+                        .map(|v| (r.round as i64, v))
+                })
+                .collect()
+        })
+        .collect();
+    let (lo, hi) = points
+        .iter()
+        .flatten()
+        .fold((f64::INFINITY, 0f64), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let (lo, hi) = if hi > 0.0 {
+        (lo * 0.5, hi * 2.0)
+    } else {
+        (1.0, 10.0)
+    };
+    let last = trained.last().map_or(1, |r| r.round).max(1) as i64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0i64..last + 1, (lo..hi).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("round")
+        .y_desc("uplink bits per round, all learners (log)")
+        .x_labels((last as usize + 2).min(12))
+        .y_label_formatter(&|v| format!("{v:.1e}"))
+        .light_line_style(BLACK.mix(0.04))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    for (i, ((label, _), pts)) in lines.iter().zip(points).enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 type Panel<'a> = &'a dyn Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>;
 
 /// Renders `draw` into `<stem>.png` and `<stem>.svg` of `size`.
@@ -212,7 +295,8 @@ fn render(
     Ok(())
 }
 
-/// Writes `accuracy_vs_bits.{png,svg}` and `accuracy_vs_rounds.{png,svg}` of one run.
+/// Writes `accuracy_vs_bits.{png,svg}`, `accuracy_vs_rounds.{png,svg}` and
+/// `bits_vs_ceo.{png,svg}` of one run.
 pub fn run_plots(
     dir: &Path,
     name: &str,
@@ -235,6 +319,18 @@ pub fn run_plots(
         (800, 560),
         &|a| draw_vs_rounds(a, &series, target, &t2),
         &|a| draw_vs_rounds(a, &series, target, &t2),
+    )?;
+    let evaluated = records.iter().any(|r| r.ceo.ceo_bits.is_some());
+    let t3 = format!(
+        "{name}: uplink bits vs the CEO limit{}",
+        if evaluated { "" } else { " (not evaluated)" }
+    );
+    render(
+        dir,
+        "bits_vs_ceo",
+        (800, 560),
+        &|a| draw_bits_vs_ceo(a, records, &t3),
+        &|a| draw_bits_vs_ceo(a, records, &t3),
     )
 }
 

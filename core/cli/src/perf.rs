@@ -2,9 +2,10 @@
 //! in one run on the same input, so the ratios hold on a noisy machine.
 //!
 //! For each pipeline: bits per entry of the real message; the zeroth-order entropy
-//! `H0` of the symbols its quantizer gave the coders (per stream, summed) and the
-//! coded payload's ratio to it; container and side information as a share of the
-//! message; and encode / decode throughput in the steady state — the same encoder
+//! `H0` of the symbols its quantizer gave the coders (per stream, summed; for a
+//! positions stream `log₂ C(n, k)`, the information in which k of n entries were
+//! kept) and the coded payload's ratio to it; container and side information as a
+//! share of the message; and encode / decode throughput in the steady state — the same encoder
 //! and decoder reset before each repetition (`reset`, as between streams), so
 //! buffers are warm and every repetition does round-0 work with the same bytes.
 //! The baselines run on the update's raw little-endian f32 bytes: a copy into a
@@ -76,12 +77,15 @@ struct PipelinePerf {
     entries: u64,
     threads: usize,
     bits_per_entry: f64,
-    /// Σ over streams of `count · H0(stream)`, per entry.
+    /// Σ over streams of their information (`count · H0`; `log₂ C(n, k)` for
+    /// positions), per entry.
     symbol_entropy_bits_per_entry: f64,
-    /// Coded stream bytes (payload only) × 8 / Σ `count · H0`; `None` when H0 is 0.
+    /// Coded stream bytes (payload only) × 8 / that information; `None` when 0.
     payload_over_entropy: Option<f64>,
-    /// (message − payload + side info) / message.
+    /// (message − payload) / message: container and side information.
     overhead_fraction: f64,
+    /// (message − payload − side information) / message: the container alone.
+    container_fraction: f64,
     /// Per stream role: (payload bits, `count · H0` bits).
     streams: HashMap<String, (f64, f64)>,
     encode_mentries_per_s: f64,
@@ -128,6 +132,20 @@ fn time(
     }
     samples.sort_by(f64::total_cmp);
     Ok((samples[samples.len() / 2], samples.len()))
+}
+
+/// The information in a stream, bits: for a `positions` stream (distinct sorted
+/// indices below `n`), `log₂ C(n, k)`, what any coder of a k-subset needs on
+/// average; for the others `count · H0`, the empirical zeroth-order entropy.
+fn stream_information_bits(stream: &gradcodec::abi::SymbolStream) -> f64 {
+    if stream.role == gradcodec::abi::StreamRole::POSITIONS {
+        let (n, k) = (stream.alphabet_size as f64, stream.symbols.len() as f64);
+        let k = k.min(n - k);
+        return (0..k as u64)
+            .map(|i| ((n - i as f64) / (k - i as f64)).log2())
+            .sum();
+    }
+    entropy_bits(&stream.symbols)
 }
 
 /// `count · H0` in bits of one stream.
@@ -219,7 +237,7 @@ fn measure(
         .filter(|t| !t.raw)
         .flat_map(|t| t.streams.iter().map(|s| s.2));
     for ((_, stream), bytes) in streams_of.iter().zip(coded_sizes) {
-        let h = entropy_bits(&stream.symbols);
+        let h = stream_information_bits(stream);
         entropy_total += h;
         let slot = streams.entry(stream.role.as_str().to_string()).or_default();
         slot.0 += 8.0 * bytes as f64;
@@ -262,7 +280,8 @@ fn measure(
         bits_per_entry: 8.0 * message.len() as f64 / entries,
         symbol_entropy_bits_per_entry: entropy_total / entries,
         payload_over_entropy: (entropy_total > 0.0).then(|| 8.0 * payload as f64 / entropy_total),
-        overhead_fraction: (message.len() as f64 - payload as f64 + side_info as f64)
+        overhead_fraction: (message.len() as f64 - payload as f64) / message.len() as f64,
+        container_fraction: (message.len() as f64 - payload as f64 - side_info as f64)
             / message.len() as f64,
         streams,
         encode_mentries_per_s: rate(encode),

@@ -7,6 +7,10 @@
 //! shard), after which the model is evaluated. Worker k's batch at global step
 //! t is batch `t mod n_k` of its epoch `t / n_k`'s seeded permutation, so the
 //! schedule needs no saved position.
+//!
+//! Every step is one aggregation of the CEO limit ([`crate::ceo`]): the
+//! workers' raw gradients against the decoded ones, weight `1/K` each; the
+//! round adds the steps' bits.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,12 +21,15 @@ use tch::Tensor;
 
 use super::run::Ctx;
 use super::{epoch_batches, gradients, mix_seed, AopStep};
+use crate::ceo::{Aggregation, CeoRound};
 use crate::checkpoint::Checkpoint;
 use crate::codec::Link;
 use crate::metrics::RoundRecord;
 use crate::models::aop::AopCounts;
 use crate::optim::Sgd;
-use crate::params::{add_scaled, from_update, tensor_to_vec, to_update, zeros_like, HostState};
+use crate::params::{
+    add_scaled, from_update, tensor_to_vec, to_update, zeros_like, HostState, VarSpec,
+};
 
 const TAG_WORKER: u64 = 0x4453;
 
@@ -87,9 +94,17 @@ impl Dsgd {
         let mut counts = AopCounts::default();
         let (mut enc_s, mut dec_s, mut train_s) = (0f64, 0f64, 0f64);
         let mut param_entries = 0u64;
+        let mut bounds = Vec::new();
+        let lens: Vec<usize> = ctx
+            .specs
+            .iter()
+            .filter(|s| s.trainable)
+            .map(VarSpec::numel)
+            .collect();
         for _ in 0..Self::steps_per_round(ctx) {
             let t = self.steps;
             let mut avg: Option<Vec<Vec<f32>>> = None;
+            let mut bound = Aggregation::new(&ctx.names, &lens, k_workers);
             for k in 0..k_workers {
                 let batch = self.batch(ctx, k, t);
                 let t0 = Instant::now();
@@ -126,8 +141,11 @@ impl Dsgd {
                     relative_weighted_distortion(&update, &d.decoded, cfg.distortion_m);
                 let decoded = from_update(&ctx.specs, &d.decoded).map_err(anyhow::Error::msg)?;
                 let acc = avg.get_or_insert_with(|| zeros_like(&decoded));
-                add_scaled(acc, &decoded, 1.0 / k_workers as f32);
+                let weight = 1.0 / k_workers as f32;
+                add_scaled(acc, &decoded, weight);
+                bound.add(f64::from(weight), host, &decoded);
             }
+            bounds.push(bound.finish());
             let t0 = Instant::now();
             let avg = avg.expect("at least one worker");
             let grads: Vec<Tensor> = avg
@@ -159,6 +177,7 @@ impl Dsgd {
         rec.decode_ms = dec_s * 1e3;
         rec.train_s = train_s;
         rec.aop_saved_fraction = counts.saved_fraction();
+        rec.ceo = CeoRound::from_steps(bounds);
         Ok(rec)
     }
 

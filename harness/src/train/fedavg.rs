@@ -12,6 +12,10 @@
 //! trajectory: the uplink stream of client k observes the model k received, and
 //! the downlink stream of k observes the model the server decoded from k, on
 //! both ends.
+//!
+//! The round is one aggregation of the CEO limit ([`crate::ceo`]): the raw
+//! deltas of the participants against the deltas the server decoded, weighted
+//! as in the aggregate.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,6 +30,7 @@ use tch::Tensor;
 
 use super::run::Ctx;
 use super::{epoch_batches, gradients, mix_seed, AopStep};
+use crate::ceo::{Aggregation, CeoRound};
 use crate::checkpoint::Checkpoint;
 use crate::codec::Link;
 use crate::config::Payload;
@@ -101,6 +106,8 @@ impl FedAvg {
         let (mut loss_sum, mut loss_n) = (0f64, 0usize);
         let mut counts = AopCounts::default();
         let (mut enc_s, mut dec_s, mut train_s) = (0f64, 0f64, 0f64);
+        let lens: Vec<usize> = self.global.params.iter().map(Vec::len).collect();
+        let mut bound = Aggregation::new(&ctx.names, &lens, participants.len());
 
         for &k in &participants {
             let w = (ctx.prep.shards[k].len() as f64 / total) as f32;
@@ -178,16 +185,22 @@ impl FedAvg {
             enc_s += d.encode_s;
             dec_s += d.decode_s;
             let decoded = from_update(&ctx.specs, &d.decoded).map_err(anyhow::Error::msg)?;
-            let (true_delta, got_delta): (Update, Update) = match self.payload {
-                Payload::Model => (
-                    to_update(&ctx.specs, &delta),
-                    to_update(&ctx.specs, &sub(&decoded, &start)),
-                ),
-                _ => (update, d.decoded.clone()),
+            let decoded_delta = match self.payload {
+                Payload::Model => Some(sub(&decoded, &start)),
+                _ => None,
+            };
+            let (true_delta, got_delta): (Update, Update) = match &decoded_delta {
+                Some(got) => (to_update(&ctx.specs, &delta), to_update(&ctx.specs, got)),
+                None => (update, d.decoded.clone()),
             };
             rec.rel_mse += relative_mse(&true_delta, &got_delta);
             rec.weighted_distortion +=
                 relative_weighted_distortion(&true_delta, &got_delta, cfg.distortion_m);
+            bound.add(
+                f64::from(w),
+                delta,
+                decoded_delta.as_deref().unwrap_or(&decoded),
+            );
             if self.payload == Payload::Model {
                 self.down.observe(k, &d.decoded)?;
             }
@@ -225,6 +238,7 @@ impl FedAvg {
         rec.decode_ms = dec_s * 1e3;
         rec.train_s = train_s;
         rec.aop_saved_fraction = counts.saved_fraction();
+        rec.ceo = CeoRound::from_steps(vec![bound.finish()]);
         Ok(rec)
     }
 

@@ -1,7 +1,8 @@
 //! Running one configuration end to end: data, model, links, rounds,
 //! checkpoints and resume, progress, and the outputs under `runs/<name>/`:
 //! `config.json` (resolved), `metrics.csv`, `summary.json`, and the plots
-//! `accuracy_vs_bits.{png,svg}` and `accuracy_vs_rounds.{png,svg}`.
+//! `accuracy_vs_bits.{png,svg}`, `accuracy_vs_rounds.{png,svg}` and
+//! `bits_vs_ceo.{png,svg}`.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
