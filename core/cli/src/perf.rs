@@ -45,6 +45,10 @@ pub struct PerfArgs {
     /// Tile the input to at least this many entries.
     #[arg(long)]
     tile: Option<usize>,
+    /// With --tile: add the copies as separate tensors (`name#k`, shapes kept), as
+    /// in a model with many layers, instead of lengthening each tensor.
+    #[arg(long, requires = "tile")]
+    tile_as_tensors: bool,
     /// Threads of the pool the pipelines run in.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -91,6 +95,25 @@ struct PipelinePerf {
     encode_mentries_per_s: f64,
     decode_mentries_per_s: f64,
     repetitions: usize,
+}
+
+/// The copies of [`tile`] as separate tensors, each (after the first) a seeded
+/// permutation of the original's values, shapes kept.
+fn tile_as_tensors(update: Update, at_least: usize) -> anyhow::Result<Update> {
+    let entries = update.entries().max(1);
+    let copies = at_least.div_ceil(entries).max(1);
+    let mut tensors = Vec::with_capacity(update.tensors.len() * copies);
+    for copy in 0..copies {
+        for t in &update.tensors {
+            let mut values: Vec<f32> = t.data.iter().copied().collect();
+            if copy > 0 {
+                values.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
+            }
+            let name = format!("{}#{copy}", t.name);
+            tensors.push(NamedTensor::from_vec(name, t.data.shape(), values)?);
+        }
+    }
+    Ok(Update::new(tensors))
 }
 
 fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
@@ -295,7 +318,11 @@ pub fn run(plugin_args: &PluginArgs, args: &PerfArgs) -> anyhow::Result<ExitCode
     let registry = plugin_args.registry()?;
     let mut update = Update::read(&args.input)?;
     if let Some(entries) = args.tile {
-        update = tile(update, entries)?;
+        update = if args.tile_as_tensors {
+            tile_as_tensors(update, entries)?
+        } else {
+            tile(update, entries)?
+        };
     }
     let min_time = Duration::from_secs_f64(args.min_time.max(0.0));
     let pool = rayon::ThreadPoolBuilder::new()

@@ -419,7 +419,9 @@ impl Encoder {
             jobs.push(self.streams.codecs.remove(&tensor.name));
         }
         let round = self.round;
-        let outcomes: Vec<Result<()>> = jobs
+        // Per coded tensor, in parallel: encode, then copy out x̂ and check the
+        // stream models (the serial part below only assembles the message).
+        let outcomes: Vec<Result<Option<(Vec<f32>, Option<u32>)>>> = jobs
             .par_iter_mut()
             .zip(update.tensors.par_iter())
             .enumerate()
@@ -427,16 +429,28 @@ impl Encoder {
                 Some(codec) => {
                     let values = tensor.data.as_standard_layout();
                     let values = values.as_slice().expect("standard layout is contiguous");
-                    codec.encode(&CallContext::new(round, index as u32), values, &pipeline)
+                    codec.encode(&CallContext::new(round, index as u32), values, &pipeline)?;
+                    let model_crc = container::model_check(&codec.quantized.streams);
+                    Ok(Some((codec.reconstruction().to_vec(), model_crc)))
                 }
-                None => Ok(()),
+                None => Ok(None),
             })
             .collect();
-        let failure = outcomes.into_iter().find_map(Result::err);
+        let mut failure = None;
+        let mut outputs = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Ok(output) => outputs.push(output),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                    outputs.push(None);
+                }
+            }
+        }
         let mut writer = MessageWriter::new();
         let mut reconstruction = Vec::with_capacity(update.tensors.len());
         let mut stats = MessageStats::default();
-        for (tensor, job) in update.tensors.iter().zip(jobs) {
+        for ((tensor, job), output) in update.tensors.iter().zip(jobs).zip(outputs) {
             let shape = shape_u64(tensor);
             let Some(codec) = job else {
                 let values = tensor.data.as_standard_layout();
@@ -456,7 +470,7 @@ impl Encoder {
                 reconstruction.push(tensor.clone());
                 continue;
             };
-            if failure.is_none() {
+            if let (None, Some((reconstructed, model_crc))) = (&failure, output) {
                 let streams: Vec<(u64, &[u8])> = codec
                     .quantized
                     .streams
@@ -469,7 +483,7 @@ impl Encoder {
                     shape: &shape,
                     side_info: &codec.quantized.side_info,
                     streams,
-                    model_crc: container::model_check(&codec.quantized.streams),
+                    model_crc,
                 });
                 stats.tensors.push(TensorStats {
                     name: tensor.name.clone(),
@@ -493,7 +507,7 @@ impl Encoder {
                 reconstruction.push(NamedTensor::from_vec(
                     tensor.name.clone(),
                     tensor.data.shape(),
-                    codec.reconstruction().to_vec(),
+                    reconstructed,
                 )?);
             }
             self.streams.codecs.insert(tensor.name.clone(), codec);
@@ -534,6 +548,11 @@ impl Encoder {
     fn check_update(&self, update: &Update) -> Result<Option<Update>> {
         let mut names = std::collections::HashSet::new();
         let mut cleaned: Option<Update> = None;
+        let non_finite: Vec<usize> = update
+            .tensors
+            .par_iter()
+            .map(|tensor| tensor.data.iter().filter(|v| !v.is_finite()).count())
+            .collect();
         for (index, tensor) in update.tensors.iter().enumerate() {
             if !names.insert(tensor.name.as_str()) {
                 return Err(Error::Update(format!(
@@ -551,7 +570,7 @@ impl Encoder {
                     )));
                 }
             }
-            let bad = tensor.data.iter().filter(|v| !v.is_finite()).count();
+            let bad = non_finite[index];
             if bad > 0 {
                 match self.non_finite {
                     NonFinitePolicy::Error => {
