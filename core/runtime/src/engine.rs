@@ -78,6 +78,10 @@ fn stage_result<T>(context: impl FnOnce() -> String, result: RResult<T, StageErr
     }
 }
 
+/// What the parallel part of [`Encoder::encode`] hands back per coded tensor:
+/// x̂ and the check of its stream models.
+type EncodedTensor = (Vec<f32>, Option<u32>);
+
 /// The stage instances and buffers of one tensor of one stream.
 pub(crate) struct TensorCodec {
     spec: TensorSpec,
@@ -421,7 +425,7 @@ impl Encoder {
         let round = self.round;
         // Per coded tensor, in parallel: encode, then copy out x̂ and check the
         // stream models (the serial part below only assembles the message).
-        let outcomes: Vec<Result<Option<(Vec<f32>, Option<u32>)>>> = jobs
+        let outcomes: Vec<Result<Option<EncodedTensor>>> = jobs
             .par_iter_mut()
             .zip(update.tensors.par_iter())
             .enumerate()
