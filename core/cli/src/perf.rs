@@ -52,6 +52,10 @@ pub struct PerfArgs {
     /// Threads of the pool the pipelines run in.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Instead of the table: encode and decode with 1 thread and with this many,
+    /// alternating repetitions so both see the same machine, and their ratio.
+    #[arg(long, value_name = "THREADS", conflicts_with = "threads")]
+    scaling: Option<usize>,
     /// Minimum timing per measurement, seconds (at least 3 repetitions).
     #[arg(long, default_value_t = 1.0)]
     min_time: f64,
@@ -313,6 +317,103 @@ fn measure(
     })
 }
 
+/// One pipeline's `--scaling` line.
+#[derive(Serialize)]
+struct Scaling {
+    kind: &'static str,
+    pipeline: String,
+    entries: u64,
+    tensors: usize,
+    threads: usize,
+    encode_mentries_per_s_1: f64,
+    encode_mentries_per_s_n: f64,
+    encode_speedup: f64,
+    decode_mentries_per_s_1: f64,
+    decode_mentries_per_s_n: f64,
+    decode_speedup: f64,
+    repetitions: usize,
+}
+
+/// Medians of `run(0)` … `run(variants − 1)` timed round-robin (one repetition of
+/// each in turn, so all see the same machine), for at least `min_time` per variant
+/// and 5 repetitions, after one warm-up each.
+fn time_alternating(
+    min_time: Duration,
+    variants: usize,
+    mut run: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    for variant in 0..variants {
+        run(variant)?;
+    }
+    let started = Instant::now();
+    let mut samples = vec![Vec::new(); variants];
+    let budget = min_time * variants as u32;
+    while samples[0].len() < 5 || (started.elapsed() < budget && samples[0].len() < 1000) {
+        for (variant, times) in samples.iter_mut().enumerate() {
+            let start = Instant::now();
+            run(variant)?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let count = samples[0].len();
+    let medians = samples
+        .into_iter()
+        .map(|mut times| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        })
+        .collect();
+    Ok((medians, count))
+}
+
+fn scaling(
+    pipeline: &std::sync::Arc<gradcodec::Pipeline>,
+    update: &Update,
+    threads: usize,
+    min_time: Duration,
+) -> anyhow::Result<Scaling> {
+    let pools = [
+        rayon::ThreadPoolBuilder::new().num_threads(1).build()?,
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?,
+    ];
+    let mut encoder = pipeline.encoder();
+    let message = encoder.encode(update)?;
+    let mut decoder = pipeline.decoder();
+    let (encode, repetitions) = time_alternating(min_time, 2, |variant| {
+        encoder.reset();
+        let again = pools[variant].install(|| encoder.encode(update))?;
+        anyhow::ensure!(
+            again == message,
+            "{}: the bytes depend on the thread count",
+            pipeline.name()
+        );
+        Ok(())
+    })?;
+    let (decode, _) = time_alternating(min_time, 2, |variant| {
+        decoder.reset();
+        black_box(pools[variant].install(|| decoder.decode(&message))?);
+        Ok(())
+    })?;
+    let entries = update.entries() as f64;
+    let rate = |seconds: f64| entries / seconds.max(1e-12) / 1e6;
+    Ok(Scaling {
+        kind: "scaling",
+        pipeline: pipeline.name().to_string(),
+        entries: entries as u64,
+        tensors: update.tensors.len(),
+        threads,
+        encode_mentries_per_s_1: rate(encode[0]),
+        encode_mentries_per_s_n: rate(encode[1]),
+        encode_speedup: encode[0] / encode[1],
+        decode_mentries_per_s_1: rate(decode[0]),
+        decode_mentries_per_s_n: rate(decode[1]),
+        decode_speedup: decode[0] / decode[1],
+        repetitions,
+    })
+}
+
 pub fn run(plugin_args: &PluginArgs, args: &PerfArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.threads >= 1, "--threads must be at least 1");
     let registry = plugin_args.registry()?;
@@ -325,6 +426,15 @@ pub fn run(plugin_args: &PluginArgs, args: &PerfArgs) -> anyhow::Result<ExitCode
         };
     }
     let min_time = Duration::from_secs_f64(args.min_time.max(0.0));
+    if let Some(threads) = args.scaling {
+        anyhow::ensure!(threads >= 2, "--scaling needs at least 2 threads");
+        for path in &args.pipeline {
+            let pipeline = registry.build(&PipelineSpec::from_file(path)?)?;
+            let line = scaling(&pipeline, &update, threads, min_time)?;
+            println!("{}", serde_json::to_string(&line)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads)
         .build()
