@@ -14,7 +14,8 @@
 //! parallel; the baselines are single-threaded).
 //!
 //! `--tile N` repeats each tensor's entries until the update holds at least `N`
-//! (each tensor keeps its own statistics; shapes become 1-D). Every copy after the
+//! (each tensor keeps its own statistics; copies are stacked along the first axis).
+//! Every copy after the
 //! first is a seeded permutation of the tensor, so the same values come back in
 //! another order: a generic compressor finds no long repeats that real gradients
 //! would not have (plain repetition lets zstd -1 shrink a tiled gradient ~10x).
@@ -138,7 +139,13 @@ fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
                 shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
                 tiled.extend_from_slice(&shuffled);
             }
-            NamedTensor::from_vec(t.name.clone(), &[tiled.len()], tiled)
+            // Stacked along the first axis: a matrix stays a matrix (PowerSGD).
+            let mut shape = t.data.shape().to_vec();
+            match shape.first_mut() {
+                Some(rows) => *rows *= copies,
+                None => shape.push(copies),
+            }
+            NamedTensor::from_vec(t.name.clone(), &shape, tiled)
         })
         .collect::<Result<_, _>>()?;
     Ok(Update::new(tensors))
