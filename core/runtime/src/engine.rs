@@ -78,6 +78,13 @@ fn stage_result<T>(context: impl FnOnce() -> String, result: RResult<T, StageErr
     }
 }
 
+/// One tensor of a message in the decoder's parallel phase: sent raw, or coded
+/// with its codec (taken from the stream, or new: `true`).
+enum DecodeJob {
+    Raw,
+    Coded(Option<(TensorCodec, bool)>),
+}
+
 /// What the parallel part of [`Encoder::encode`] hands back per coded tensor:
 /// x̂ and the check of its stream models.
 type EncodedTensor = (Vec<f32>, Option<u32>);
@@ -695,9 +702,10 @@ impl Decoder {
         }
         let mut names = std::collections::HashSet::new();
         // Phase 1: decode every tensor to â without touching predictor history.
-        let mut fresh: HashMap<String, TensorCodec> = HashMap::new();
-        let mut decoded: Vec<(usize, Option<Vec<f32>>)> = Vec::with_capacity(parsed.tensors.len());
-        for (index, record) in parsed.tensors.iter().enumerate() {
+        // Checks and codec lookup are serial; the tensors then decode in parallel
+        // (each with its own codec, taken out of the map and put back after).
+        let mut jobs: Vec<DecodeJob> = Vec::with_capacity(parsed.tensors.len());
+        for record in &parsed.tensors {
             if !names.insert(record.name.as_str()) {
                 return Err(Error::Message(format!(
                     "tensor `{}` appears twice",
@@ -714,12 +722,7 @@ impl Decoder {
                             record.name
                         )));
                     }
-                    let values: Vec<f32> = parsed
-                        .slice(&record.raw)
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    decoded.push((index, Some(values)));
+                    jobs.push(DecodeJob::Raw);
                 }
                 TensorMode::Coded => {
                     if below {
@@ -728,30 +731,86 @@ impl Decoder {
                             record.name
                         )));
                     }
-                    let codec = match self.streams.codecs.get_mut(&record.name) {
-                        Some(codec) => {
-                            if codec.spec.shape.as_slice() != record.shape.as_slice() {
-                                return Err(Error::Message(format!(
-                                    "tensor `{}` changed shape from {:?} to {:?}",
-                                    record.name,
-                                    codec.spec.shape.as_slice(),
-                                    record.shape
-                                )));
-                            }
-                            codec
+                    if let Some(codec) = self.streams.codecs.get(&record.name) {
+                        if codec.spec.shape.as_slice() != record.shape.as_slice() {
+                            return Err(Error::Message(format!(
+                                "tensor `{}` changed shape from {:?} to {:?}",
+                                record.name,
+                                codec.spec.shape.as_slice(),
+                                record.shape
+                            )));
                         }
-                        None => fresh.entry(record.name.clone()).or_insert(TensorCodec::new(
-                            &pipeline,
-                            &record.name,
-                            &record.shape,
-                        )?),
-                    };
-                    decode_tensor(codec, &parsed, record, index, &pipeline)?;
-                    decoded.push((index, None));
+                    }
+                    jobs.push(DecodeJob::Coded(None));
                 }
             }
         }
-        self.streams.codecs.extend(fresh);
+        // Take the codecs out (existing ones first, so an error below cannot lose them).
+        for (job, record) in jobs.iter_mut().zip(&parsed.tensors) {
+            if let DecodeJob::Coded(slot) = job {
+                *slot = self
+                    .streams
+                    .codecs
+                    .remove(&record.name)
+                    .map(|codec| (codec, false));
+            }
+        }
+        let mut created = Ok(());
+        for (job, record) in jobs.iter_mut().zip(&parsed.tensors) {
+            if let DecodeJob::Coded(slot @ None) = job {
+                match TensorCodec::new(&pipeline, &record.name, &record.shape) {
+                    Ok(codec) => *slot = Some((codec, true)),
+                    Err(error) => {
+                        created = Err(error);
+                        break;
+                    }
+                }
+            }
+        }
+        let outcomes: Vec<Result<Option<Vec<f32>>>> = if created.is_ok() {
+            jobs.par_iter_mut()
+                .zip(parsed.tensors.par_iter())
+                .enumerate()
+                .map(|(index, (job, record))| match job {
+                    DecodeJob::Raw => Ok(Some(
+                        parsed
+                            .slice(&record.raw)
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                    )),
+                    DecodeJob::Coded(slot) => {
+                        let (codec, _) = slot.as_mut().expect("taken or created above");
+                        decode_tensor(codec, &parsed, record, index, &pipeline).map(|()| None)
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The first error in message order, if any.
+        let mut failure = created.err();
+        let mut decoded: Vec<(usize, Option<Vec<f32>>)> = Vec::with_capacity(outcomes.len());
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(values) => decoded.push((index, values)),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        // Put the codecs back: existing ones always, new ones only on success.
+        let ok = failure.is_none();
+        for (job, record) in jobs.iter_mut().zip(&parsed.tensors) {
+            if let DecodeJob::Coded(Some((codec, fresh))) = std::mem::replace(job, DecodeJob::Raw) {
+                if ok || !fresh {
+                    self.streams.codecs.insert(record.name.clone(), codec);
+                }
+            }
+        }
+        if let Some(error) = failure {
+            return Err(error);
+        }
         // Phase 2: x̂ = P + â, commit.
         let mut tensors = Vec::with_capacity(decoded.len());
         for (index, raw) in decoded {
