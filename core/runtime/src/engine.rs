@@ -79,7 +79,9 @@ fn stage_result<T>(context: impl FnOnce() -> String, result: RResult<T, StageErr
 }
 
 /// One tensor of a message in the decoder's parallel phase: sent raw, or coded
-/// with its codec (taken from the stream, or new: `true`).
+/// with its codec (taken from the stream, or new: `true`). One short-lived value
+/// per tensor of a message, so the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum DecodeJob {
     Raw,
     Coded(Option<(TensorCodec, bool)>),
