@@ -332,3 +332,92 @@ fn bench_bound_sets_real_bits_beside_the_limit_at_the_achieved_distortion() {
     ]);
     assert!(!output.status.success());
 }
+
+#[test]
+fn perf_reports_pipelines_against_memcpy_and_zstd_on_the_same_tiled_input() {
+    let fixture = "snapshots/fixtures/lenet5-grad.safetensors";
+    let out = ok(&[
+        "perf",
+        "--input",
+        fixture,
+        "--tile",
+        "200000",
+        "--min-time",
+        "0",
+        "--pipeline",
+        "pipelines/f32.yaml",
+        "--pipeline",
+        "pipelines/topk-ef-1pct.yaml",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let base = &lines[0];
+    assert_eq!(base["kind"], "baselines");
+    // 61,706 entries tiled 4x (copies permuted, so zstd cannot shrink the repeats).
+    assert_eq!(base["entries"].as_u64(), Some(4 * 61_706));
+    assert_eq!(base["tensors"].as_u64(), Some(10));
+    assert!(
+        base["zstd1_bits_per_entry"].as_f64().unwrap() > 16.0,
+        "{base}"
+    );
+    assert!(base["memcpy_mentries_per_s"].as_f64().unwrap() > 0.0);
+    let f32_line = &lines[1];
+    assert_eq!(f32_line["pipeline"], "f32");
+    let bits = f32_line["bits_per_entry"].as_f64().unwrap();
+    assert!((32.0..32.2).contains(&bits), "{bits}");
+    assert!(f32_line["encode_mentries_per_s"].as_f64().unwrap() > 0.0);
+    // Top-k: positions measured against log2 C(n, k), the coded payload close to it.
+    let topk = &lines[2];
+    let positions = &topk["streams"]["positions"];
+    let (coded, information) = (
+        positions[0].as_f64().unwrap(),
+        positions[1].as_f64().unwrap(),
+    );
+    assert!(coded >= information && coded < 1.1 * information, "{topk}");
+    assert!(topk["overhead_fraction"].as_f64().unwrap() > 0.0);
+    // Scaling: the same bytes with 1 and 2 threads (checked inside), both rates.
+    let out = ok(&[
+        "perf",
+        "--input",
+        fixture,
+        "--tile",
+        "100000",
+        "--tile-as-tensors",
+        "--scaling",
+        "2",
+        "--min-time",
+        "0",
+        "--pipeline",
+        "pipelines/co3-fp4.yaml",
+    ]);
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["kind"], "scaling");
+    assert_eq!(line["tensors"].as_u64(), Some(20));
+    assert!(line["encode_speedup"].as_f64().unwrap() > 0.0);
+    // Bad settings.
+    for args in [
+        vec![
+            "perf",
+            "--input",
+            fixture,
+            "--threads",
+            "0",
+            "--pipeline",
+            "pipelines/f32.yaml",
+        ],
+        vec![
+            "perf",
+            "--input",
+            fixture,
+            "--scaling",
+            "1",
+            "--pipeline",
+            "pipelines/f32.yaml",
+        ],
+    ] {
+        assert!(!gradcodec(&args).status.success(), "{args:?}");
+    }
+}
