@@ -6,15 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{data, opts, registry};
+
 use std::sync::{Mutex, MutexGuard};
 
-use gradcodec::Registry;
-use gradcodec_harness::codec::discover_registry;
 use gradcodec_harness::config::{Mode, RunConfig};
 use gradcodec_harness::data::partition::Partition;
 use gradcodec_harness::metrics::{read_csv, RoundRecord, Summary};
-use gradcodec_harness::train::run::{run, RunOptions, RunResult};
+use gradcodec_harness::train::run::{run, RunResult};
 
 /// libtorch's random generator is global to the process: runs in parallel tests
 /// would seed and draw from it in turn and lose their exact trajectories (which
@@ -25,24 +24,6 @@ fn torch() -> MutexGuard<'static, ()> {
     TORCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn registry() -> Registry {
-    discover_registry().expect("plugins are built (cargo build) before the harness tests")
-}
-
-fn opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out_dir: out.to_path_buf(),
-        progress: false,
-        ..Default::default()
-    }
-}
-
-fn data(tmp: &Path) -> PathBuf {
-    let dir = tmp.join("data");
-    common::write_idx_dataset(&dir, 600, 200, true);
-    dir
 }
 
 fn trained(r: &RunResult) -> &[RoundRecord] {

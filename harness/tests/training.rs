@@ -5,35 +5,18 @@
 
 mod common;
 
+use common::{data, opts, registry};
+
 use std::path::Path;
 
-use gradcodec::{PipelineSpec, Registry};
+use gradcodec::PipelineSpec;
 use gradcodec_harness::capture::{capture, CaptureKind};
-use gradcodec_harness::codec::discover_registry;
 use gradcodec_harness::config::{Mode, RunConfig};
 use gradcodec_harness::data::partition::Partition;
 use gradcodec_harness::models::aop::{AopConfig, AopPolicy};
 use gradcodec_harness::models::ModelKind;
 use gradcodec_harness::sweep::{sweep, SweepEntry};
-use gradcodec_harness::train::run::{run, RunOptions};
-
-fn registry() -> Registry {
-    discover_registry().expect("plugins are built (cargo build) before the harness tests")
-}
-
-fn opts(out: &Path) -> RunOptions {
-    RunOptions {
-        out_dir: out.to_path_buf(),
-        progress: false,
-        ..Default::default()
-    }
-}
-
-fn data(tmp: &Path) -> std::path::PathBuf {
-    let dir = tmp.join("data");
-    common::write_idx_dataset(&dir, 600, 200, true);
-    dir
-}
+use gradcodec_harness::train::run::run;
 
 #[test]
 fn lossless_pipeline_gives_the_uncompressed_trajectory() {

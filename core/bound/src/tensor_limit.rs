@@ -48,7 +48,7 @@
 
 use crate::blahut_arimoto::{shannon_lower_bound, BaConfig, BlahutArimoto, SourceDensity};
 use crate::error::{non_negative, BoundError};
-use gradcodec_numerics::fit::MIN_FIT_ENTRIES;
+use gradcodec_numerics::fit::{nonzero_entries, MIN_FIT_ENTRIES};
 use gradcodec_numerics::gennorm::fit_moments;
 use serde::{Deserialize, Serialize};
 
@@ -156,16 +156,8 @@ impl TensorSource {
                 index,
             });
         }
-        let nonzero: Vec<f64> = values
-            .iter()
-            .filter(|v| **v != 0.0)
-            .map(|v| f64::from(*v))
-            .collect();
-        let zero_fraction = if values.is_empty() {
-            0.0
-        } else {
-            1.0 - nonzero.len() as f64 / values.len() as f64
-        };
+        // (Every value is finite: checked above.)
+        let (nonzero, zero_fraction) = nonzero_entries(values);
         let model = fit_moments(&nonzero, 0.0);
         let energy = values
             .iter()

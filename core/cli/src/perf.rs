@@ -102,6 +102,16 @@ struct PipelinePerf {
     repetitions: usize,
 }
 
+/// Copy `copy` of `values` for tiling: the values themselves for copy 0, else a
+/// permutation seeded by the copy's index.
+fn tile_copy(values: &[f32], copy: usize) -> Vec<f32> {
+    let mut values = values.to_vec();
+    if copy > 0 {
+        values.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
+    }
+    values
+}
+
 /// The copies of [`tile`] as separate tensors, each (after the first) a seeded
 /// permutation of the original's values, shapes kept.
 fn tile_as_tensors(update: Update, at_least: usize) -> anyhow::Result<Update> {
@@ -110,10 +120,8 @@ fn tile_as_tensors(update: Update, at_least: usize) -> anyhow::Result<Update> {
     let mut tensors = Vec::with_capacity(update.tensors.len() * copies);
     for copy in 0..copies {
         for t in &update.tensors {
-            let mut values: Vec<f32> = t.data.iter().copied().collect();
-            if copy > 0 {
-                values.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
-            }
+            let values: Vec<f32> = t.data.iter().copied().collect();
+            let values = tile_copy(&values, copy);
             let name = format!("{}#{copy}", t.name);
             tensors.push(NamedTensor::from_vec(name, t.data.shape(), values)?);
         }
@@ -132,13 +140,7 @@ fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
         .iter()
         .map(|t| {
             let values: Vec<f32> = t.data.iter().copied().collect();
-            let mut tiled = Vec::with_capacity(values.len() * copies);
-            tiled.extend_from_slice(&values);
-            for copy in 1..copies {
-                let mut shuffled = values.clone();
-                shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(copy as u64));
-                tiled.extend_from_slice(&shuffled);
-            }
+            let tiled: Vec<f32> = (0..copies).flat_map(|c| tile_copy(&values, c)).collect();
             // Stacked along the first axis: a matrix stays a matrix (PowerSGD).
             let mut shape = t.data.shape().to_vec();
             match shape.first_mut() {
@@ -151,21 +153,14 @@ fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
     Ok(Update::new(tensors))
 }
 
-/// Median seconds of `run`, repeated for at least `min_time` (and 3 times).
+/// Median seconds of `run` over at least `min_time` and 3 repetitions, after a
+/// warm-up.
 fn time(
     min_time: Duration,
     mut run: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<(f64, usize)> {
-    run()?; // warm-up
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    while samples.len() < 3 || (started.elapsed() < min_time && samples.len() < 1000) {
-        let start = Instant::now();
-        run()?;
-        samples.push(start.elapsed().as_secs_f64());
-    }
-    samples.sort_by(f64::total_cmp);
-    Ok((samples[samples.len() / 2], samples.len()))
+    let (medians, count) = time_alternating(min_time, 1, 3, |_| run())?;
+    Ok((medians[0], count))
 }
 
 /// The information in a stream, bits: for a `positions` stream (distinct sorted
@@ -343,10 +338,11 @@ struct Scaling {
 
 /// Medians of `run(0)` … `run(variants − 1)` timed round-robin (one repetition of
 /// each in turn, so all see the same machine), for at least `min_time` per variant
-/// and 5 repetitions, after one warm-up each.
+/// and `min_repetitions`, after one warm-up each.
 fn time_alternating(
     min_time: Duration,
     variants: usize,
+    min_repetitions: usize,
     mut run: impl FnMut(usize) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Vec<f64>, usize)> {
     for variant in 0..variants {
@@ -355,7 +351,9 @@ fn time_alternating(
     let started = Instant::now();
     let mut samples = vec![Vec::new(); variants];
     let budget = min_time * variants as u32;
-    while samples[0].len() < 5 || (started.elapsed() < budget && samples[0].len() < 1000) {
+    while samples[0].len() < min_repetitions
+        || (started.elapsed() < budget && samples[0].len() < 1000)
+    {
         for (variant, times) in samples.iter_mut().enumerate() {
             let start = Instant::now();
             run(variant)?;
@@ -388,7 +386,7 @@ fn scaling(
     let mut encoder = pipeline.encoder();
     let message = encoder.encode(update)?;
     let mut decoder = pipeline.decoder();
-    let (encode, repetitions) = time_alternating(min_time, 2, |variant| {
+    let (encode, repetitions) = time_alternating(min_time, 2, 5, |variant| {
         encoder.reset();
         let again = pools[variant].install(|| encoder.encode(update))?;
         anyhow::ensure!(
@@ -398,7 +396,7 @@ fn scaling(
         );
         Ok(())
     })?;
-    let (decode, _) = time_alternating(min_time, 2, |variant| {
+    let (decode, _) = time_alternating(min_time, 2, 5, |variant| {
         decoder.reset();
         black_box(pools[variant].install(|| decoder.decode(&message))?);
         Ok(())

@@ -6,12 +6,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use gradcodec::Registry;
+use gradcodec_harness::codec::discover_registry;
 use gradcodec_harness::config::RunConfig;
 use gradcodec_harness::data::cifar::{encode_batch, IMAGE_BYTES};
 use gradcodec_harness::data::idx::{encode_idx, IdxArray};
 use gradcodec_harness::data::partition::Partition;
 use gradcodec_harness::data::DatasetKind;
 use gradcodec_harness::models::ModelKind;
+use gradcodec_harness::train::run::RunOptions;
 
 /// The workspace root (for pipelines/).
 pub fn workspace() -> PathBuf {
@@ -149,4 +152,25 @@ pub fn same_trajectory(
                 && x.rel_mse == y.rel_mse
                 && x.weighted_distortion == y.weighted_distortion
         })
+}
+
+/// The plugin registry of the workspace build.
+pub fn registry() -> Registry {
+    discover_registry().expect("plugins are built (cargo build) before the harness tests")
+}
+
+/// Run options writing under `out`, without a progress bar.
+pub fn opts(out: &Path) -> RunOptions {
+    RunOptions {
+        out_dir: out.to_path_buf(),
+        progress: false,
+        ..Default::default()
+    }
+}
+
+/// A small IDX data set (600 training, 200 test images) under `tmp/data`.
+pub fn data(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("data");
+    write_idx_dataset(&dir, 600, 200, true);
+    dir
 }

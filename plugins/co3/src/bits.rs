@@ -95,9 +95,10 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     fn refill(&mut self) {
-        if let Some(chunk) = self.data.get(self.next_byte..self.next_byte + 8) {
+        let chunk = self.data.get(self.next_byte..self.next_byte + 8);
+        if let Some(chunk) = chunk.and_then(|c| <[u8; 8]>::try_from(c).ok()) {
             // Whole bytes that fit below the valid bits, in one load.
-            let word = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            let word = u64::from_be_bytes(chunk);
             let bits = (64 - self.available) & !7;
             if bits > 0 {
                 self.buffer |= (word >> (64 - bits)) << (64 - self.available - bits);

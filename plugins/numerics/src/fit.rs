@@ -62,16 +62,7 @@ pub fn fit_tensor(values: &[f32], family: Family) -> TensorFit {
             return fit;
         }
     }
-    let nonzero: Vec<f64> = values
-        .iter()
-        .filter(|v| **v != 0.0 && v.is_finite())
-        .map(|v| f64::from(*v))
-        .collect();
-    let zero_fraction = if values.is_empty() {
-        0.0
-    } else {
-        1.0 - nonzero.len() as f64 / values.len() as f64
-    };
+    let (nonzero, zero_fraction) = nonzero_entries(values);
     let mut fit = TensorFit {
         shape: default_shape(family),
         scale: 0.0,
@@ -113,6 +104,22 @@ pub fn fit_tensor(values: &[f32], family: Family) -> TensorFit {
     fit.scale = scale;
     fit.fitted = true;
     fit
+}
+
+/// The finite non-zero entries of `values` (as f64) and the fraction of the
+/// others (0 for an empty tensor): what the fits see, and the zero point mass.
+pub fn nonzero_entries(values: &[f32]) -> (Vec<f64>, f64) {
+    let nonzero: Vec<f64> = values
+        .iter()
+        .filter(|v| **v != 0.0 && v.is_finite())
+        .map(|v| f64::from(*v))
+        .collect();
+    let zero_fraction = if values.is_empty() {
+        0.0
+    } else {
+        1.0 - nonzero.len() as f64 / values.len() as f64
+    };
+    (nonzero, zero_fraction)
 }
 
 /// The moment fit of [`fit_tensor`] in one pass and without a copy of the data
