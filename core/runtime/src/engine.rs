@@ -232,7 +232,7 @@ impl TensorCodec {
             }
             if stream.alphabet_size <= u64::from(u32::MAX) {
                 let alphabet = stream.alphabet_size;
-                if let Some(bad) = stream.symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+                if let Some(bad) = crate::scan::first_outside_alphabet(&stream.symbols, alphabet) {
                     return Err(Error::Update(format!(
                         "tensor `{name}`: the quantizer emitted symbol {bad} outside 0..{alphabet} in stream {index}"
                     )));
@@ -564,7 +564,12 @@ impl Encoder {
         let non_finite: Vec<usize> = update
             .tensors
             .par_iter()
-            .map(|tensor| tensor.data.iter().filter(|v| !v.is_finite()).count())
+            .map(|tensor| {
+                tensor.data.as_slice().map_or_else(
+                    || tensor.data.iter().filter(|v| !v.is_finite()).count(),
+                    crate::scan::count_non_finite,
+                )
+            })
             .collect();
         for (index, tensor) in update.tensors.iter().enumerate() {
             if !names.insert(tensor.name.as_str()) {
@@ -934,7 +939,7 @@ fn decode_tensor(
             )));
         }
         let alphabet = stream.alphabet_size;
-        if let Some(bad) = stream.symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+        if let Some(bad) = crate::scan::first_outside_alphabet(&stream.symbols, alphabet) {
             return Err(Error::Message(format!(
                 "tensor `{name}`: stream {stream_index} holds symbol {bad} outside 0..{alphabet}"
             )));
@@ -947,7 +952,7 @@ fn decode_tensor(
             .dequantize(&ctx, &codec.quantized, &mut codec.dequantized),
     )?;
     codec.check_len("the dequantized tensor", codec.dequantized.len())?;
-    if codec.dequantized.iter().any(|v| !v.is_finite()) {
+    if !crate::scan::all_finite(&codec.dequantized) {
         return Err(Error::Message(format!(
             "tensor `{name}`: decodes to NaN or infinite values"
         )));

@@ -24,6 +24,7 @@ pub mod metrics;
 mod pipeline;
 mod registry;
 pub mod report;
+mod scan;
 pub mod spec;
 mod state;
 mod update;

@@ -42,6 +42,45 @@ impl<'a> BitWriter<'a> {
         }
     }
 
+    /// Writes the code `table[s]` = (code, length <= 24) of every symbol `s`
+    /// (each a valid index of `table`): the same bits as [`BitWriter::put`]
+    /// per symbol, a whole byte stored per step without branching, into a
+    /// stack buffer appended to the output every few thousand symbols.
+    pub fn put_codes(&mut self, table: &[(u32, u8)], symbols: &[u32]) {
+        const STAGE: usize = 16 * 1024;
+        // Each symbol adds at most 24 bits; 8 bytes of slack for the last store.
+        const CHUNK: usize = (STAGE - 8) * 8 / 24 - 1;
+        let mut stage = [0u8; STAGE];
+        // Pending bits, left-justified: `filled < 32` of them on entry.
+        let mut filled = self.filled;
+        let mut acc = if filled == 0 {
+            0
+        } else {
+            self.buffer << (64 - filled)
+        };
+        for chunk in symbols.chunks(CHUNK) {
+            let mut at = 0usize;
+            for symbol in chunk {
+                let (code, length) = table[*symbol as usize];
+                let length = u32::from(length);
+                // `filled < 32` before and `length` in 1..=24, so the shift is
+                // at least 8 and the code (below 2^length) lands right after the
+                // pending bits (wrapping only matters for a length-0 entry,
+                // whose code is 0).
+                acc |= u64::from(code).wrapping_shl(64 - filled - length);
+                filled += length;
+                stage[at..at + 8].copy_from_slice(&acc.to_be_bytes());
+                let whole = filled & !7;
+                at += (whole / 8) as usize;
+                acc <<= whole; // at most 48
+                filled -= whole;
+            }
+            self.bytes.extend_from_slice(&stage[..at]);
+        }
+        self.filled = filled;
+        self.buffer = if filled == 0 { 0 } else { acc >> (64 - filled) };
+    }
+
     /// Writes `value >= 1` as an Elias-gamma code (`2⌊log₂ v⌋ + 1` bits).
     pub fn put_gamma(&mut self, value: u64) {
         debug_assert!(value >= 1);
@@ -163,6 +202,30 @@ impl<'a> BitReader<'a> {
             value = (value << chunk) | u64::from(self.get(chunk));
         }
         Some(value)
+    }
+
+    /// A reader over `data` positioned `bit` bits in (`bit <= 8·len`).
+    pub fn at(data: &'a [u8], bit: u64) -> Self {
+        let mut reader = Self::new(data);
+        let byte = ((bit / 8) as usize).min(data.len());
+        reader.next_byte = byte;
+        reader.consumed = byte as u64 * 8;
+        let rest = (bit - reader.consumed).min(7) as u32;
+        if rest > 0 {
+            reader.peek(rest);
+            reader.skip(rest);
+        }
+        reader
+    }
+
+    /// The input.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Bits consumed so far (the position in the input).
+    pub fn position(&self) -> u64 {
+        self.consumed
     }
 
     /// Bits in the input.

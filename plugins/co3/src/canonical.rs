@@ -10,7 +10,9 @@
 //! [`PRIMARY_BITS`] bits in a table; longer codes are resolved by comparing the
 //! next 24 bits, left-justified, against each length's code limit.
 
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::BitReader;
+#[cfg(test)]
+use crate::bits::BitWriter;
 use gradcodec_sdk::{corrupt, SdkResult};
 
 /// Longest code length.
@@ -210,9 +212,29 @@ impl CanonicalCode {
             primary,
             primary_bits,
             limit,
+            multi: Vec::new(),
         }
     }
+
+    /// The decoder of this code with a multi-symbol table for bulk decoding of
+    /// `count` symbols, built when the alphabet fits in bytes and `count` is
+    /// large enough to repay the table ([`MULTI_MIN_SYMBOLS`]).
+    pub fn bulk_decoder(&self, count: u64) -> Decoder<'_> {
+        let mut decoder = self.decoder();
+        let small_alphabet = self.sorted.iter().all(|s| *s <= u32::from(u8::MAX));
+        if decoder.primary_bits > 0 && small_alphabet && count >= MULTI_MIN_SYMBOLS {
+            decoder.multi = decoder.multi_table();
+        }
+        decoder
+    }
 }
+
+/// Symbols below which [`CanonicalCode::bulk_decoder`] skips the multi-symbol
+/// table (2^11 entries to fill).
+pub const MULTI_MIN_SYMBOLS: u64 = 16_384;
+/// Most symbols one multi-symbol table entry holds (a byte each above the
+/// 8 bits of length and count).
+const MULTI_SYMBOLS: usize = 7;
 
 /// Table-driven decoder of a [`CanonicalCode`].
 pub struct Decoder<'a> {
@@ -222,6 +244,10 @@ pub struct Decoder<'a> {
     primary_bits: u32,
     /// Left-justified (24-bit) exclusive upper bound of the codes of each length.
     limit: [u32; MAX_CODE_LENGTH as usize + 1],
+    /// Empty, or for each primary prefix the whole codes it starts with:
+    /// bits 0..5 their total length, 5..8 their count (0: a longer code),
+    /// then one byte per symbol.
+    multi: Vec<u64>,
 }
 
 impl Decoder<'_> {
@@ -237,21 +263,129 @@ impl Decoder<'_> {
             reader.skip(entry & 31);
             return Ok(entry >> 5);
         }
+        let (symbol, length) = self.long_code(window)?;
+        reader.skip(length);
+        Ok(symbol)
+    }
+}
+
+impl Decoder<'_> {
+    /// The multi-symbol table (see the `multi` field).
+    fn multi_table(&self) -> Vec<u64> {
+        let bits = self.primary_bits;
+        (0..1u32 << bits)
+            .map(|prefix| {
+                let (mut used, mut count, mut entry) = (0u32, 0u64, 0u64);
+                while (count as usize) < MULTI_SYMBOLS {
+                    // The rest of the prefix, zero filled: a code no longer than
+                    // the bits left is decided by real bits alone.
+                    let rest = (prefix << used) & ((1 << bits) - 1);
+                    let single = self.primary[rest as usize];
+                    let length = single & 31;
+                    if single == 0 || length > bits - used {
+                        break;
+                    }
+                    entry |= u64::from(single >> 5) << (8 + 8 * count);
+                    used += length;
+                    count += 1;
+                }
+                entry | (count << 5) | u64::from(used)
+            })
+            .collect()
+    }
+
+    /// Decodes symbols into `out` from `data` starting `bit` bits in, as long
+    /// as a whole 8-byte load is in bounds; returns how many it decoded and the
+    /// bit position after them (the caller decodes the rest with
+    /// [`Decoder::decode`]). Each load gives at least 57 bits; symbols are
+    /// taken from it while 24 (the longest code) remain, so no code is split.
+    pub fn decode_bulk(
+        &self,
+        data: &[u8],
+        mut bit: u64,
+        out: &mut [u32],
+    ) -> SdkResult<(usize, u64)> {
+        if self.primary_bits == 0 {
+            return Ok((0, bit));
+        }
+        let shift = 64 - self.primary_bits;
+        let mut done = 0usize;
+        while done < out.len() {
+            let byte = (bit / 8) as usize;
+            let Some(word) = data
+                .get(byte..byte.saturating_add(8))
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            else {
+                break;
+            };
+            let mut window = u64::from_be_bytes(word) << (bit % 8);
+            let mut used = 0u32;
+            if !self.multi.is_empty() {
+                // Up to seven symbols per lookup; every slot is written, the
+                // count says how many are real.
+                while used <= 57 - MAX_CODE_LENGTH && done + MULTI_SYMBOLS <= out.len() {
+                    let entry = self.multi[(window >> shift) as usize];
+                    let count = ((entry >> 5) & 7) as usize;
+                    if count == 0 {
+                        let (symbol, length) =
+                            self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?;
+                        out[done] = symbol;
+                        done += 1;
+                        window <<= length;
+                        used += length;
+                        continue;
+                    }
+                    let length = (entry & 31) as u32;
+                    for (i, slot) in out[done..done + MULTI_SYMBOLS].iter_mut().enumerate() {
+                        *slot = ((entry >> (8 + 8 * i)) & 0xff) as u32;
+                    }
+                    done += count;
+                    window <<= length;
+                    used += length;
+                }
+                if done + MULTI_SYMBOLS > out.len() {
+                    bit += u64::from(used);
+                    break;
+                }
+                bit += u64::from(used);
+                continue;
+            }
+            while used <= 57 - MAX_CODE_LENGTH && done < out.len() {
+                let entry = self.primary[(window >> shift) as usize];
+                let (symbol, length) = if entry != 0 {
+                    (entry >> 5, entry & 31)
+                } else {
+                    self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?
+                };
+                out[done] = symbol;
+                done += 1;
+                window <<= length;
+                used += length;
+            }
+            bit += u64::from(used);
+        }
+        Ok((done, bit))
+    }
+
+    /// The (symbol, length) of a code longer than the primary table, from the
+    /// next 24 bits.
+    #[inline(never)]
+    fn long_code(&self, window: u32) -> SdkResult<(u32, u32)> {
         for length in self.primary_bits + 1..=self.code.max_length {
             if window < self.limit[length as usize] {
                 let code = window >> (MAX_CODE_LENGTH - length);
                 let index =
                     self.code.offset[length as usize] + code - self.code.first[length as usize];
-                reader.skip(length);
-                return Ok(self.code.sorted[index as usize]);
+                return Ok((self.code.sorted[index as usize], length));
             }
         }
         Err(corrupt("huffman: invalid code word"))
     }
 }
 
-/// Writes one symbol with an encode table entry.
-#[inline]
+/// Writes one symbol with an encode table entry (the reference for
+/// [`BitWriter::put_codes`]).
+#[cfg(test)]
 pub fn put_symbol(writer: &mut BitWriter<'_>, entry: (u32, u8)) {
     writer.put(entry.0, u32::from(entry.1));
 }
@@ -305,6 +439,78 @@ mod tests {
             assert_eq!(decoder.decode(&mut reader).unwrap(), *s);
         }
         assert!(reader.at_clean_end());
+        // The bulk writer gives the same bytes, after any pending bits; the
+        // bulk decoder the same symbols from any start, leaving the tail.
+        for lead in [0u32, 1, 7, 8, 13, 31] {
+            let mut one_by_one = RVec::new();
+            let mut bulk = RVec::new();
+            let mut writer = BitWriter::new(&mut one_by_one);
+            writer.put(0x5A5A_5A5A & ((1u64 << lead) - 1) as u32, lead);
+            for s in &message {
+                put_symbol(&mut writer, table[*s as usize]);
+            }
+            writer.finish();
+            let mut writer = BitWriter::new(&mut bulk);
+            writer.put(0x5A5A_5A5A & ((1u64 << lead) - 1) as u32, lead);
+            writer.put_codes(&table, &message);
+            writer.finish();
+            assert_eq!(one_by_one, bulk, "lead {lead}");
+            let mut out = vec![0u32; message.len()];
+            let (done, bit) = decoder
+                .decode_bulk(&bulk, u64::from(lead), &mut out)
+                .unwrap();
+            assert!(done > message.len() - 20 && done <= message.len());
+            assert_eq!(out[..done], message[..done]);
+            let mut reader = BitReader::at(&bulk, bit);
+            for s in &message[done..] {
+                assert_eq!(decoder.decode(&mut reader).unwrap(), *s);
+            }
+            assert!(reader.at_clean_end());
+        }
+    }
+
+    #[test]
+    fn the_multi_symbol_table_decodes_the_same_symbols() {
+        // Fibonacci weights over 16 symbols: short and very long codes.
+        let mut weights = vec![1u64, 1];
+        for i in 2..16 {
+            weights.push(weights[i - 1] + weights[i - 2]);
+        }
+        let lengths = code_lengths(&weights);
+        assert!(lengths.iter().any(|l| u32::from(*l) > PRIMARY_BITS));
+        let symbols: Vec<u32> = (0..16).collect();
+        let code = CanonicalCode::new(&symbols, &lengths).unwrap();
+        let table = code.encode_table(16);
+        // Mostly central symbols, and every rare one now and then.
+        let message: Vec<u32> = (0..40_000u32)
+            .map(|i| {
+                if i % 997 == 0 {
+                    i % 11
+                } else {
+                    4 + (i * 7 + i / 3) % 3
+                }
+            })
+            .collect();
+        let multi = code.bulk_decoder(message.len() as u64);
+        assert!(!multi.multi.is_empty());
+        for lead in [0u32, 3, 9] {
+            let mut bytes = RVec::new();
+            let mut writer = BitWriter::new(&mut bytes);
+            writer.put(0, lead);
+            writer.put_codes(&table, &message);
+            writer.finish();
+            let mut out = vec![0u32; message.len()];
+            let (done, bit) = multi
+                .decode_bulk(&bytes, u64::from(lead), &mut out)
+                .unwrap();
+            assert!(done > message.len() - 40);
+            assert_eq!(out[..done], message[..done], "lead {lead}");
+            let mut reader = BitReader::at(&bytes, bit);
+            for s in &message[done..] {
+                assert_eq!(multi.decode(&mut reader).unwrap(), *s);
+            }
+            assert!(reader.at_clean_end());
+        }
     }
 
     #[test]

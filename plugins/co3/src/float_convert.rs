@@ -35,7 +35,7 @@
 //! - quantizer: { use: float-convert, params: { format: fp4, prescale: gennorm } }
 //! ```
 
-use crate::format::FloatFormat;
+use crate::format::{EdgeRounder, FloatFormat};
 use gradcodec_numerics::{
     fit::{fit_tensor, Estimator, Family},
     gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
@@ -390,14 +390,15 @@ impl SearchSample {
         *bulk.select_nth_unstable_by(middle, f64::total_cmp).1
     }
 
-    /// Estimated total squared error of `format` at pre-scale `2^log_scale`.
-    fn error(&self, format: &FloatFormat, log_scale: f64) -> f64 {
+    /// Estimated total squared error of `format` (rounded by `rounder`) at
+    /// pre-scale `2^log_scale`.
+    fn error(&self, format: &FloatFormat, rounder: &EdgeRounder, log_scale: f64) -> f64 {
         let scale = log_scale.exp2();
         let sum = |values: &[f64]| {
             values
                 .iter()
                 .map(|m| {
-                    let q = format.level(format.round_magnitude(scale * m)) / scale;
+                    let q = format.level(rounder.index(scale * m)) / scale;
                     (q - m) * (q - m)
                 })
                 .sum::<f64>()
@@ -410,6 +411,7 @@ impl SearchSample {
 /// the format's range is so wide that any scale near `1/α` is as good.
 pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f64 {
     let sample = SearchSample::new(input);
+    let rounder = EdgeRounder::new(format);
     let (largest, median) = (sample.largest(), sample.median());
     let range_octaves = (format.max_level() / format.min_level()).log2();
     if largest <= 0.0 || !range_octaves.is_finite() || range_octaves > 64.0 {
@@ -426,22 +428,85 @@ pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f6
     let mut best = (high, f64::INFINITY);
     for i in 0..points {
         let u = high - step * i as f64;
-        let error = sample.error(format, u);
+        let error = sample.error(format, &rounder, u);
         if error < best.1 {
             best = (u, error);
         }
     }
     let refined = golden_section_max(
-        |u| -sample.error(format, u),
+        |u| -sample.error(format, &rounder, u),
         best.0 - step,
         best.0 + step,
         1e-3,
     );
-    if sample.error(format, refined) <= best.1 {
+    if sample.error(format, &rounder, refined) <= best.1 {
         refined.exp2()
     } else {
         best.0.exp2()
     }
+}
+
+/// For each decision edge `e`, the largest `f32` magnitude `t` with
+/// `scale·t <= e` in exact arithmetic (`scale·t` of two `f32`s is exact in
+/// `f64`), so that `|a| > t` exactly when `scale·|a| > e`: the rounding then
+/// runs on `f32` compares alone. `f32::MAX` when no finite input crosses `e`.
+fn f32_thresholds(edges: &[f64], scale: f64) -> Vec<f32> {
+    edges
+        .iter()
+        .map(|&edge| {
+            let above = |t: f32| scale * f64::from(t) > edge;
+            let mut t = ((edge / scale) as f32).clamp(0.0, f32::MAX);
+            while t > 0.0 && above(t) {
+                t = t.next_down();
+            }
+            while t < f32::MAX && !above(t.next_up()) {
+                t = t.next_up();
+            }
+            t
+        })
+        .collect()
+}
+
+/// Appends the symbol of every `a` in `input` at pre-scale `scale`: the level
+/// nearest to `scale·a` (ties to the smaller magnitude, saturating), exactly
+/// [`FloatFormat::symbol`], as the count of `f32` thresholds below `|a|`.
+fn round_to_symbols(format: &FloatFormat, scale: f64, input: &[f32], out: &mut RVec<u32>) {
+    let rounder = EdgeRounder::new(format);
+    let thresholds = f32_thresholds(rounder.edges(), scale);
+    let zero = format.max_index();
+    match thresholds.len() {
+        0..=8 => round_counting::<8>(&thresholds, zero, input, out),
+        9..=16 => round_counting::<16>(&thresholds, zero, input, out),
+        _ => out.extend_mapped(input, |a| {
+            let k = thresholds.partition_point(|t| *t < a.abs()) as u32;
+            if a < 0.0 {
+                zero - k
+            } else {
+                zero + k
+            }
+        }),
+    }
+}
+
+/// [`round_to_symbols`] for at most `N` thresholds, padded with `+∞` (never
+/// crossed) to a fixed count the compiler unrolls and vectorizes.
+fn round_counting<const N: usize>(
+    thresholds: &[f32],
+    zero: u32,
+    input: &[f32],
+    out: &mut RVec<u32>,
+) {
+    let mut padded = [f32::INFINITY; N];
+    padded[..thresholds.len()].copy_from_slice(thresholds);
+    out.extend_mapped(input, |a| {
+        let magnitude = a.abs();
+        let k: u32 = padded.iter().map(|t| u32::from(magnitude > *t)).sum();
+        if a < 0.0 {
+            zero - k
+        } else {
+            zero + k
+        }
+    });
 }
 
 /// The float-convert quantizer.
@@ -542,26 +607,7 @@ impl Quantizer for FloatConvert {
         let mut stream = self.stream(&side);
         let scale = f64::from(scale);
         stream.symbols.reserve(input.len());
-        // Nearest level, ties to the smaller magnitude, saturating: the number of
-        // decision edges strictly below |x| (exactly `FloatFormat::symbol`, as the
-        // edges are exact midpoints); a branch-free count for small formats.
-        let zero = self.format.max_index();
-        let edges: Vec<f64> = (0..zero).map(|k| self.format.upper_edge(k)).collect();
-        let small = edges.len() <= 16;
-        stream.symbols.extend_mapped(input, |a| {
-            let x = scale * f64::from(a);
-            let magnitude = x.abs();
-            let k = if small {
-                edges.iter().map(|e| u32::from(magnitude > *e)).sum::<u32>()
-            } else {
-                edges.partition_point(|e| *e < magnitude) as u32
-            };
-            if x < 0.0 {
-                zero - k
-            } else {
-                zero + k
-            }
-        });
+        round_to_symbols(&self.format, scale, input, &mut stream.symbols);
         out.streams.push(stream);
         Ok(())
     }
@@ -602,14 +648,22 @@ impl Quantizer for FloatConvert {
             .iter()
             .map(|level| (level / scale).clamp(-limit, limit) as f32)
             .collect();
-        if let Some(symbol) = symbols.iter().find(|s| **s as usize >= values.len()) {
+        let largest = symbols.iter().copied().max().unwrap_or(0);
+        if largest as usize >= values.len() {
             return Err(corrupt(format!(
-                "float-convert: symbol {symbol} outside 0..{}",
+                "float-convert: symbol {largest} outside 0..{}",
                 values.len()
             )));
         }
         out.clear();
-        out.extend_mapped(symbols, |symbol| values[symbol as usize]);
+        if values.len() <= 16 {
+            // Every symbol is below 16 here: a masked index needs no bounds check.
+            let mut table = [0.0f32; 16];
+            table[..values.len()].copy_from_slice(&values);
+            out.extend_mapped(symbols, |symbol| table[(symbol & 15) as usize]);
+        } else {
+            out.extend_mapped(symbols, |symbol| values[symbol as usize]);
+        }
         Ok(())
     }
 
@@ -634,6 +688,48 @@ mod tests {
         TensorSpec {
             name: "t".into(),
             shape: vec![len].into(),
+        }
+    }
+
+    #[test]
+    fn threshold_rounding_is_exactly_the_format_rounding() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (e, m) in [(2, 1), (3, 2), (4, 3), (5, 2), (2, 4)] {
+            let format = FloatFormat::new(e, m).unwrap();
+            let rounder = EdgeRounder::new(&format);
+            for _ in 0..20 {
+                let scale = f64::from(rng.random_range(-30.0f32..30.0).exp2());
+                let mut input: Vec<f32> = (0..2_000)
+                    .map(|_| {
+                        rng.random_range(-1.0f32..1.0) * (rng.random_range(-12.0f32..12.0)).exp2()
+                            / scale as f32
+                    })
+                    .collect();
+                // The f32 neighbours of every edge (as an input magnitude).
+                for edge in rounder.edges() {
+                    let t = (edge / scale) as f32;
+                    for v in [
+                        t,
+                        t.next_up(),
+                        t.next_down(),
+                        t.next_up().next_up(),
+                        t.next_down().next_down(),
+                    ] {
+                        input.extend([v, -v]);
+                    }
+                }
+                input.extend([0.0, -0.0, f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45]);
+                let mut symbols = RVec::new();
+                round_to_symbols(&format, scale, &input, &mut symbols);
+                for (a, symbol) in input.iter().zip(symbols.iter()) {
+                    assert_eq!(
+                        *symbol,
+                        format.symbol(scale * f64::from(*a)),
+                        "E{e}M{m}, scale {scale}, a = {a:e}"
+                    );
+                }
+            }
         }
     }
 

@@ -154,6 +154,45 @@ impl FloatFormat {
     }
 }
 
+/// Rounds magnitudes to level indices by counting the decision edges below
+/// them: for every `m >= 0` the same index as [`FloatFormat::round_magnitude`]
+/// (the edges are the exact midpoints, a tie stays below), without its
+/// exponent split; branch-free for small formats. Used where one format rounds
+/// many values (the pre-scale search, the quantizer's threshold table).
+pub struct EdgeRounder {
+    edges: Vec<f64>,
+}
+
+/// Formats with at most this many positive edges are counted, not searched.
+const SMALL_EDGE_COUNT: usize = 16;
+
+impl EdgeRounder {
+    /// The rounder of `format`.
+    pub fn new(format: &FloatFormat) -> Self {
+        Self {
+            edges: (0..format.max_index())
+                .map(|k| format.upper_edge(k))
+                .collect(),
+        }
+    }
+
+    /// The positive decision edges, ascending (`max_index` of them).
+    pub fn edges(&self) -> &[f64] {
+        &self.edges
+    }
+
+    /// Index of the level nearest to `m >= 0` (ties to the smaller magnitude,
+    /// saturating).
+    #[inline]
+    pub fn index(&self, m: f64) -> u32 {
+        if self.edges.len() <= SMALL_EDGE_COUNT {
+            self.edges.iter().map(|e| u32::from(m > *e)).sum()
+        } else {
+            self.edges.partition_point(|e| *e < m) as u32
+        }
+    }
+}
+
 /// `⌈t - ½⌉` for `t >= 0`: nearest integer, ties down.
 fn round_half_down(t: f64) -> u64 {
     (t - 0.5).ceil().max(0.0) as u64
@@ -241,6 +280,28 @@ mod tests {
             let edge = format.upper_edge(k);
             assert_eq!(format.round_magnitude(edge), k);
             assert_eq!(format.round_magnitude(edge * (1.0 + 1e-12)), k + 1);
+        }
+    }
+
+    #[test]
+    fn the_edge_rounder_matches_round_magnitude() {
+        for (e, m) in [(2, 1), (3, 2), (4, 3), (5, 2), (2, 3)] {
+            let format = FloatFormat::new(e, m).unwrap();
+            let rounder = EdgeRounder::new(&format);
+            let mut probes = vec![0.0, f64::INFINITY, 1e300, format.max_level()];
+            for k in 0..format.max_index() {
+                let edge = format.upper_edge(k);
+                probes.extend([edge, edge * (1.0 + 1e-15), edge * (1.0 - 1e-15)]);
+                probes.push(format.level(k));
+            }
+            probes.extend((0..20_000).map(|i| f64::from(i) * format.max_level() / 15_000.0));
+            for probe in probes {
+                assert_eq!(
+                    rounder.index(probe),
+                    format.round_magnitude(probe),
+                    "E{e}M{m} at {probe}"
+                );
+            }
         }
     }
 

@@ -26,7 +26,7 @@
 //! ```
 
 use crate::bits::{BitReader, BitWriter};
-use crate::canonical::{code_lengths, put_symbol, CanonicalCode};
+use crate::canonical::{code_lengths, CanonicalCode};
 use gradcodec_sdk::{
     corrupt, invalid_input, unsupported, EntropyCoder, JsonSchema, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, SymbolStream, TensorSpec,
@@ -153,9 +153,7 @@ fn write_symbols(
         writer.put_gamma(symbols.len() as u64);
         return;
     }
-    for symbol in symbols {
-        put_symbol(writer, table[*symbol as usize]);
-    }
+    writer.put_codes(&table, symbols);
 }
 
 /// Reads exactly `count` symbols with `code`, then checks the end of the input.
@@ -187,10 +185,13 @@ fn read_symbols(
                 reader.total() / 8
             )));
         }
-        let decoder = code.decoder();
+        let decoder = code.bulk_decoder(count);
         let start = out.len();
         out.resize(start + count as usize, 0);
-        for slot in &mut out.as_mut_slice()[start..] {
+        let slots = &mut out.as_mut_slice()[start..];
+        let (bulk, position) = decoder.decode_bulk(reader.data(), reader.position(), slots)?;
+        *reader = BitReader::at(reader.data(), position);
+        for slot in &mut slots[bulk..] {
             *slot = decoder.decode(reader)?;
         }
     }

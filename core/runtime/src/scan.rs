@@ -1,0 +1,56 @@
+//! Whole-slice checks the engine runs on every tensor and stream, written
+//! without early exits inside blocks so the compiler vectorizes them (a plain
+//! `iter().find` / `iter().any` runs one element per step).
+
+/// Elements per block: an early exit between blocks, none inside.
+const BLOCK: usize = 1024;
+
+/// The first symbol at or above `alphabet`, if any.
+pub fn first_outside_alphabet(symbols: &[u32], alphabet: u64) -> Option<u32> {
+    let largest = symbols.iter().copied().max()?;
+    if u64::from(largest) < alphabet {
+        return None;
+    }
+    symbols.iter().copied().find(|s| u64::from(*s) >= alphabet)
+}
+
+/// Whether every value is finite.
+pub fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(BLOCK)
+        .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()))
+}
+
+/// How many values are NaN or infinite.
+pub fn count_non_finite(values: &[f32]) -> usize {
+    values
+        .chunks(BLOCK)
+        .map(|block| block.iter().map(|v| u32::from(!v.is_finite())).sum::<u32>() as usize)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scans_find_what_a_plain_search_finds() {
+        let mut symbols: Vec<u32> = (0..5000).map(|i| i % 11).collect();
+        assert_eq!(first_outside_alphabet(&symbols, 11), None);
+        assert_eq!(first_outside_alphabet(&[], 0), None);
+        symbols[3000] = 40;
+        symbols[4000] = 12;
+        assert_eq!(first_outside_alphabet(&symbols, 11), Some(40));
+        assert_eq!(first_outside_alphabet(&symbols, 41), None);
+        assert_eq!(first_outside_alphabet(&[0], 0), Some(0));
+
+        let mut values: Vec<f32> = (0..3000).map(|i| i as f32 * 0.5 - 10.0).collect();
+        assert!(all_finite(&values) && all_finite(&[]));
+        assert_eq!(count_non_finite(&values), 0);
+        values[2999] = f32::NAN;
+        values[5] = f32::NEG_INFINITY;
+        values[1500] = f32::INFINITY;
+        assert!(!all_finite(&values));
+        assert_eq!(count_non_finite(&values), 3);
+    }
+}
