@@ -53,21 +53,69 @@ pub fn keep_count(n: u64, sparsity: f64, min_keep: u64) -> u64 {
 
 /// Indices of the `k` entries of largest magnitude (ties: lower index first),
 /// in increasing order.
+///
+/// The order is that of `|x|` under `total_cmp`, which for the non-negative
+/// `|x|` is the order of its bit pattern as a `u32`. Instead of a selection
+/// over all entries: a histogram of the top 12 bits of those patterns finds
+/// the bucket holding the k-th largest, a selection among that bucket's
+/// entries finds the exact cut (pattern, index), and one pass keeps every entry
+/// above it: three linear passes, no data-dependent swaps.
 pub fn top_k_indices(input: &[f32], k: usize) -> Vec<u32> {
-    let mut indices: Vec<u32> = (0..input.len() as u32).collect();
+    const BUCKET_SHIFT: u32 = 20;
+    let n = input.len();
     if k == 0 {
         return Vec::new();
     }
-    if k < indices.len() {
-        let order = |a: &u32, b: &u32| {
-            input[*b as usize]
-                .abs()
-                .total_cmp(&input[*a as usize].abs())
-                .then(a.cmp(b))
-        };
-        indices.select_nth_unstable_by(k - 1, order);
-        indices.truncate(k);
+    if k >= n {
+        return (0..n as u32).collect();
     }
+    let key = |x: f32| x.abs().to_bits();
+    let mut histogram = vec![0u32; 1 << (32 - BUCKET_SHIFT)];
+    for x in input {
+        histogram[(key(*x) >> BUCKET_SHIFT) as usize] += 1;
+    }
+    // The bucket of the k-th largest, and how many to take from it.
+    let (mut bucket, mut above) = (histogram.len() - 1, 0usize);
+    while above + (histogram[bucket] as usize) < k {
+        above += histogram[bucket] as usize;
+        bucket -= 1;
+    }
+    let wanted = k - above;
+    let mut candidates: Vec<(u32, u32)> = input
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| (key(**x) >> BUCKET_SHIFT) as usize == bucket)
+        .map(|(i, x)| (key(*x), i as u32))
+        .collect();
+    // Largest pattern first, then lower index: the wanted-th is the cut.
+    let (_, cut, _) =
+        candidates.select_nth_unstable_by(wanted - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (cut_key, cut_index) = *cut;
+    let mut kept = Vec::with_capacity(k);
+    kept.extend(
+        input
+            .iter()
+            .enumerate()
+            .filter(|(i, x)| {
+                let key = key(**x);
+                key > cut_key || (key == cut_key && (*i as u32) <= cut_index)
+            })
+            .map(|(i, _)| i as u32),
+    );
+    kept
+}
+
+/// The selection by sorting (reference for [`top_k_indices`]).
+#[cfg(test)]
+fn top_k_indices_by_sorting(input: &[f32], k: usize) -> Vec<u32> {
+    let mut indices: Vec<u32> = (0..input.len() as u32).collect();
+    indices.sort_by(|a, b| {
+        input[*b as usize]
+            .abs()
+            .total_cmp(&input[*a as usize].abs())
+            .then(a.cmp(b))
+    });
+    indices.truncate(k);
     indices.sort_unstable();
     indices
 }
@@ -471,5 +519,36 @@ mod tests {
         assert_eq!(top_k_indices(&input, 2), vec![1, 5]);
         assert_eq!(top_k_indices(&input, 6), vec![0, 1, 2, 3, 4, 5]);
         assert!(top_k_indices(&input, 0).is_empty());
+        // Against the sorting reference: ties, zeros of both signs, many
+        // magnitudes in one bucket, huge and tiny values.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for round in 0..40 {
+            let n = 1 + rng.random_range(0..5_000usize);
+            let input: Vec<f32> = (0..n)
+                .map(|_| match round % 4 {
+                    0 => rng.random_range(-1.0f32..1.0),
+                    1 => f32::from(rng.random_range(-3i8..4)) * 0.25,
+                    2 => 1.0 + rng.random_range(0.0f32..1e-3),
+                    _ => rng.random_range(-1.0f32..1.0) * rng.random_range(-40.0f32..40.0).exp2(),
+                })
+                .chain([0.0, -0.0])
+                .collect();
+            for k in [
+                1,
+                2,
+                input.len() / 100 + 1,
+                input.len() / 2,
+                input.len() - 1,
+                input.len(),
+            ] {
+                assert_eq!(
+                    top_k_indices(&input, k),
+                    top_k_indices_by_sorting(&input, k),
+                    "round {round}, n {}, k {k}",
+                    input.len()
+                );
+            }
+        }
     }
 }
