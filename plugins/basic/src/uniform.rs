@@ -113,9 +113,10 @@ impl Quantizer for Uniform {
                 let mut rng = call_rng(self.config.seed, ctx);
                 stream.symbols.extend_mapped(input, |value| {
                     let position = ((value + scale) * inverse_step).clamp(0.0, top);
-                    let floor = position.floor();
-                    let up = uniform01_f32(&mut rng) < position - floor;
-                    (floor as u32 + u32::from(up)).min(top as u32)
+                    // `position` is in [0, top]: truncation is the floor.
+                    let floor = position as u32;
+                    let up = uniform01_f32(&mut rng) < position - floor as f32;
+                    (floor + u32::from(up)).min(top as u32)
                 });
             } else {
                 stream.symbols.extend_mapped(input, |value| {

@@ -128,6 +128,34 @@ impl Stage for Qsgd {
     }
 }
 
+/// The L2 norm of every `bucket` entries (the last bucket may be shorter):
+/// each the square root of its squares summed in order in `f64`, rounded to
+/// `f32`. Four buckets are summed side by side (the same additions in the same
+/// order per bucket, so the same norms), which hides the latency of each
+/// bucket's chain of additions.
+fn l2_norms(input: &[f32], bucket: usize) -> Vec<f32> {
+    let square = |v: f32| f64::from(v) * f64::from(v);
+    let mut norms = Vec::with_capacity(input.len().div_ceil(bucket));
+    let mut groups = input.chunks_exact(4 * bucket);
+    for group in &mut groups {
+        let (a, rest) = group.split_at(bucket);
+        let (b, rest) = rest.split_at(bucket);
+        let (c, d) = rest.split_at(bucket);
+        let mut sums = [0.0f64; 4];
+        for j in 0..bucket {
+            sums[0] += square(a[j]);
+            sums[1] += square(b[j]);
+            sums[2] += square(c[j]);
+            sums[3] += square(d[j]);
+        }
+        norms.extend(sums.map(|sum| sum.sqrt() as f32));
+    }
+    for rest in groups.remainder().chunks(bucket) {
+        norms.push(rest.iter().map(|v| square(*v)).sum::<f64>().sqrt() as f32);
+    }
+    norms
+}
+
 impl Quantizer for Qsgd {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
@@ -137,15 +165,14 @@ impl Quantizer for Qsgd {
         stream.symbols.reserve(input.len());
         let s = f64::from(self.config.levels);
         let mut rng = call_rng(self.config.seed, ctx);
-        for bucket in input.chunks(self.bucket) {
-            let norm = match self.config.norm {
-                QsgdNorm::L2 => bucket
-                    .iter()
-                    .map(|v| f64::from(*v) * f64::from(*v))
-                    .sum::<f64>()
-                    .sqrt() as f32,
-                QsgdNorm::Max => bucket.iter().fold(0.0f32, |acc, v| acc.max(v.abs())),
-            };
+        let norms = match self.config.norm {
+            QsgdNorm::L2 => l2_norms(input, self.bucket),
+            QsgdNorm::Max => input
+                .chunks(self.bucket)
+                .map(|bucket| bucket.iter().fold(0.0f32, |acc, v| acc.max(v.abs())))
+                .collect(),
+        };
+        for (bucket, &norm) in input.chunks(self.bucket).zip(&norms) {
             put_f32(&mut out.side_info, norm);
             if norm == 0.0 {
                 stream
@@ -156,9 +183,11 @@ impl Quantizer for Qsgd {
             let scale = s / f64::from(norm);
             stream.symbols.extend_mapped(bucket, |value| {
                 let position = (f64::from(value.abs()) * scale).min(s);
-                let floor = position.floor();
-                let up = uniform01(&mut rng) < position - floor;
-                let level = floor as i64 + i64::from(up);
+                // `position` is in [0, s]: truncation is the floor (and no
+                // libm call on targets without SSE4.1).
+                let floor = position as i64;
+                let up = uniform01(&mut rng) < position - floor as f64;
+                let level = floor + i64::from(up);
                 zigzag(if value < 0.0 { -level } else { level })
             });
         }
@@ -224,6 +253,30 @@ mod tests {
             seed,
         };
         Qsgd::new(config, &tensor).unwrap()
+    }
+
+    #[test]
+    fn interleaved_norms_equal_the_plain_sums() {
+        let input: Vec<f32> = (0..10_000)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.4 + (i as f32).sin() * 1e-7)
+            .collect();
+        for bucket in [1, 3, 512, 2048, 9_999, 20_000] {
+            let plain: Vec<f32> = input
+                .chunks(bucket)
+                .map(|b| {
+                    b.iter()
+                        .map(|v| f64::from(*v) * f64::from(*v))
+                        .sum::<f64>()
+                        .sqrt() as f32
+                })
+                .collect();
+            let fast = l2_norms(&input, bucket);
+            assert_eq!(
+                fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "bucket {bucket}"
+            );
+        }
     }
 
     #[test]
