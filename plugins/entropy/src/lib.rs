@@ -4,6 +4,8 @@
 //!   adaptive or parametric (quantizer-given) model;
 //! - [`elias_gamma::EliasGamma`]: Elias gamma codes of position gaps or values;
 //! - [`golomb_rice::GolombRice`]: Rice codes with a per-stream parameter;
+//! - [`rans::Rans`]: fast static rANS with interleaved states (alphabets up to
+//!   4096);
 //! - [`zstd_coder::Zstd`]: byte packing plus Zstandard, the generic baseline.
 //!
 //! Every decoder allocates at most `count` symbols, rejects truncated or
@@ -14,6 +16,8 @@ pub mod bits;
 pub mod common;
 pub mod elias_gamma;
 pub mod golomb_rice;
+pub mod rans;
+pub mod rans_table;
 pub mod zstd_coder;
 
 gradcodec_sdk::export_plugin! {
@@ -25,6 +29,7 @@ gradcodec_sdk::export_plugin! {
         ans::Ans,
         elias_gamma::EliasGamma,
         golomb_rice::GolombRice,
+        rans::Rans,
         zstd_coder::Zstd,
     ],
 }
@@ -44,6 +49,9 @@ mod tests {
         for (name, params) in [
             ("ans", r#"{"model": "adaptive"}"#),
             ("ans", r#"{"model": "parametric"}"#),
+            ("rans", "{}"),
+            ("rans", r#"{"precision": 10}"#),
+            ("rans", r#"{"precision": 15}"#),
             ("zstd", r#"{"level": -5}"#),
             ("zstd", r#"{"level": 19}"#),
         ] {

@@ -149,11 +149,12 @@ pub fn check_count(what: &str, symbols: &[u32], expected: u64) -> SdkResult<()> 
 
 /// Checks that every symbol is below `alphabet`.
 pub fn check_alphabet(what: &str, symbols: &[u32], alphabet: u64) -> SdkResult<()> {
-    match symbols.iter().find(|s| u64::from(**s) >= alphabet) {
-        None => Ok(()),
-        Some(symbol) => Err(corrupt(format!(
-            "{what} symbol {symbol} outside 0..{alphabet}"
+    // The maximum first (vectorizes), the search only for the message.
+    match symbols.iter().copied().max() {
+        Some(largest) if u64::from(largest) >= alphabet => Err(corrupt(format!(
+            "{what} symbol {largest} outside 0..{alphabet}"
         ))),
+        _ => Ok(()),
     }
 }
 
@@ -411,7 +412,13 @@ pub fn unzigzag(symbol: u32) -> i64 {
 
 /// A uniform draw in [0, 1) with 53 random bits.
 pub fn uniform01(rng: &mut impl RngCore) -> f64 {
-    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    unit_interval(rng.next_u64())
+}
+
+/// The draw in [0, 1) that [`uniform01`] makes of the 64-bit output `word`.
+#[inline]
+pub fn unit_interval(word: u64) -> f64 {
+    (word >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
 /// A uniform integer in `0..bound` (bound > 0), unbiased (Lemire's method).

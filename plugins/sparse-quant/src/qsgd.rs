@@ -19,7 +19,7 @@
 //! ```
 
 use crate::common::{
-    check_alphabet, check_count, check_finite, put_f32, uniform01, unzigzag, zigzag, Reader,
+    check_alphabet, check_count, check_finite, put_f32, unit_interval, unzigzag, zigzag, Reader,
 };
 use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
@@ -27,6 +27,7 @@ use gradcodec_sdk::{
     Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
     SymbolStream, TensorSpec,
 };
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 /// The norm QSGD scales by.
@@ -128,6 +129,12 @@ impl Stage for Qsgd {
     }
 }
 
+/// Random draws generated at once.
+const DRAWS: usize = 1024;
+
+/// Alphabets up to this size (a power of two) dequantize by table lookup.
+const SMALL_ALPHABET: usize = 256;
+
 /// The L2 norm of every `bucket` entries (the last bucket may be shorter):
 /// each the square root of its squares summed in order in `f64`, rounded to
 /// `f32`. Four buckets are summed side by side (the same additions in the same
@@ -165,6 +172,7 @@ impl Quantizer for Qsgd {
         stream.symbols.reserve(input.len());
         let s = f64::from(self.config.levels);
         let mut rng = call_rng(self.config.seed, ctx);
+        let mut draw_bytes = vec![0u8; 8 * DRAWS.min(self.bucket)];
         let norms = match self.config.norm {
             QsgdNorm::L2 => l2_norms(input, self.bucket),
             QsgdNorm::Max => input
@@ -181,15 +189,25 @@ impl Quantizer for Qsgd {
                 continue;
             }
             let scale = s / f64::from(norm);
-            stream.symbols.extend_mapped(bucket, |value| {
-                let position = (f64::from(value.abs()) * scale).min(s);
-                // `position` is in [0, s]: truncation is the floor (and no
-                // libm call on targets without SSE4.1).
-                let floor = position as i64;
-                let up = uniform01(&mut rng) < position - floor as f64;
-                let level = floor + i64::from(up);
-                zigzag(if value < 0.0 { -level } else { level })
-            });
+            for part in bucket.chunks(DRAWS) {
+                // One draw per entry, in order: the generator's words in bulk
+                // (the same stream `next_u64` reads, low word first).
+                let draws = &mut draw_bytes[..8 * part.len()];
+                rng.fill_bytes(draws);
+                let mut draws = draws.chunks_exact(8);
+                stream.symbols.extend_mapped(part, |value| {
+                    let word = draws.next().map_or(0, |bytes| {
+                        u64::from_le_bytes(<[u8; 8]>::try_from(bytes).unwrap_or_default())
+                    });
+                    let position = (f64::from(value.abs()) * scale).min(s);
+                    // `position` is in [0, s]: truncation is the floor (and no
+                    // libm call on targets without SSE4.1).
+                    let floor = position as i64;
+                    let up = unit_interval(word) < position - floor as f64;
+                    let level = floor + i64::from(up);
+                    zigzag(if value < 0.0 { -level } else { level })
+                });
+            }
         }
         out.streams.push(stream);
         Ok(())
@@ -219,9 +237,24 @@ impl Quantizer for Qsgd {
         let levels = f64::from(self.config.levels);
         out.clear();
         out.reserve(symbols.len());
-        for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
-            let step = f64::from(*norm) / levels;
-            out.extend_mapped(bucket, |s| (unzigzag(s) as f64 * step) as f32);
+        let alphabet = self.alphabet() as usize;
+        if alphabet <= SMALL_ALPHABET {
+            // Per bucket, the value of every symbol (the same expression), then
+            // a lookup; symbols are below the alphabet (checked), so the masked
+            // index is the symbol itself and needs no bounds check.
+            let mut values = [0.0f32; SMALL_ALPHABET];
+            for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
+                let step = f64::from(*norm) / levels;
+                for (symbol, value) in values[..alphabet].iter_mut().enumerate() {
+                    *value = (unzigzag(symbol as u32) as f64 * step) as f32;
+                }
+                out.extend_mapped(bucket, |s| values[s as usize & (SMALL_ALPHABET - 1)]);
+            }
+        } else {
+            for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
+                let step = f64::from(*norm) / levels;
+                out.extend_mapped(bucket, |s| (unzigzag(s) as f64 * step) as f32);
+            }
         }
         Ok(())
     }
@@ -253,6 +286,48 @@ mod tests {
             seed,
         };
         Qsgd::new(config, &tensor).unwrap()
+    }
+
+    #[test]
+    fn bulk_draws_give_the_symbols_of_one_draw_per_entry() {
+        // Bucket sizes below, at and above the bulk size, a zero bucket.
+        for bucket in [7usize, 512, 1024, 3000] {
+            let len = 5_000u64;
+            let mut q = make(16, QsgdNorm::L2, 9, len);
+            q.bucket = bucket;
+            let mut input = sample_tensor(len as usize, 4);
+            input[..bucket.min(100)].iter_mut().for_each(|v| *v = 0.0);
+            let ctx = CallContext::new(3, 1);
+            let mut out = Quantized::default();
+            q.quantize(&ctx, &input, &mut out).unwrap();
+            // Reference: the plain loop with one `uniform01` per entry.
+            let mut rng = call_rng(9, &ctx);
+            let mut expected = Vec::new();
+            for chunk in input.chunks(bucket) {
+                let norm = chunk
+                    .iter()
+                    .map(|v| f64::from(*v) * f64::from(*v))
+                    .sum::<f64>()
+                    .sqrt() as f32;
+                if norm == 0.0 {
+                    expected.extend(std::iter::repeat_n(0, chunk.len()));
+                    continue;
+                }
+                let scale = 16.0 / f64::from(norm);
+                for value in chunk {
+                    let position = (f64::from(value.abs()) * scale).min(16.0);
+                    let floor = position.floor();
+                    let up = crate::common::uniform01(&mut rng) < position - floor;
+                    let level = floor as i64 + i64::from(up);
+                    expected.push(zigzag(if *value < 0.0 { -level } else { level }));
+                }
+            }
+            assert_eq!(
+                out.streams[0].symbols.as_slice(),
+                expected.as_slice(),
+                "bucket {bucket}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,477 @@
+//! `rans`: a fast static rANS coder with interleaved states, for symbol streams
+//! of alphabets up to 4096 (quantization levels).
+//!
+//! **Model.** Static, two passes: the encoder counts the stream's histogram,
+//! quantizes it to frequencies `f_s >= 1` (every used symbol) summing to
+//! `M = 2^precision`, choosing them to minimize the coded size, and sends them
+//! as a compact table (used symbols as Elias-gamma gaps, frequencies as
+//! Exp-Golomb codes whose order follows the previous frequency; exact layout in
+//! [`crate::rans_table`]). `precision` (10..=15) may be fixed by the
+//! parameters; by default it is chosen per stream: the one of 10..=12 that
+//! minimizes table plus payload bits, or of 13..=15 when that saves more than
+//! 0.1% (decoding tables above 2^12 slots leave the L1 cache and decode
+//! slower). A stream with one distinct symbol sends only the table, an empty
+//! stream zero bytes.
+//!
+//! **Coder.** Four rANS states (64-bit, normalized to `[2^31, 2^63)`, 32-bit
+//! renormalization words, as in ryg_rans's `rans64`) take symbols round-robin
+//! (symbol `i` goes to state `i mod 4`), so the four dependency chains run in
+//! parallel; streams of fewer than 4096 symbols use one state, whose 8 bytes
+//! cost less than four states' 32 on small tensors. The encoder runs backward over the symbols; instead of dividing by
+//! `f_s` it multiplies by a precomputed reciprocal (Alverson 1991, exact for
+//! states below 2^63): `x' = x + bias_s + ⌊x / f_s⌋·(M - f_s)`. The decoder
+//! needs no division: `slot = x mod M`, one lookup in a `M`-entry table gives
+//! the symbol, `f_s` and `slot - cum_s`, and `x' = f_s·⌊x / M⌋ + slot - cum_s`,
+//! then at most one 32-bit word is read (branch-free).
+//!
+//! **Layout.** The table (bit-packed, zero padded to a byte); then, unless one
+//! symbol is used, the final encoder states (four, or one below 4096 symbols) (u64, little-endian) and the
+//! renormalization words (u32, little-endian) in decoding order. The decoder
+//! rejects bad tables, symbols outside the alphabet, a payload that is not whole
+//! words, counts that the payload cannot hold (each symbol costs at least
+//! `log₂(M / f_max)` bits), reads past the end, and data left over: after the
+//! last symbol every state must be back at the encoder's initial `2^31` and every
+//! word consumed. It allocates at most `count` symbols.
+//!
+//! Unsupported: alphabets above 4096 symbols and `positions` streams (use
+//! `golomb-rice` or `elias-gamma`, or `ans` for large alphabets).
+//!
+//! Methods: Duda, "Asymmetric numeral systems: entropy coding combining speed
+//! of Huffman coding with compression rate of arithmetic coding", 2013;
+//! Giesen, "Interleaved entropy coders", 2014, and ryg_rans (2014);
+//! Alverson, "Integer division using reciprocals", 1991.
+//!
+//! ```yaml
+//! - entropy-coder: { use: rans }
+//! - entropy-coder: { use: rans, params: { precision: 12 } }
+//! ```
+
+use crate::bits::{BitReader, BitWriter};
+use crate::common::is_positions;
+use crate::rans_table::{self, Table, MAX_PRECISION, MIN_PRECISION};
+use gradcodec_sdk::{
+    corrupt, ensure, ensure_data, invalid_input, unsupported, EntropyCoder, JsonSchema, RVec,
+    SdkResult, Stage, StageConfig, StageFlags, StageInfo, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// Largest alphabet coded.
+pub const MAX_ALPHABET: u64 = 4096;
+/// Interleaved states of streams of at least [`INTERLEAVE_MIN`] symbols;
+/// shorter ones use one state (8 bytes of state instead of 32).
+const LANES: usize = 4;
+/// Symbols from which the coder interleaves [`LANES`] states.
+const INTERLEAVE_MIN: u64 = 4096;
+/// Lower end of the normalized state interval `[L, 2^63)`; also the encoder's
+/// initial state.
+const L: u64 = 1 << 31;
+/// Bytes of the states sent at the start of the payload, for `lanes` states.
+const fn state_bytes(lanes: usize) -> usize {
+    8 * lanes
+}
+
+/// States used for a stream of `count` symbols (both ends know `count`).
+fn lanes_for(count: u64) -> usize {
+    if count >= INTERLEAVE_MIN {
+        LANES
+    } else {
+        1
+    }
+}
+
+/// Parameters of `rans`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RansConfig {
+    /// Probability bits, 10..=15. Absent: chosen per stream, the best of
+    /// 10..=12 for table plus payload bits, or of 13..=15 when that saves more
+    /// than 0.1%. Raised when there are more used symbols than 2^precision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<u32>,
+}
+
+impl StageConfig for RansConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self.precision {
+            Some(p) => ensure(
+                (MIN_PRECISION..=MAX_PRECISION).contains(&p),
+                "precision",
+                format!("must be in {MIN_PRECISION}..=15, got {p}"),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The interleaved static rANS coder.
+pub struct Rans {
+    precision: Option<u32>,
+}
+
+impl Stage for Rans {
+    type Config = RansConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "rans",
+        version: 1,
+        format_version: 1,
+        doc: "Static rANS (Duda 2013) with four interleaved 64-bit states (Giesen 2014; \
+              ryg_rans) for alphabets up to 4096: histogram quantized to 2^precision \
+              (10..=15; by default chosen per stream) and sent as a compact table, \
+              reciprocal-based encoder, table-lookup decoder. Positions streams and larger \
+              alphabets are unsupported.",
+        example_params: r#"{"precision": 12}"#,
+        flags: StageFlags::LOSSLESS,
+    };
+
+    fn new(config: RansConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            precision: config.precision,
+        })
+    }
+}
+
+/// Refuses the streams this coder does not handle.
+fn check_stream(stream: &SymbolStream) -> SdkResult<()> {
+    if is_positions(stream) {
+        return Err(unsupported(
+            "rans codes values with a static histogram, not positions; route positions \
+             streams to golomb-rice or elias-gamma",
+        ));
+    }
+    if stream.alphabet_size > MAX_ALPHABET {
+        return Err(unsupported(format!(
+            "rans codes alphabets up to {MAX_ALPHABET} symbols, this stream has {}; use ans \
+             for larger alphabets",
+            stream.alphabet_size
+        )));
+    }
+    Ok(())
+}
+
+/// Counts the symbols, failing (invalid input) on one outside the alphabet.
+fn histogram(symbols: &[u32], alphabet: usize) -> SdkResult<Vec<u64>> {
+    // Partial histograms side by side, so runs of one symbol do not serialize
+    // on one counter.
+    let mut partial = vec![[0u64; 4]; alphabet];
+    let outside = |s: u32| invalid_input(format!("symbol {s} outside 0..{alphabet}"));
+    let mut chunks = symbols.chunks_exact(4);
+    for chunk in &mut chunks {
+        for (lane, &s) in chunk.iter().enumerate() {
+            partial.get_mut(s as usize).ok_or_else(|| outside(s))?[lane] += 1;
+        }
+    }
+    for &s in chunks.remainder() {
+        partial.get_mut(s as usize).ok_or_else(|| outside(s))?[0] += 1;
+    }
+    Ok(partial.iter().map(|p| p.iter().sum()).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Encoder
+
+/// Per-symbol encoder constants (ryg_rans's `Rans64EncSymbol`).
+#[derive(Clone, Copy, Default)]
+struct EncSymbol {
+    /// Renormalize (emit 32 bits) when the state is at least this.
+    x_max: u64,
+    /// Fixed-point reciprocal of the frequency.
+    rcp_freq: u64,
+    /// `cum` (or `cum + M - 1` for frequency 1).
+    bias: u32,
+    /// `M - freq`.
+    cmpl_freq: u32,
+    /// Reciprocal shift.
+    rcp_shift: u32,
+}
+
+impl EncSymbol {
+    fn new(cum: u32, freq: u32, precision: u32) -> Self {
+        let m = 1u32 << precision;
+        let x_max = ((L >> precision) << 32) * u64::from(freq);
+        if freq < 2 {
+            // The reciprocal of 1 does not fit; rcp = 2^64 - 1 with shift 0 gives
+            // q = x - 1 for 0 < x < 2^64, and x + bias + (x - 1)(M - 1) = x·M + cum
+            // for bias = cum + M - 1.
+            EncSymbol {
+                x_max,
+                rcp_freq: u64::MAX,
+                bias: cum + m - 1,
+                cmpl_freq: m - freq,
+                rcp_shift: 0,
+            }
+        } else {
+            // rcp = ⌈2^(63 + shift) / freq⌉ with shift = ⌈log₂ freq⌉; then
+            // ⌊x·rcp / 2^(63 + shift)⌋ = ⌊x / freq⌋ for x < 2^63 (Alverson).
+            let shift = 32 - (freq - 1).leading_zeros();
+            let rcp = (1u128 << (63 + shift)).div_ceil(u128::from(freq));
+            EncSymbol {
+                x_max,
+                rcp_freq: rcp as u64,
+                bias: cum,
+                cmpl_freq: m - freq,
+                rcp_shift: shift - 1,
+            }
+        }
+    }
+
+    /// Codes this symbol into state `x` (in `[L, x_max)`): `⌊x/f⌋·M + cum + x mod f`.
+    #[inline(always)]
+    fn put(&self, x: u64) -> u64 {
+        let q = ((u128::from(x) * u128::from(self.rcp_freq)) >> 64) as u64 >> self.rcp_shift;
+        x.wrapping_add(u64::from(self.bias))
+            .wrapping_add(q.wrapping_mul(u64::from(self.cmpl_freq)))
+    }
+}
+
+/// Symbols encoded between flushes of the word buffer (a multiple of `LANES`).
+const BLOCK: usize = 1024;
+/// Size of the word buffer: a power of two above `BLOCK`, so that masking the
+/// position keeps it in bounds without a check (it never exceeds `BLOCK`).
+const BUFFER: usize = 2 * BLOCK;
+
+/// Encodes one symbol into `x`, first pushing 32 bits to `buffer[*pos]` if the
+/// state would overflow (branch-free: the word is always stored, the position
+/// advances only when it is needed).
+#[inline(always)]
+fn encode_one(x: &mut u64, symbol: &EncSymbol, buffer: &mut [u32; BUFFER], pos: &mut usize) {
+    let emit = *x >= symbol.x_max;
+    buffer[*pos & (BUFFER - 1)] = *x as u32;
+    *pos += usize::from(emit);
+    let state = if emit { *x >> 32 } else { *x };
+    *x = symbol.put(state);
+}
+
+/// The rANS payload of `symbols` (all in the table) with `N` states: states,
+/// then words.
+fn encode_payload<const N: usize>(symbols: &[u32], table: &Table, out: &mut RVec<u8>) {
+    // A table of the largest alphabet: indexing it with `s & (MAX - 1)` needs
+    // no bounds check (the histogram has checked that s < alphabet <= MAX).
+    let Ok(mut enc) = <Box<[EncSymbol; MAX_ALPHABET as usize]>>::try_from(
+        vec![EncSymbol::default(); MAX_ALPHABET as usize].into_boxed_slice(),
+    ) else {
+        return;
+    };
+    let index = |s: u32| s as usize & (MAX_ALPHABET as usize - 1);
+    let mut cum = 0u32;
+    for &(symbol, freq) in &table.entries {
+        enc[index(symbol)] = EncSymbol::new(cum, freq, table.precision);
+        cum += freq;
+    }
+    // Words in encoding order (the decoder reads them backward).
+    let mut words: Vec<u32> = Vec::new();
+    let mut buffer = [0u32; BUFFER];
+    let mut x = [L; N];
+    let split = symbols.len() - symbols.len() % N;
+    let mut pos = 0;
+    for (lane, &s) in symbols[split..].iter().enumerate().rev() {
+        encode_one(&mut x[lane], &enc[index(s)], &mut buffer, &mut pos);
+    }
+    words.extend_from_slice(&buffer[..pos]);
+    for block in symbols[..split].rchunks(BLOCK) {
+        let mut pos = 0;
+        for chunk in block.chunks_exact(N).rev() {
+            for lane in (0..N).rev() {
+                encode_one(
+                    &mut x[lane],
+                    &enc[index(chunk[lane])],
+                    &mut buffer,
+                    &mut pos,
+                );
+            }
+        }
+        words.extend_from_slice(&buffer[..pos.min(BUFFER)]);
+    }
+    out.reserve(state_bytes(N) + 4 * words.len());
+    for state in x {
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    for word in words.iter().rev() {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Decoder
+
+/// One slot of the decoding table.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    freq: u16,
+    /// `slot - cum` of the slot's symbol.
+    bias: u16,
+    symbol: u16,
+}
+
+/// The slot → symbol table (`2^precision` entries).
+fn slot_table(table: &Table) -> Vec<Slot> {
+    let mut slots = Vec::with_capacity(1 << table.precision);
+    for &(symbol, freq) in &table.entries {
+        slots.extend((0..freq).map(|bias| Slot {
+            freq: freq as u16,
+            bias: bias as u16,
+            symbol: symbol as u16,
+        }));
+    }
+    slots
+}
+
+/// Decodes one symbol from `x` and renormalizes from `words[*pos]`. A read past
+/// the end takes a zero word and still advances `pos`, which the final check
+/// catches.
+#[inline(always)]
+fn decode_one(
+    x: &mut u64,
+    slots: &[Slot],
+    mask: u64,
+    precision: u32,
+    words: &[u32],
+    pos: &mut usize,
+) -> u32 {
+    let slot = slots.get((*x & mask) as usize).copied().unwrap_or_default();
+    // freq < 2^precision and x < 2^63, so this stays below 2^63.
+    let state = u64::from(slot.freq) * (*x >> precision) + u64::from(slot.bias);
+    let need = state < L;
+    let word = u64::from(words.get(*pos).copied().unwrap_or(0));
+    *x = if need { (state << 32) | word } else { state };
+    *pos += usize::from(need);
+    u32::from(slot.symbol)
+}
+
+/// The most symbols a payload of `words` renormalization words can hold when
+/// the largest frequency is `max_freq` out of `2^precision`.
+///
+/// Let Φ be Σ log₂ x over the states plus 32 bits per unread word. Decoding a
+/// symbol of frequency f from x >= 2^31 gives x' < f·(x/M + 1), so Φ drops by
+/// at least `log₂(M/f) - log₂(1 + M/2^31)`; a renormalization of x' >= 2^16
+/// raises it by at most `log₂(1 + 2^-16)`. Φ starts below 4·63 + 32·W and ends
+/// at 4·31, so `count · c <= 32·(W + 4)` with c the net drop per symbol.
+fn max_count(words: usize, max_freq: u32, precision: u32, lanes: usize) -> u64 {
+    let m = (1u64 << precision) as f64;
+    let per_symbol = (m / f64::from(max_freq)).log2()
+        - (m / L as f64).ln_1p() / std::f64::consts::LN_2
+        - (2f64.powi(-16)).ln_1p() / std::f64::consts::LN_2;
+    // Margin for rounding in the logarithms.
+    let per_symbol = per_symbol * (1.0 - 1e-6) - 1e-12;
+    if per_symbol <= 0.0 {
+        return u64::MAX;
+    }
+    let bound = 32.0 * (words as f64 + lanes as f64) / per_symbol + lanes as f64;
+    if bound >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        bound.ceil() as u64
+    }
+}
+
+/// Decodes `out.len()` symbols from the payload after the table (`N` states).
+fn decode_payload<const N: usize>(payload: &[u8], table: &Table, out: &mut [u32]) -> SdkResult<()> {
+    let states = state_bytes(N);
+    ensure_data(payload.len() >= states && payload.len() & 3 == 0, || {
+        format!(
+            "rans payload of {} bytes is not {states} bytes of states plus whole words",
+            payload.len()
+        )
+    })?;
+    let (state_bytes, word_bytes) = payload.split_at(states);
+    let mut x = [0u64; N];
+    for (state, bytes) in x.iter_mut().zip(state_bytes.chunks_exact(8)) {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(bytes);
+        *state = u64::from_le_bytes(le);
+        ensure_data((L..1 << 63).contains(state), || {
+            format!("rans state {state:#x} outside [2^31, 2^63)")
+        })?;
+    }
+    let words: Vec<u32> = word_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let slots = slot_table(table);
+    ensure_data(slots.len() == 1 << table.precision, || {
+        "rans table does not fill the slots".into()
+    })?;
+    let precision = table.precision;
+    let mask = (1u64 << precision) - 1;
+    let mut pos = 0usize;
+    let split = out.len() - out.len() % N;
+    let (body, tail) = out.split_at_mut(split);
+    for chunk in body.chunks_exact_mut(N) {
+        for lane in 0..N {
+            chunk[lane] = decode_one(&mut x[lane], &slots, mask, precision, &words, &mut pos);
+        }
+    }
+    for (lane, symbol) in tail.iter_mut().enumerate() {
+        *symbol = decode_one(&mut x[lane], &slots, mask, precision, &words, &mut pos);
+    }
+    ensure_data(pos <= words.len(), || {
+        "rans payload truncated (corrupt data or wrong count)".into()
+    })?;
+    ensure_data(pos == words.len() && x.iter().all(|s| *s == L), || {
+        "rans: data left over or final states wrong after the last symbol (corrupt data or \
+         wrong count)"
+            .into()
+    })
+}
+
+impl EntropyCoder for Rans {
+    fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
+        check_stream(stream)?;
+        if stream.symbols.is_empty() {
+            return Ok(());
+        }
+        let alphabet = stream.alphabet_size as usize;
+        let histogram = histogram(&stream.symbols, alphabet)?;
+        let table = rans_table::plan(&histogram, self.precision);
+        let mut writer = BitWriter::new();
+        rans_table::write(&table, &mut writer);
+        out.extend_from_slice(&writer.finish());
+        if table.entries.len() >= 2 {
+            match lanes_for(stream.symbols.len() as u64) {
+                1 => encode_payload::<1>(&stream.symbols, &table, out),
+                _ => encode_payload::<LANES>(&stream.symbols, &table, out),
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()> {
+        check_stream(stream)?;
+        stream.symbols.clear();
+        if count == 0 {
+            return ensure_data(bytes.is_empty(), || {
+                "rans: bytes for an empty stream".into()
+            });
+        }
+        let mut reader = BitReader::new(bytes);
+        let table = rans_table::read(&mut reader, stream.alphabet_size)?;
+        let payload = &bytes[reader.byte_position()..];
+        if let [(symbol, _)] = table.entries[..] {
+            ensure_data(payload.is_empty(), || {
+                format!("rans: {} bytes after a one-symbol table", payload.len())
+            })?;
+            let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
+            stream.symbols = vec![symbol; count].into();
+            return Ok(());
+        }
+        let lanes = lanes_for(count);
+        let words = payload.len().saturating_sub(state_bytes(lanes)) / 4;
+        let limit = max_count(words, table.max_frequency(), table.precision, lanes);
+        ensure_data(count <= limit, || {
+            format!(
+                "rans: {count} symbols cannot fit in {} payload bytes",
+                payload.len()
+            )
+        })?;
+        let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
+        let mut symbols = vec![0u32; count];
+        match lanes {
+            1 => decode_payload::<1>(payload, &table, &mut symbols)?,
+            _ => decode_payload::<LANES>(payload, &table, &mut symbols)?,
+        }
+        stream.symbols = symbols.into();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
