@@ -378,6 +378,21 @@ fn perf_reports_pipelines_against_memcpy_and_zstd_on_the_same_tiled_input() {
     );
     assert!(coded >= information && coded < 1.1 * information, "{topk}");
     assert!(topk["overhead_fraction"].as_f64().unwrap() > 0.0);
+    // Its values are raw f32 words, measured against their byte planes' H0:
+    // far below 32 bits a value, and the adaptive byte coder not far above it.
+    let values = &topk["streams"]["raw-words"];
+    let (coded, information) = (values[0].as_f64().unwrap(), values[1].as_f64().unwrap());
+    // About 1% of the entries are kept (each tensor rounds its own count).
+    let entries = topk["entries"].as_f64().unwrap();
+    let (fewest, most) = (0.009 * entries, 0.012 * entries);
+    assert!(
+        information < 32.0 * most && information > 8.0 * fewest,
+        "{topk}"
+    );
+    assert!(
+        coded >= 0.95 * information && coded < 1.3 * information,
+        "{topk}"
+    );
     // Scaling: the same bytes with 1 and 2 threads (checked inside), both rates.
     let out = ok(&[
         "perf",
