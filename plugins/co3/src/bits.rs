@@ -47,27 +47,71 @@ impl<'a> BitWriter<'a> {
     /// per symbol, a whole byte stored per step without branching, into a
     /// stack buffer appended to the output every few thousand symbols.
     pub fn put_codes(&mut self, table: &[(u32, u8)], symbols: &[u32]) {
+        if table.len() <= PAIR_ALPHABET && symbols.len() >= PAIR_MIN_SYMBOLS {
+            // Small alphabets: the codes of two symbols at once (at most 48
+            // bits), which halves the chain of dependent shifts.
+            let mut pairs = [(0u64, 0u32); PAIR_ALPHABET * PAIR_ALPHABET];
+            for (first, (code_a, length_a)) in table.iter().enumerate() {
+                for (second, (code_b, length_b)) in table.iter().enumerate() {
+                    pairs[first * PAIR_ALPHABET + second] = (
+                        (u64::from(*code_a) << length_b) | u64::from(*code_b),
+                        u32::from(*length_a) + u32::from(*length_b),
+                    );
+                }
+            }
+            let mut duos = symbols.chunks_exact(2);
+            self.put_staged(duos.by_ref(), 48, |duo| {
+                // Symbols index `table` (the caller's contract), so below 16.
+                let index = (duo[0] as usize % PAIR_ALPHABET) * PAIR_ALPHABET
+                    + duo[1] as usize % PAIR_ALPHABET;
+                pairs[index]
+            });
+            let rest = duos.remainder();
+            self.put_staged(rest.chunks(1), 24, |one| {
+                let (code, length) = table[one[0] as usize];
+                (u64::from(code), u32::from(length))
+            });
+            return;
+        }
+        self.put_staged(symbols.chunks(1), 24, |one| {
+            let (code, length) = table[one[0] as usize];
+            (u64::from(code), u32::from(length))
+        });
+    }
+
+    /// Writes `code(item)` = (bits, length <= `max_length` <= 48) of every item,
+    /// whole bytes stored branch-free into a stack buffer.
+    #[inline(always)]
+    fn put_staged<'s, I, F>(&mut self, items: I, max_length: usize, code: F)
+    where
+        I: Iterator<Item = &'s [u32]>,
+        F: Fn(&[u32]) -> (u64, u32),
+    {
         const STAGE: usize = 16 * 1024;
-        // Each symbol adds at most 24 bits; 8 bytes of slack for the last store.
-        const CHUNK: usize = (STAGE - 8) * 8 / 24 - 1;
         let mut stage = [0u8; STAGE];
-        // Pending bits, left-justified: `filled < 32` of them on entry.
+        // Each item adds at most `max_length` bits; 8 bytes of slack for the
+        // last store.
+        let chunk = (STAGE - 8) * 8 / max_length - 1;
+        // Pending bits, left-justified: whole bytes out first, so fewer than 8
+        // remain before every item and `filled + length <= 55`.
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.bytes.push((self.buffer >> self.filled) as u8);
+        }
         let mut filled = self.filled;
         let mut acc = if filled == 0 {
             0
         } else {
             self.buffer << (64 - filled)
         };
-        for chunk in symbols.chunks(CHUNK) {
+        let mut items = items.peekable();
+        while items.peek().is_some() {
             let mut at = 0usize;
-            for symbol in chunk {
-                let (code, length) = table[*symbol as usize];
-                let length = u32::from(length);
-                // `filled < 32` before and `length` in 1..=24, so the shift is
-                // at least 8 and the code (below 2^length) lands right after the
-                // pending bits (wrapping only matters for a length-0 entry,
-                // whose code is 0).
-                acc |= u64::from(code).wrapping_shl(64 - filled - length);
+            for item in items.by_ref().take(chunk) {
+                let (bits, length) = code(item);
+                // The code (below 2^length) lands right after the pending bits
+                // (wrapping only matters for a length-0 code, which is 0).
+                acc |= bits.wrapping_shl(64u32.wrapping_sub(filled + length));
                 filled += length;
                 stage[at..at + 8].copy_from_slice(&acc.to_be_bytes());
                 let whole = filled & !7;
@@ -109,6 +153,12 @@ impl<'a> BitWriter<'a> {
         self.out.extend_from_copy_slice(&self.bytes);
     }
 }
+
+/// Alphabets up to this size are written two symbols per step.
+const PAIR_ALPHABET: usize = 16;
+/// Streams shorter than this are written one symbol per step (the pair table
+/// has 256 entries to fill).
+const PAIR_MIN_SYMBOLS: usize = 4096;
 
 /// Reads bits, most significant first, from a byte slice.
 pub struct BitReader<'a> {

@@ -482,7 +482,7 @@ mod tests {
         let code = CanonicalCode::new(&symbols, &lengths).unwrap();
         let table = code.encode_table(16);
         // Mostly central symbols, and every rare one now and then.
-        let message: Vec<u32> = (0..40_000u32)
+        let message: Vec<u32> = (0..40_001u32)
             .map(|i| {
                 if i % 997 == 0 {
                     i % 11
@@ -493,12 +493,21 @@ mod tests {
             .collect();
         let multi = code.bulk_decoder(message.len() as u64);
         assert!(!multi.multi.is_empty());
-        for lead in [0u32, 3, 9] {
+        for lead in [0u32, 3, 9, 31] {
             let mut bytes = RVec::new();
             let mut writer = BitWriter::new(&mut bytes);
-            writer.put(0, lead);
+            writer.put(0x7FFF_FFFF & ((1u64 << lead) - 1) as u32, lead);
             writer.put_codes(&table, &message);
             writer.finish();
+            // The pair writer gives the bits of one code at a time.
+            let mut reference = RVec::new();
+            let mut writer = BitWriter::new(&mut reference);
+            writer.put(0x7FFF_FFFF & ((1u64 << lead) - 1) as u32, lead);
+            for s in &message {
+                put_symbol(&mut writer, table[*s as usize]);
+            }
+            writer.finish();
+            assert_eq!(bytes, reference, "lead {lead}");
             let mut out = vec![0u32; message.len()];
             let (done, bit) = multi
                 .decode_bulk(&bytes, u64::from(lead), &mut out)
