@@ -188,9 +188,7 @@ impl TensorCodec {
         // r = x - P (without a predictor, r is x itself: no copy).
         if self.predictor.is_some() {
             self.predict(ctx)?;
-            self.residual.clear();
-            self.residual
-                .extend(x.iter().zip(self.prediction.iter()).map(|(x, p)| x - p));
+            fill_zipped(&mut self.residual, x, &self.prediction, |x, p| x - p);
         }
         let residual: &[f32] = if self.predictor.is_some() {
             &self.residual
@@ -271,12 +269,11 @@ impl TensorCodec {
     /// commits it; otherwise x̂ is â itself).
     fn commit(&mut self, ctx: &CallContext) -> Result<()> {
         if let Some(predictor) = &mut self.predictor {
-            self.residual.clear();
-            self.residual.extend(
-                self.prediction
-                    .iter()
-                    .zip(self.dequantized.iter())
-                    .map(|(p, q)| p + q),
+            fill_zipped(
+                &mut self.residual,
+                &self.prediction,
+                &self.dequantized,
+                |p, q| p + q,
             );
             let name = &self.spec.name;
             stage_result(
@@ -875,6 +872,16 @@ impl Decoder {
         self.next_round = (round > 0).then_some(round);
         self.streams.codecs = codecs;
         Ok(())
+    }
+}
+
+/// Sets `out` to `f(a[i], b[i])` (as long as the shorter): resized once, then a
+/// slice loop the compiler vectorizes (`RVec::extend` pushes one at a time).
+fn fill_zipped(out: &mut RVec<f32>, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    out.clear();
+    out.resize(a.len().min(b.len()), 0.0);
+    for ((o, x), y) in out.as_mut_slice().iter_mut().zip(a).zip(b) {
+        *o = f(*x, *y);
     }
 }
 

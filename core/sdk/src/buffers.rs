@@ -27,6 +27,8 @@ pub trait RVecExt<T: Copy + Default> {
     fn extend_filled(&mut self, count: usize, fill: impl FnOnce(&mut [T]));
     /// Appends a copy of `input` (one `memcpy`).
     fn extend_copied(&mut self, input: &[T]);
+    /// Appends `f(a, b)` for every pair of `a` and `b` (as long as the shorter).
+    fn extend_zipped<A: Copy, B: Copy>(&mut self, a: &[A], b: &[B], f: impl FnMut(A, B) -> T);
 }
 
 impl<T: Copy + Default> RVecExt<T> for RVec<T> {
@@ -50,6 +52,16 @@ impl<T: Copy + Default> RVecExt<T> for RVec<T> {
     fn extend_copied(&mut self, input: &[T]) {
         self.extend_from_copy_slice(input);
     }
+
+    #[inline]
+    fn extend_zipped<A: Copy, B: Copy>(&mut self, a: &[A], b: &[B], mut f: impl FnMut(A, B) -> T) {
+        let count = a.len().min(b.len());
+        self.extend_filled(count, |out| {
+            for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+                *o = f(*x, *y);
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -63,7 +75,11 @@ mod tests {
         v.extend_mapped(&[1u32, 2, 3], |x| x as f32 * 2.0);
         v.extend_filled(2, |out| out.copy_from_slice(&[9.0, 10.0]));
         v.extend_copied(&[11.0]);
-        assert_eq!(v.as_slice(), &[1.0, 2.0, 4.0, 6.0, 9.0, 10.0, 11.0]);
+        v.extend_zipped(&[1.0f32, 2.0, 3.0], &[0.5f32, 0.25], |a, b| a + b);
+        assert_eq!(
+            v.as_slice(),
+            &[1.0, 2.0, 4.0, 6.0, 9.0, 10.0, 11.0, 1.5, 2.25]
+        );
         let capacity = v.capacity();
         v.clear();
         v.extend_mapped(&[0u8; 7], f32::from);

@@ -15,6 +15,7 @@
 //! - error-correction: { use: dgc, params: { momentum: 0.9 } }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure, ensure_len, state, CallContext, ErrorCorrection, JsonSchema, RVec, SdkResult,
     Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
@@ -99,9 +100,9 @@ impl ErrorCorrection for Dgc {
         }
         out.clear();
         if self.v.is_empty() {
-            out.extend_from_slice(&self.pending_u);
+            out.extend_copied(&self.pending_u);
         } else {
-            out.extend(self.v.iter().zip(&self.pending_u).map(|(v, u)| v + u));
+            out.extend_zipped(&self.v, &self.pending_u, |v, u| v + u);
         }
         Ok(())
     }

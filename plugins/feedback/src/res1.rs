@@ -15,6 +15,7 @@
 //! - predictor: { use: res1 }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure_len, state, CallContext, JsonSchema, Predictor, RVec, SdkResult, Stage,
     StageConfig, StageFlags, StageInfo, TensorSpec,
@@ -68,14 +69,19 @@ impl Predictor for Res1 {
         if self.last_sent.is_empty() {
             out.resize(self.len, 0.0);
         } else if self.previous_observed.is_empty() {
-            out.extend_from_slice(&self.last_sent);
+            out.extend_copied(&self.last_sent);
         } else {
-            out.extend(
-                self.last_sent
-                    .iter()
-                    .zip(self.last_observed.iter().zip(&self.previous_observed))
-                    .map(|(s, (o1, o2))| s + 0.5 * (o1 - o2)),
+            let len = self.last_sent.len();
+            let (sent, last, previous) = (
+                &self.last_sent,
+                &self.last_observed[..len.min(self.last_observed.len())],
+                &self.previous_observed[..len.min(self.previous_observed.len())],
             );
+            out.extend_filled(sent.len().min(last.len()).min(previous.len()), |out| {
+                for (((o, s), o1), o2) in out.iter_mut().zip(sent).zip(last).zip(previous) {
+                    *o = s + 0.5 * (o1 - o2);
+                }
+            });
         }
         Ok(())
     }
