@@ -35,7 +35,7 @@
 //! - quantizer: { use: float-convert, params: { format: fp4, prescale: gennorm } }
 //! ```
 
-use crate::format::{EdgeRounder, FloatFormat};
+use crate::format::{EdgeRounder, FloatFormat, SMALL_EDGE_COUNT};
 use gradcodec_numerics::{
     fit::{fit_tensor, Estimator, Family},
     gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
@@ -405,6 +405,60 @@ impl SearchSample {
         };
         sum(&self.top) + self.rest_weight * sum(&self.rest)
     }
+
+    /// [`SearchSample::error`] for formats with many levels, the same value
+    /// bit for bit: the samples are visited in ascending order (`orders`), so
+    /// the level index only moves forward along the edges instead of a binary
+    /// search per sample, and the squared errors are summed in sample order.
+    fn error_merged(
+        &self,
+        format: &FloatFormat,
+        rounder: &EdgeRounder,
+        orders: &SortedSample,
+        log_scale: f64,
+    ) -> f64 {
+        let scale = log_scale.exp2();
+        let edges = rounder.edges();
+        let mut errors = orders.scratch.borrow_mut();
+        let mut sum = |values: &[f64], order: &[u32]| {
+            errors.clear();
+            errors.resize(values.len(), 0.0);
+            let mut k = 0usize;
+            for &i in order {
+                let m = values[i as usize];
+                let x = scale * m;
+                while k < edges.len() && edges[k] < x {
+                    k += 1;
+                }
+                let q = format.level(k as u32) / scale;
+                errors[i as usize] = (q - m) * (q - m);
+            }
+            errors.iter().sum::<f64>()
+        };
+        sum(&self.top, &orders.top) + self.rest_weight * sum(&self.rest, &orders.rest)
+    }
+}
+
+/// Ascending orders of a [`SearchSample`]'s two parts, and a scratch buffer.
+struct SortedSample {
+    top: Vec<u32>,
+    rest: Vec<u32>,
+    scratch: std::cell::RefCell<Vec<f64>>,
+}
+
+impl SortedSample {
+    fn new(sample: &SearchSample) -> Self {
+        let order = |values: &[f64]| {
+            let mut order: Vec<u32> = (0..values.len() as u32).collect();
+            order.sort_unstable_by(|a, b| values[*a as usize].total_cmp(&values[*b as usize]));
+            order
+        };
+        Self {
+            top: order(&sample.top),
+            rest: order(&sample.rest),
+            scratch: std::cell::RefCell::new(Vec::new()),
+        }
+    }
 }
 
 /// The MSE-optimal pre-scale for `input` (see the module doc); `fallback` when
@@ -412,6 +466,12 @@ impl SearchSample {
 pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f64 {
     let sample = SearchSample::new(input);
     let rounder = EdgeRounder::new(format);
+    // Formats with many levels: sort the sample once, then merge per scale.
+    let sorted = (rounder.edges().len() > SMALL_EDGE_COUNT).then(|| SortedSample::new(&sample));
+    let error = |u: f64| match &sorted {
+        Some(orders) => sample.error_merged(format, &rounder, orders, u),
+        None => sample.error(format, &rounder, u),
+    };
     let (largest, median) = (sample.largest(), sample.median());
     let range_octaves = (format.max_level() / format.min_level()).log2();
     if largest <= 0.0 || !range_octaves.is_finite() || range_octaves > 64.0 {
@@ -428,18 +488,13 @@ pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f6
     let mut best = (high, f64::INFINITY);
     for i in 0..points {
         let u = high - step * i as f64;
-        let error = sample.error(format, &rounder, u);
+        let error = error(u);
         if error < best.1 {
             best = (u, error);
         }
     }
-    let refined = golden_section_max(
-        |u| -sample.error(format, &rounder, u),
-        best.0 - step,
-        best.0 + step,
-        1e-3,
-    );
-    if sample.error(format, &rounder, refined) <= best.1 {
+    let refined = golden_section_max(|u| -error(u), best.0 - step, best.0 + step, 1e-3);
+    if error(refined) <= best.1 {
         refined.exp2()
     } else {
         best.0.exp2()
@@ -688,6 +743,33 @@ mod tests {
         TensorSpec {
             name: "t".into(),
             shape: vec![len].into(),
+        }
+    }
+
+    #[test]
+    fn merged_search_error_is_the_direct_error_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (e, m, n) in [(5, 2, 50_000), (4, 3, 3_000), (3, 4, 40_000)] {
+            let format = FloatFormat::new(e, m).unwrap();
+            let rounder = EdgeRounder::new(&format);
+            let input: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 17 == 0 {
+                        0.0
+                    } else {
+                        rng.random_range(-1.0f32..1.0) * rng.random_range(-20.0f32..4.0).exp2()
+                    }
+                })
+                .collect();
+            let sample = SearchSample::new(&input);
+            let sorted = SortedSample::new(&sample);
+            for step in 0..200 {
+                let u = -10.0 + 0.173 * f64::from(step);
+                let direct = sample.error(&format, &rounder, u);
+                let merged = sample.error_merged(&format, &rounder, &sorted, u);
+                assert_eq!(direct.to_bits(), merged.to_bits(), "E{e}M{m} at 2^{u}");
+            }
         }
     }
 

@@ -164,7 +164,7 @@ pub struct EdgeRounder {
 }
 
 /// Formats with at most this many positive edges are counted, not searched.
-const SMALL_EDGE_COUNT: usize = 16;
+pub const SMALL_EDGE_COUNT: usize = 16;
 
 impl EdgeRounder {
     /// The rounder of `format`.
