@@ -45,7 +45,10 @@
 //! ```
 
 use crate::bits::{exp_golomb_len, BitReader, BitWriter};
-use crate::common::{check_decoded, check_symbols, is_positions, positions_to_gaps, GapDecoder};
+use crate::common::{
+    ceil_log2, check_decoded, check_symbols, frequency_bits, is_positions, order_after,
+    positions_to_gaps, GapDecoder,
+};
 use constriction::stream::{
     model::{DecoderModel, EncoderModel, EntropyModel},
     queue::{DefaultRangeDecoder, DefaultRangeEncoder},
@@ -516,32 +519,6 @@ struct TablePlan {
     lag: u32,
 }
 
-fn ceil_log2(value: u64) -> u32 {
-    if value <= 1 {
-        0
-    } else {
-        64 - (value - 1).leading_zeros()
-    }
-}
-
-/// Exp-Golomb order of a frequency that follows `previous`.
-fn order_after(previous: u32, lag: u32, precision: u32) -> u32 {
-    (31 - previous.max(1).leading_zeros())
-        .saturating_sub(lag)
-        .min(precision)
-}
-
-/// Bits of the listed frequencies (all but the last) under `first_order`, `lag`.
-fn frequency_bits(listed: &[u32], first_order: u32, lag: u32, precision: u32) -> u64 {
-    let mut order = first_order;
-    let mut bits = 0;
-    for frequency in listed {
-        bits += exp_golomb_len(u64::from(*frequency) - 1, order);
-        order = order_after(*frequency, lag, precision);
-    }
-    bits
-}
-
 /// Chooses the precision and the frequency code for a histogram with at least two
 /// used symbols, minimizing payload plus table bits.
 fn plan_table(used: &[(u32, u64)]) -> TablePlan {
@@ -620,7 +597,7 @@ fn write_table(histogram: &[u64], writer: &mut BitWriter) -> Fixed {
                 next = symbol + 1;
                 if index < last {
                     writer.exp_golomb(u64::from(frequency - 1), order);
-                    order = order_after(*frequency, plan.lag, plan.precision);
+                    order = order_after(u64::from(*frequency), plan.lag, plan.precision);
                 }
             }
             Fixed::Table(cdf_from(histogram.len(), &plan.entries, plan.precision))
@@ -661,7 +638,7 @@ fn read_table(size: usize, reader: &mut BitReader<'_>) -> SdkResult<Fixed> {
                 let symbol = read_symbol(reader)?;
                 let frequency = if index + 1 < used {
                     let frequency = reader.exp_golomb(order, precision)? + 1;
-                    order = order_after(frequency.min(target) as u32, lag, precision);
+                    order = order_after(u64::from(frequency.min(target) as u32), lag, precision);
                     frequency
                 } else {
                     target.saturating_sub(sum)

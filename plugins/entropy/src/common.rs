@@ -89,6 +89,34 @@ pub fn check_count_fits(count: u64, bits: u64, min_bits_each: u64) -> SdkResult<
     })
 }
 
+/// `⌈log₂ v⌉` (0 for v <= 1).
+pub fn ceil_log2(value: u64) -> u32 {
+    if value <= 1 {
+        0
+    } else {
+        64 - (value - 1).leading_zeros()
+    }
+}
+
+/// Exp-Golomb order of a frequency that follows `previous` in a frequency
+/// table (`ans` static, `rans`): `⌊log₂ previous⌋ - lag`, at most `precision`.
+pub fn order_after(previous: u64, lag: u32, precision: u32) -> u32 {
+    (63 - previous.max(1).leading_zeros())
+        .saturating_sub(lag)
+        .min(precision)
+}
+
+/// Bits of the listed frequencies (all but the last) under `first_order`, `lag`.
+pub fn frequency_bits(listed: &[u32], first_order: u32, lag: u32, precision: u32) -> u64 {
+    let mut order = first_order;
+    let mut bits = 0;
+    for frequency in listed {
+        bits += crate::bits::exp_golomb_len(u64::from(*frequency) - 1, order);
+        order = order_after(u64::from(*frequency), lag, precision);
+    }
+    bits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,8 @@
 //! The last frequency is implied (`M` minus the others). The encoder picks
 //! `first_order` and `lag` to minimize the table's bits.
 
-use crate::bits::{exp_golomb_len, gamma_len, BitReader, BitWriter};
+use crate::bits::{gamma_len, BitReader, BitWriter};
+use crate::common::{ceil_log2, frequency_bits, order_after};
 use gradcodec_sdk::{ensure_data, SdkResult};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -54,15 +55,6 @@ impl Table {
     /// The largest frequency.
     pub fn max_frequency(&self) -> u32 {
         self.entries.iter().map(|(_, f)| *f).max().unwrap_or(0)
-    }
-}
-
-/// `⌈log₂ v⌉` (0 for v <= 1).
-fn ceil_log2(value: u64) -> u32 {
-    if value <= 1 {
-        0
-    } else {
-        64 - (value - 1).leading_zeros()
     }
 }
 
@@ -175,24 +167,6 @@ pub fn quantize(counts: &[u64], target: u64) -> Vec<u32> {
         f[down.index] -= 1;
     }
     f.into_iter().map(|v| v as u32).collect()
-}
-
-/// Exp-Golomb order of a frequency that follows `previous`.
-fn order_after(previous: u64, lag: u32, precision: u32) -> u32 {
-    (63 - previous.max(1).leading_zeros())
-        .saturating_sub(lag)
-        .min(precision)
-}
-
-/// Bits of the listed frequencies (all but the last) under `first_order`, `lag`.
-fn frequency_bits(listed: &[u32], first_order: u32, lag: u32, precision: u32) -> u64 {
-    let mut order = first_order;
-    let mut bits = 0;
-    for f in listed {
-        bits += exp_golomb_len(u64::from(*f) - 1, order);
-        order = order_after(u64::from(*f), lag, precision);
-    }
-    bits
 }
 
 /// The cheapest `(first_order, lag, bits)` for the listed frequencies.
