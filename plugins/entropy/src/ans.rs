@@ -46,8 +46,8 @@
 
 use crate::bits::{exp_golomb_len, BitReader, BitWriter};
 use crate::common::{
-    ceil_log2, check_decoded, check_symbols, frequency_bits, is_positions, order_after,
-    positions_to_gaps, GapDecoder,
+    ceil_log2, check_decoded, check_symbols, frequency_bits, is_positions, positions_to_gaps,
+    read_table_entries, write_table_entries, GapDecoder,
 };
 use constriction::stream::{
     model::{DecoderModel, EncoderModel, EntropyModel},
@@ -589,17 +589,13 @@ fn write_table(histogram: &[u64], writer: &mut BitWriter) -> Fixed {
             writer.write(u64::from(plan.precision), 5);
             writer.write(u64::from(plan.first_order), 5);
             writer.write(u64::from(plan.lag), 2);
-            let mut next = 0u32;
-            let mut order = plan.first_order;
-            let last = plan.entries.len() - 1;
-            for (index, (symbol, frequency)) in plan.entries.iter().enumerate() {
-                writer.gamma(u64::from(symbol - next) + 1);
-                next = symbol + 1;
-                if index < last {
-                    writer.exp_golomb(u64::from(frequency - 1), order);
-                    order = order_after(u64::from(*frequency), plan.lag, plan.precision);
-                }
-            }
+            write_table_entries(
+                writer,
+                &plan.entries,
+                plan.first_order,
+                plan.lag,
+                plan.precision,
+            );
             Fixed::Table(cdf_from(histogram.len(), &plan.entries, plan.precision))
         }
     }
@@ -625,31 +621,14 @@ fn read_table(size: usize, reader: &mut BitReader<'_>) -> SdkResult<Fixed> {
         1 => Ok(Fixed::Single(read_symbol(reader)?)),
         _ => {
             let precision = reader.read(5)? as u32;
-            let mut order = reader.read(5)? as u32;
+            let order = reader.read(5)? as u32;
             let lag = reader.read(2)? as u32;
             ensure_data(
                 precision <= PRECISION as u32 && used <= 1 << precision && order <= precision,
                 || format!("ans table: bad precision {precision} or order {order}"),
             )?;
-            let target = 1u64 << precision;
-            let mut entries = Vec::with_capacity(used as usize);
-            let mut sum = 0u64;
-            for index in 0..used {
-                let symbol = read_symbol(reader)?;
-                let frequency = if index + 1 < used {
-                    let frequency = reader.exp_golomb(order, precision)? + 1;
-                    order = order_after(u64::from(frequency.min(target) as u32), lag, precision);
-                    frequency
-                } else {
-                    target.saturating_sub(sum)
-                };
-                sum += frequency;
-                // Every remaining symbol still needs at least 1.
-                ensure_data(frequency >= 1 && sum + (used - index - 1) <= target, || {
-                    "ans table frequencies do not sum to the total".into()
-                })?;
-                entries.push((symbol, frequency as u32));
-            }
+            let entries =
+                read_table_entries(reader, used, size as u64, (order, lag, precision), "ans")?;
             Ok(Fixed::Table(cdf_from(size, &entries, precision)))
         }
     }
@@ -1043,21 +1022,7 @@ mod tests {
         bytes.len()
     }
 
-    /// Zeroth-order empirical entropy, in bits per symbol.
-    fn entropy(symbols: &[u32]) -> f64 {
-        let mut counts = std::collections::HashMap::new();
-        for s in symbols {
-            *counts.entry(*s).or_insert(0u64) += 1;
-        }
-        let n = symbols.len() as f64;
-        counts
-            .values()
-            .map(|c| {
-                let p = *c as f64 / n;
-                -p * p.log2()
-            })
-            .sum()
-    }
+    use crate::common::empirical_entropy as entropy;
 
     /// Laplacian-like levels of a quantized gradient: heavy center, long tails.
     fn laplace_levels(n: usize, scale: f64, alphabet: u32, seed: u64) -> Vec<u32> {

@@ -117,6 +117,83 @@ pub fn frequency_bits(listed: &[u32], first_order: u32, lag: u32, precision: u32
     bits
 }
 
+/// Writes the entries of a frequency table (`ans` static, `rans`): each
+/// symbol, in increasing order, as the Elias-gamma code of its gap to the
+/// previous one plus one, and after it (all but the last, which is implied)
+/// its frequency minus one as an Exp-Golomb code whose order follows the
+/// previous frequency (`first_order` first, see [`order_after`]).
+pub fn write_table_entries(
+    writer: &mut crate::bits::BitWriter,
+    entries: &[(u32, u32)],
+    first_order: u32,
+    lag: u32,
+    precision: u32,
+) {
+    let mut next = 0u32;
+    let mut order = first_order;
+    for (index, (symbol, frequency)) in entries.iter().enumerate() {
+        writer.gamma(u64::from(symbol - next) + 1);
+        next = symbol + 1;
+        if index + 1 < entries.len() {
+            writer.exp_golomb(u64::from(frequency - 1), order);
+            order = order_after(u64::from(*frequency), lag, precision);
+        }
+    }
+}
+
+/// Reads `used` entries written by [`write_table_entries`], checking that
+/// every symbol is below `alphabet` and that the frequencies (each at least 1)
+/// sum to `2^precision`; `what` names the coder in errors.
+pub fn read_table_entries(
+    reader: &mut crate::bits::BitReader<'_>,
+    used: u64,
+    alphabet: u64,
+    (first_order, lag, precision): (u32, u32, u32),
+    what: &str,
+) -> SdkResult<Vec<(u32, u32)>> {
+    let target = 1u64 << precision;
+    let mut entries = Vec::with_capacity(used.min(alphabet) as usize);
+    let (mut next, mut sum, mut order) = (0u64, 0u64, first_order);
+    for index in 0..used {
+        let symbol = next + reader.gamma(32)? - 1;
+        ensure_data(symbol < alphabet, || {
+            format!("{what} table symbol {symbol} outside 0..{alphabet}")
+        })?;
+        next = symbol + 1;
+        let frequency = if index + 1 < used {
+            let frequency = reader.exp_golomb(order, precision)? + 1;
+            order = order_after(frequency.min(target), lag, precision);
+            frequency
+        } else {
+            target.saturating_sub(sum)
+        };
+        sum += frequency;
+        // Every remaining symbol still needs at least 1.
+        ensure_data(frequency >= 1 && sum + (used - index - 1) <= target, || {
+            format!("{what} table frequencies do not sum to the total")
+        })?;
+        entries.push((symbol as u32, frequency as u32));
+    }
+    Ok(entries)
+}
+
+/// Zeroth-order empirical entropy, in bits per symbol (the tests' reference).
+#[cfg(test)]
+pub fn empirical_entropy(symbols: &[u32]) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for s in symbols {
+        *counts.entry(*s).or_insert(0u64) += 1;
+    }
+    let n = symbols.len() as f64;
+    counts
+        .values()
+        .map(|c| {
+            let p = *c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

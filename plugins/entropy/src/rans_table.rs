@@ -31,7 +31,7 @@
 //! `first_order` and `lag` to minimize the table's bits.
 
 use crate::bits::{gamma_len, BitReader, BitWriter};
-use crate::common::{ceil_log2, frequency_bits, order_after};
+use crate::common::{ceil_log2, frequency_bits, read_table_entries, write_table_entries};
 use gradcodec_sdk::{ensure_data, SdkResult};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -297,15 +297,7 @@ pub fn write(table: &Table, writer: &mut BitWriter) {
         writer.write(u64::from(first_order), 4);
         writer.write(u64::from(lag), 2);
     }
-    let mut next = 0u32;
-    for (index, (symbol, f)) in table.entries.iter().enumerate() {
-        writer.gamma(u64::from(symbol - next) + 1);
-        next = symbol + 1;
-        if used >= 2 && index + 1 < used {
-            writer.exp_golomb(u64::from(f - 1), order);
-            order = order_after(u64::from(*f), lag, table.precision);
-        }
-    }
+    write_table_entries(writer, &table.entries, order, lag, table.precision);
 }
 
 /// Reads a table for an alphabet of `alphabet` symbols, checking that it
@@ -325,34 +317,11 @@ pub fn read(reader: &mut BitReader<'_>, alphabet: u64) -> SdkResult<Table> {
             || format!("rans table: bad precision {precision} or order {order}"),
         )?;
     }
-    let target = 1u64 << precision;
     // Every entry takes at least one bit, so `used` is bounded by the input.
     ensure_data(used <= reader.remaining(), || {
         format!("rans table of {used} symbols cannot fit the input")
     })?;
-    let mut entries = Vec::with_capacity(used as usize);
-    let mut next = 0u64;
-    let mut sum = 0u64;
-    for index in 0..used {
-        let symbol = next + reader.gamma(32)? - 1;
-        ensure_data(symbol < alphabet, || {
-            format!("rans table symbol {symbol} outside 0..{alphabet}")
-        })?;
-        next = symbol + 1;
-        let f = if index + 1 < used {
-            let f = reader.exp_golomb(order, precision)? + 1;
-            order = order_after(f.min(target), lag, precision);
-            f
-        } else {
-            target.saturating_sub(sum)
-        };
-        sum += f;
-        // Every remaining symbol still needs at least 1.
-        ensure_data(f >= 1 && sum + (used - index - 1) <= target, || {
-            "rans table frequencies do not sum to the total".into()
-        })?;
-        entries.push((symbol as u32, f as u32));
-    }
+    let entries = read_table_entries(reader, used, alphabet, (order, lag, precision), "rans")?;
     let padding = (reader.remaining() % 8) as u32;
     ensure_data(reader.read(padding)? == 0, || {
         "rans table: nonzero padding bits".into()

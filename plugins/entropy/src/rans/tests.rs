@@ -42,21 +42,7 @@ fn round_trip(precision: Option<u32>, stream: &SymbolStream) -> RVec<u8> {
     bytes
 }
 
-/// Zeroth-order empirical entropy, in bits per symbol.
-fn entropy(symbols: &[u32]) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for s in symbols {
-        *counts.entry(*s).or_insert(0u64) += 1;
-    }
-    let n = symbols.len() as f64;
-    counts
-        .values()
-        .map(|c| {
-            let p = *c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
+use crate::common::empirical_entropy as entropy;
 
 /// QSGD levels with s = 16 (33 symbols): a random sign and a magnitude that is
 /// geometric with ratio `ratio`, capped at 16.
