@@ -170,15 +170,38 @@ macro_rules! export_plugin {
         }
 
         /// The exported root module (`abi_stable`). Building with
-        /// `--cfg gradcodec_in_process` leaves it out, so several plugins can be
-        /// linked into one binary as rlibs (fuzzing, embedding).
+        /// `--cfg gradcodec_in_process`, or with the SDK's `in-process` feature,
+        /// leaves it out, so several plugins can be linked into one binary as
+        /// rlibs (fuzzing, the Python extension).
         #[allow(unexpected_cfgs)]
         mod gradcodec_plugin_export {
-            #[cfg(not(gradcodec_in_process))]
-            #[::abi_stable::export_root_module]
-            pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
-                super::plugin_root()
-            }
+            $crate::__export_root_module!();
         }
     };
+}
+
+/// The `#[export_root_module]` of [`export_plugin!`]; empty when the SDK is
+/// built with its `in-process` feature (a host that links every plugin as an
+/// rlib into one library, where the fixed export symbol would clash).
+#[cfg(not(feature = "in-process"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_root_module {
+    () => {
+        #[cfg(not(gradcodec_in_process))]
+        #[::abi_stable::export_root_module]
+        pub fn gradcodec_plugin_root_module() -> $crate::abi::PluginRootRef {
+            super::plugin_root()
+        }
+    };
+}
+
+/// The `#[export_root_module]` of [`export_plugin!`]; empty when the SDK is
+/// built with its `in-process` feature (a host that links every plugin as an
+/// rlib into one library, where the fixed export symbol would clash).
+#[cfg(feature = "in-process")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_root_module {
+    () => {};
 }

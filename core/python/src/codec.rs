@@ -1,0 +1,254 @@
+//! `Encoder` and `Decoder`: one per stream, as in Rust. Each wraps the
+//! runtime's object in a mutex (its stage objects are `Send`, not `Sync`), and
+//! every coding call releases the GIL while it runs, so several threads can code
+//! several streams at once.
+
+use crate::errors::{to_py, Error, MessageError, UpdateError};
+use crate::registry::with_registry;
+use crate::tensors::{update_from_arrays, update_into_list, update_to_list, InputTensor};
+use gradcodec::{EmbedPipeline, MessageStats, NonFinitePolicy};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+fn lock<T>(mutex: &Mutex<T>) -> PyResult<MutexGuard<'_, T>> {
+    mutex.lock().map_err(|_| {
+        Error::new_err("this stream failed inside a coding call; create a new one (or reset it)")
+    })
+}
+
+/// The encoder of one stream.
+#[pyclass(name = "Encoder", module = "gradcodec", frozen)]
+pub struct PyEncoder {
+    inner: Mutex<gradcodec::Encoder>,
+}
+
+impl PyEncoder {
+    pub fn new(pipeline: &Arc<gradcodec::Pipeline>, embed: &str, non_finite: &str) -> PyResult<Self> {
+        let mut encoder = pipeline.encoder();
+        encoder.set_embed_pipeline(match embed {
+            "first" => EmbedPipeline::FirstMessage,
+            "always" => EmbedPipeline::Always,
+            "never" => EmbedPipeline::Never,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "embed must be \"first\", \"always\" or \"never\", not {other:?}"
+                )))
+            }
+        });
+        encoder.set_non_finite(match non_finite {
+            "error" => NonFinitePolicy::Error,
+            "zero" => NonFinitePolicy::ReplaceWithZero,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "non_finite must be \"error\" or \"zero\", not {other:?}"
+                )))
+            }
+        });
+        Ok(Self {
+            inner: Mutex::new(encoder),
+        })
+    }
+}
+
+fn check_names(tensors: &[InputTensor<'_>]) -> PyResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in tensors {
+        if !seen.insert(name.as_str()) {
+            return Err(UpdateError::new_err(format!(
+                "invalid update: tensor `{name}` appears twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl PyEncoder {
+    /// Encodes one update (a list of `(name, float32 ndarray)` pairs, in
+    /// message order) into one message.
+    fn _encode<'py>(&self, py: Python<'py>, tensors: Vec<InputTensor<'py>>) -> PyResult<Bound<'py, PyBytes>> {
+        check_names(&tensors)?;
+        let update = update_from_arrays(&tensors);
+        drop(tensors);
+        let message = py.detach(|| -> PyResult<Vec<u8>> {
+            let mut encoder = lock(&self.inner)?;
+            encoder.encode(&update).map_err(to_py)
+        })?;
+        Ok(PyBytes::new(py, &message))
+    }
+
+    /// Tells a predictive stream what the receiver now holds (e.g. the model
+    /// it sent back), as `Encoder::observe` in Rust.
+    fn _observe(&self, py: Python<'_>, tensors: Vec<InputTensor<'_>>) -> PyResult<()> {
+        check_names(&tensors)?;
+        let update = update_from_arrays(&tensors);
+        py.detach(|| lock(&self.inner)?.observe(&update).map_err(to_py))
+    }
+
+    /// What the receiver reconstructs from the last message: (name, array) pairs.
+    fn _last_reconstruction<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let encoder = lock(&self.inner)?;
+        update_to_list(py, encoder.last_reconstruction())
+    }
+
+    /// Sizes of the last message (a dict; see `gradcodec.Encoder.last_stats`).
+    fn _last_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let encoder = lock(&self.inner)?;
+        let entries = encoder.last_reconstruction().entries() as u64;
+        stats_dict(py, encoder.last_stats(), entries)
+    }
+
+    /// The next message's round number.
+    #[getter]
+    fn round(&self) -> PyResult<u64> {
+        Ok(lock(&self.inner)?.round())
+    }
+
+    /// Forgets all state (history, error memory); the next message is round 0.
+    fn reset(&self) -> PyResult<()> {
+        lock(&self.inner)?.reset();
+        Ok(())
+    }
+
+    /// The stream state (round and every stage's state) as bytes.
+    fn save_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| lock(&self.inner)?.save_state().map_err(to_py))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Restores a state written by `save_state`; on error nothing changes.
+    fn load_state(&self, py: Python<'_>, state: &[u8]) -> PyResult<()> {
+        let state = state.to_vec();
+        py.detach(|| lock(&self.inner)?.load_state(&state).map_err(to_py))
+    }
+
+    /// The pipeline's name.
+    #[getter]
+    fn pipeline_name(&self) -> PyResult<String> {
+        Ok(lock(&self.inner)?.pipeline().name().to_string())
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, stats: &MessageStats, entries: u64) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("bytes", stats.bytes)?;
+    dict.set_item("overhead_bytes", stats.overhead_bytes)?;
+    dict.set_item("entries", entries)?;
+    dict.set_item(
+        "bits_per_entry",
+        gradcodec::metrics::bits_per_entry(stats.bytes, entries),
+    )?;
+    let tensors = PyList::empty(py);
+    for tensor in &stats.tensors {
+        let item = PyDict::new(py);
+        item.set_item("name", tensor.name.as_str())?;
+        item.set_item("entries", tensor.entries)?;
+        item.set_item("raw", tensor.raw)?;
+        item.set_item("side_info_bytes", tensor.side_info_bytes)?;
+        let streams = PyList::empty(py);
+        let mut payload = 0u64;
+        for (role, symbols, bytes) in &tensor.streams {
+            payload += bytes;
+            streams.append((role.as_str(), *symbols, *bytes))?;
+        }
+        item.set_item("payload_bytes", payload + tensor.side_info_bytes)?;
+        item.set_item("streams", streams)?;
+        tensors.append(item)?;
+    }
+    dict.set_item("tensors", tensors)?;
+    Ok(dict)
+}
+
+/// The decoder of one stream.
+#[pyclass(name = "Decoder", module = "gradcodec", frozen)]
+pub struct PyDecoder {
+    inner: Mutex<gradcodec::Decoder>,
+}
+
+impl PyDecoder {
+    pub fn new(decoder: gradcodec::Decoder) -> Self {
+        Self {
+            inner: Mutex::new(decoder),
+        }
+    }
+}
+
+fn message_bytes(message: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(bytes) = message.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    message.extract::<Vec<u8>>().map_err(|_| {
+        MessageError::new_err(format!(
+            "invalid message: expected bytes, got {}",
+            message
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "an unknown type".into())
+        ))
+    })
+}
+
+#[pymethods]
+impl PyDecoder {
+    /// Decodes one message into (name, ndarray) pairs; on error the stream's
+    /// state is unchanged.
+    fn _decode<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let bytes = message_bytes(message)?;
+        let update = py.detach(|| lock(&self.inner)?.decode(&bytes).map_err(to_py))?;
+        update_into_list(py, update)
+    }
+
+    /// Tells a predictive stream what it now holds, as `Decoder::observe`.
+    fn _observe(&self, py: Python<'_>, tensors: Vec<InputTensor<'_>>) -> PyResult<()> {
+        check_names(&tensors)?;
+        let update = update_from_arrays(&tensors);
+        py.detach(|| lock(&self.inner)?.observe(&update).map_err(to_py))
+    }
+
+    /// Forgets all state; the next message must be round 0.
+    fn reset(&self) -> PyResult<()> {
+        lock(&self.inner)?.reset();
+        Ok(())
+    }
+
+    /// The stream state as bytes.
+    fn save_state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| lock(&self.inner)?.save_state().map_err(to_py))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Restores a state written by `save_state`; on error nothing changes.
+    fn load_state(&self, py: Python<'_>, state: &[u8]) -> PyResult<()> {
+        let state = state.to_vec();
+        py.detach(|| lock(&self.inner)?.load_state(&state).map_err(to_py))
+    }
+
+    /// The pipeline's name.
+    #[getter]
+    fn pipeline_name(&self) -> PyResult<String> {
+        Ok(lock(&self.inner)?.pipeline().name().to_string())
+    }
+}
+
+/// A decoder for a self-describing message (its round-0 message embeds the
+/// pipeline): the stream's decoder, ready to decode that message and the next.
+#[pyfunction]
+pub fn decoder_for_message(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<PyDecoder> {
+    let bytes = message_bytes(message)?;
+    let decoder = py
+        .detach(|| with_registry(|registry| gradcodec::decoder_for_message(registry, &bytes)))
+        .map_err(to_py)?;
+    Ok(PyDecoder::new(decoder))
+}
+
+/// What `gradcodec inspect --json` says of a message, as JSON text.
+#[pyfunction]
+pub fn inspect(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<String> {
+    let bytes = message_bytes(message)?;
+    let report = py
+        .detach(|| gradcodec::report::describe(&bytes, None))
+        .map_err(to_py)?;
+    serde_json::to_string(&report).map_err(|err| Error::new_err(err.to_string()))
+}
