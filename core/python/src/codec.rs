@@ -24,7 +24,11 @@ pub struct PyEncoder {
 }
 
 impl PyEncoder {
-    pub fn new(pipeline: &Arc<gradcodec::Pipeline>, embed: &str, non_finite: &str) -> PyResult<Self> {
+    pub fn new(
+        pipeline: &Arc<gradcodec::Pipeline>,
+        embed: &str,
+        non_finite: &str,
+    ) -> PyResult<Self> {
         let mut encoder = pipeline.encoder();
         encoder.set_embed_pipeline(match embed {
             "first" => EmbedPipeline::FirstMessage,
@@ -67,7 +71,11 @@ fn check_names(tensors: &[InputTensor<'_>]) -> PyResult<()> {
 impl PyEncoder {
     /// Encodes one update (a list of `(name, float32 ndarray)` pairs, in
     /// message order) into one message.
-    fn _encode<'py>(&self, py: Python<'py>, tensors: Vec<InputTensor<'py>>) -> PyResult<Bound<'py, PyBytes>> {
+    fn _encode<'py>(
+        &self,
+        py: Python<'py>,
+        tensors: Vec<InputTensor<'py>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         check_names(&tensors)?;
         let update = update_from_arrays(&tensors);
         drop(tensors);
@@ -130,7 +138,11 @@ impl PyEncoder {
     }
 }
 
-fn stats_dict<'py>(py: Python<'py>, stats: &MessageStats, entries: u64) -> PyResult<Bound<'py, PyDict>> {
+fn stats_dict<'py>(
+    py: Python<'py>,
+    stats: &MessageStats,
+    entries: u64,
+) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("bytes", stats.bytes)?;
     dict.set_item("overhead_bytes", stats.overhead_bytes)?;
@@ -194,7 +206,11 @@ fn message_bytes(message: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 impl PyDecoder {
     /// Decodes one message into (name, ndarray) pairs; on error the stream's
     /// state is unchanged.
-    fn _decode<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    fn _decode<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let bytes = message_bytes(message)?;
         let update = py.detach(|| lock(&self.inner)?.decode(&bytes).map_err(to_py))?;
         update_into_list(py, update)

@@ -4,8 +4,8 @@
 //! same kind, name and version (pin `name@version` in a spec to choose).
 
 use crate::errors::PluginError;
-use gradcodec::{LoadedLibrary, PluginSearch, Registry};
 use gradcodec::abi::PluginRootRef;
+use gradcodec::{LoadedLibrary, PluginSearch, Registry};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::path::PathBuf;
@@ -42,10 +42,14 @@ fn state() -> &'static RwLock<State> {
                 manifest: (root.manifest())(),
             });
         }
+        registry.add_searched(PathBuf::from("the built-in plugins"));
         let search = PluginSearch {
             use_env: true,
             ..PluginSearch::default()
         };
+        for dir in search.directories() {
+            registry.add_searched(dir);
+        }
         let mut env_failures = Vec::new();
         if let Ok(found) = Registry::discover(&search) {
             for library in found.libraries() {
@@ -67,7 +71,9 @@ fn state() -> &'static RwLock<State> {
 /// Runs `f` on the registry (a read lock; writers only append whole
 /// libraries, so a poisoned lock still holds a consistent registry).
 pub fn with_registry<R>(f: impl FnOnce(&Registry) -> R) -> R {
-    let guard = state().read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = state()
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&guard.registry)
 }
 
@@ -104,7 +110,10 @@ pub fn load_plugins(py: Python<'_>, path: PathBuf) -> PyResult<Vec<String>> {
             path.display()
         )));
     }
-    let mut guard = state().write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = state()
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.registry.add_searched(path);
     let mut names = Vec::new();
     for library in found.libraries() {
         names.push(library.manifest.library.to_string());

@@ -8,11 +8,10 @@ import subprocess
 import threading
 from pathlib import Path
 
+import gradcodec
 import numpy as np
 import pytest
 from conftest import FIXTURES, ROOT, cli_path, read_safetensors
-
-import gradcodec
 
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
 FIXTURE_FILES = ["lenet5-grad.safetensors", "resfed-cnn-grad-late.safetensors"]
@@ -21,30 +20,48 @@ FIXTURE_FILES = ["lenet5-grad.safetensors", "resfed-cnn-grad-late.safetensors"]
 def test_every_shipped_spec_is_in_the_package():
     assert gradcodec.shipped_pipelines() == SHIPPED
     for name in SHIPPED:
-        assert gradcodec.shipped_pipeline_yaml(name) == (ROOT / "pipelines" / f"{name}.yaml").read_text()
+        assert (
+            gradcodec.shipped_pipeline_yaml(name)
+            == (ROOT / "pipelines" / f"{name}.yaml").read_text()
+        )
 
 
 @pytest.mark.parametrize("fixture", FIXTURE_FILES)
 @pytest.mark.parametrize("name", SHIPPED)
-def test_python_message_equals_cli_encode_and_decodes_like_cli(tmp_path: Path, name: str, fixture: str):
+def test_python_message_equals_cli_encode_and_decodes_like_cli(
+    tmp_path: Path, name: str, fixture: str
+):
     source = FIXTURES / fixture
     update = read_safetensors(source)
     pipeline = gradcodec.pipeline(name)
-    assert pipeline.fingerprint == gradcodec.Pipeline.from_file(ROOT / "pipelines" / f"{name}.yaml").fingerprint
+    assert (
+        pipeline.fingerprint
+        == gradcodec.Pipeline.from_file(ROOT / "pipelines" / f"{name}.yaml").fingerprint
+    )
     message = pipeline.encoder().encode(update)
 
     cli_message = tmp_path / "cli.gcm"
     subprocess.run(
-        [cli_path(), "encode", "--pipeline", ROOT / "pipelines" / f"{name}.yaml", "--input", source,
-         "--output", cli_message],
-        check=True, capture_output=True,
+        [
+            cli_path(),
+            "encode",
+            "--pipeline",
+            ROOT / "pipelines" / f"{name}.yaml",
+            "--input",
+            source,
+            "--output",
+            cli_message,
+        ],
+        check=True,
+        capture_output=True,
     )
     assert message == cli_message.read_bytes(), f"{name}: Python and CLI messages differ"
 
     cli_decoded = tmp_path / "cli.safetensors"
     subprocess.run(
         [cli_path(), "decode", "--input", cli_message, "--output", cli_decoded],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     expected = read_safetensors(cli_decoded)
     decoded = pipeline.decoder().decode(message)
@@ -52,7 +69,9 @@ def test_python_message_equals_cli_encode_and_decodes_like_cli(tmp_path: Path, n
     for tensor, values in expected.items():
         assert decoded[tensor].dtype == np.float32
         assert decoded[tensor].shape == values.shape
-        assert decoded[tensor].tobytes() == values.tobytes(), f"{name}: {tensor} differs from the CLI's"
+        assert decoded[tensor].tobytes() == values.tobytes(), (
+            f"{name}: {tensor} differs from the CLI's"
+        )
     # The self-describing path gives the same.
     for tensor, values in gradcodec.decode(message).items():
         assert values.tobytes() == expected[tensor].tobytes()
@@ -77,11 +96,17 @@ def test_torch_tensors_code_like_numpy(lenet_grad):
     assert pipeline.encoder().encode(as_torch) == from_numpy
     # A non-contiguous torch view (a transpose) codes like its contiguous copy.
     w = next(v for v in as_torch.values() if v.ndim == 2)
-    assert pipeline.encoder().encode({"w": w.t()}) == pipeline.encoder().encode({"w": w.t().contiguous()})
+    assert pipeline.encoder().encode({"w": w.t()}) == pipeline.encoder().encode(
+        {"w": w.t().contiguous()}
+    )
 
 
 def test_decoded_arrays_own_their_buffers(lenet_grad):
-    decoded = gradcodec.pipeline("f32").decoder().decode(gradcodec.pipeline("f32").encoder().encode(lenet_grad))
+    decoded = (
+        gradcodec.pipeline("f32")
+        .decoder()
+        .decode(gradcodec.pipeline("f32").encoder().encode(lenet_grad))
+    )
     for name, values in decoded.items():
         assert values.flags.writeable and values.flags.c_contiguous
         assert values.base is not None  # a view of the decoded buffer, not a fresh copy
@@ -139,7 +164,7 @@ def test_threads_code_streams_at_once_with_the_same_bytes(lenet_grad):
     def work():
         try:
             results.append(pipeline.encoder().encode(lenet_grad))
-        except BaseException as error:  # noqa: BLE001 - surfaced below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -151,7 +176,7 @@ def test_threads_code_streams_at_once_with_the_same_bytes(lenet_grad):
     assert results == [expected] * 4
 
     # One encoder shared by threads: calls are serialized, every message decodes in order.
-    shared, decoder = gradcodec.pipeline("topk-ef-1pct").encoder(), None
+    shared, _decoder = gradcodec.pipeline("topk-ef-1pct").encoder(), None
     messages: list[bytes] = []
     lock = threading.Lock()
 

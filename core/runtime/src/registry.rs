@@ -94,6 +94,14 @@ impl Registry {
         &self.failures
     }
 
+    /// Records a place searched (named in unknown-stage errors), for hosts that
+    /// register libraries themselves with [`Registry::add_library`].
+    pub fn add_searched(&mut self, place: PathBuf) {
+        if !self.searched.contains(&place) {
+            self.searched.push(place);
+        }
+    }
+
     /// Directories searched.
     pub fn searched(&self) -> &[PathBuf] {
         &self.searched
@@ -186,9 +194,14 @@ impl Registry {
         let mut stages = Vec::with_capacity(spec.stages.len());
         for stage in &spec.stages {
             let place = spec.place(stage);
-            let found = self
-                .find(stage.kind, &stage.name, stage.version)
-                .map_err(|err| Error::Spec(format!("{place}: {err}")))?;
+            let found =
+                self.find(stage.kind, &stage.name, stage.version)
+                    .map_err(|err| match err {
+                        Error::UnknownStage(message) => {
+                            Error::UnknownStage(format!("{place}: {message}"))
+                        }
+                        other => Error::Spec(format!("{place}: {other}")),
+                    })?;
             let config = canonical_config(found, &stage.params_json).map_err(|message| {
                 Error::Spec(format!(
                     "{place}: {} `{}`: {message}",

@@ -190,7 +190,9 @@ class Pipeline:
             for kind, name, version, config in self._native.stages
         ]
 
-    def encoder(self, *, embed: str = "first", non_finite: str = "error", cast: bool = False) -> Encoder:
+    def encoder(
+        self, *, embed: str = "first", non_finite: str = "error", cast: bool = False
+    ) -> Encoder:
         """A new encoder (one per stream). ``embed``: when the pipeline travels
         in messages ("first", "always", "never"); ``non_finite``: "error" or
         "zero"; ``cast``: convert non-float32 tensors instead of refusing them."""

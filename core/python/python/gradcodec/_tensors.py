@@ -42,7 +42,9 @@ def as_float32(name: str, value: Any, cast: bool = False) -> np.ndarray:
                 "(pass cast=True to convert)"
             )
         if value.dtype.kind not in "fiub":
-            raise UpdateError(f"invalid update: tensor `{name}` of dtype {value.dtype} cannot be cast to float32")
+            raise UpdateError(
+                f"invalid update: tensor `{name}` of dtype {value.dtype} cannot be cast to float32"
+            )
         return value.astype(np.float32)
     module = type(value).__module__
     if module.startswith("torch"):
@@ -55,7 +57,9 @@ def as_float32(name: str, value: Any, cast: bool = False) -> np.ndarray:
     try:
         return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as error:
-        raise UpdateError(f"invalid update: tensor `{name}` cannot be cast to float32: {error}") from None
+        raise UpdateError(
+            f"invalid update: tensor `{name}` cannot be cast to float32: {error}"
+        ) from None
 
 
 def as_pairs(tensors: Mapping[str, Any] | Iterable[tuple[str, Any]], cast: bool) -> list:
