@@ -17,6 +17,32 @@ fn lock<T>(mutex: &Mutex<T>) -> PyResult<MutexGuard<'_, T>> {
     })
 }
 
+/// Times the Rust encode alone of `tensors` (already converted, GIL released,
+/// no Python objects touched), `repeats` times with one encoder: the baseline
+/// that `examples/bench_overhead.py` compares the Python call with. Seconds.
+#[pyfunction]
+pub fn time_rust_encode(
+    py: Python<'_>,
+    pipeline: &crate::pipeline::PyPipeline,
+    tensors: Vec<InputTensor<'_>>,
+    repeats: usize,
+) -> PyResult<Vec<f64>> {
+    let update = update_from_arrays(&tensors);
+    let pipeline = Arc::clone(&pipeline.inner);
+    py.detach(|| {
+        let mut encoder = pipeline.encoder();
+        (0..repeats)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let message = encoder.encode(&update).map_err(to_py)?;
+                let seconds = start.elapsed().as_secs_f64();
+                drop(message);
+                Ok(seconds)
+            })
+            .collect()
+    })
+}
+
 /// The encoder of one stream.
 #[pyclass(name = "Encoder", module = "gradcodec", frozen)]
 pub struct PyEncoder {

@@ -24,6 +24,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(registry::plugin_failures, module)?)?;
     module.add_function(wrap_pyfunction!(codec::decoder_for_message, module)?)?;
     module.add_function(wrap_pyfunction!(codec::inspect, module)?)?;
+    module.add_function(wrap_pyfunction!(codec::time_rust_encode, module)?)?;
     module.add("ABI_VERSION", gradcodec::abi::ABI_VERSION)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
