@@ -23,7 +23,7 @@ import gradcodec
 from gradcodec import _native
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import FIXTURES, read_safetensors  # noqa: E402
+from conftest import FIXTURES, read_safetensors
 
 
 def tiled_update(entries: int) -> dict[str, np.ndarray]:

@@ -8,10 +8,11 @@ import subprocess
 import threading
 from pathlib import Path
 
-import gradcodec
 import numpy as np
 import pytest
 from conftest import FIXTURES, ROOT, cli_path, read_safetensors
+
+import gradcodec
 
 SHIPPED = sorted(p.stem for p in (ROOT / "pipelines").glob("*.yaml"))
 FIXTURE_FILES = ["lenet5-grad.safetensors", "resfed-cnn-grad-late.safetensors"]

@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gradcodec
 import numpy as np
 import pytest
 from conftest import ROOT, cli_path
+
+import gradcodec
 
 UPDATE = {"w": np.linspace(-1.0, 1.0, 4096, dtype=np.float32).reshape(64, 64)}
 
