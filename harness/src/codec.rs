@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use gradcodec::abi::StageKind;
-use gradcodec::{Decoder, Encoder, Pipeline, PipelineSpec, PluginSearch, Registry, Update};
+use gradcodec::{
+    Decoder, Encoder, ExpectedLayout, Pipeline, PipelineSpec, PluginSearch, Registry, Update,
+};
 
 /// Loads the plugin registry (workspace build output, next to the executable,
 /// `GRADCODEC_PLUGIN_PATH`).
@@ -86,6 +88,10 @@ pub struct Link {
     warmup: bool,
     offsets: Vec<Option<Update>>,
     sink: Option<MessageSink>,
+    /// Whether stream k's decoder knows the model's layout yet (set from the
+    /// first update sent: the receiver knows its model, and refuses any other
+    /// tensor or shape before allocating).
+    layout_known: Vec<bool>,
 }
 
 /// Where a link writes a copy of every message it sends.
@@ -134,6 +140,7 @@ impl Link {
             warmup: warmup && pipeline.is_some(),
             offsets: vec![None; streams],
             sink: None,
+            layout_known: vec![false; streams],
             pipeline,
             encoders,
             decoders,
@@ -211,6 +218,10 @@ impl Link {
             .with_context(|| format!("encoding stream {k}"))?;
         let encode_s = t0.elapsed().as_secs_f64();
         self.keep(k, "gcm", &message)?;
+        if !self.layout_known[k] {
+            self.decoders[k].set_expected_layout(ExpectedLayout::of(update));
+            self.layout_known[k] = true;
+        }
         let t1 = Instant::now();
         let decoded = self.decoders[k]
             .decode(&message)

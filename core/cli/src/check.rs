@@ -44,7 +44,11 @@ pub fn run(plugin_args: &PluginArgs, args: &CheckArgs) -> anyhow::Result<ExitCod
             }
             Err(error) => {
                 failed += 1;
-                println!("FAIL  {error}");
+                // The reason goes where the summary goes (stderr), and to stdout
+                // beside the `ok` lines of the other specs.
+                let line = format!("FAIL  {}", crate::terminal::safe(&error.to_string()));
+                println!("{line}");
+                eprintln!("{line}");
             }
         }
     }

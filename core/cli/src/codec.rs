@@ -3,7 +3,10 @@
 use crate::PluginArgs;
 use anyhow::Context;
 use clap::Args;
-use gradcodec::{decoder_for_message, metrics, PipelineSpec, Update};
+use gradcodec::{
+    decoder_for_message, decoder_for_message_with_limits, metrics, ExpectedLayout, Limits,
+    PipelineSpec, Update,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +33,14 @@ pub struct DecodeArgs {
     /// Update to write (.npy for one tensor, or .safetensors).
     #[arg(long)]
     output: PathBuf,
+    /// Accept only the tensors (names and shapes) of this .npy / .safetensors
+    /// file, e.g. the model the update is for; checked before decoding.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// Accept updates of up to this many entries (default 2^27 = 134217728;
+    /// raising it lets a message make the decoder allocate more).
+    #[arg(long, value_name = "N")]
+    max_entries: Option<u64>,
 }
 
 pub fn encode(plugin_args: &PluginArgs, args: &EncodeArgs) -> anyhow::Result<ExitCode> {
@@ -56,12 +67,25 @@ pub fn decode(plugin_args: &PluginArgs, args: &DecodeArgs) -> anyhow::Result<Exi
     let registry = plugin_args.registry()?;
     let message =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    let mut decoder = decoder_for_message(&registry, &message)?;
+    let mut decoder = match args.max_entries {
+        Some(entries) => decoder_for_message_with_limits(
+            &registry,
+            &message,
+            &Limits::with_max_entries(entries),
+        )?,
+        None => decoder_for_message(&registry, &message)?,
+    };
+    if let Some(entries) = args.max_entries {
+        decoder.set_limits(Limits::with_max_entries(entries));
+    }
+    if let Some(expected) = &args.expect {
+        decoder.set_expected_layout(ExpectedLayout::of(&Update::read(expected)?));
+    }
     let update = decoder.decode(&message)?;
     update.write(&args.output)?;
     eprintln!(
         "{}: {} tensors, {} entries written to {}",
-        decoder.pipeline().name(),
+        crate::terminal::safe(decoder.pipeline().name()),
         update.tensors.len(),
         update.entries(),
         args.output.display()

@@ -1,5 +1,6 @@
 //! `gradcodec inspect`: what a message holds.
 
+use crate::terminal::safe;
 use crate::PluginArgs;
 use anyhow::Context;
 use clap::Args;
@@ -44,7 +45,7 @@ pub fn run(plugin_args: &PluginArgs, args: &InspectArgs) -> anyhow::Result<ExitC
         report.fingerprint
     );
     match &report.pipeline {
-        Some(pipeline) => println!("pipeline: {}", pipeline),
+        Some(pipeline) => println!("pipeline: {}", safe(&pipeline.to_string())),
         None => println!("pipeline: not embedded (fingerprint only)"),
     }
     println!("header and tables: {} bytes", report.header_bytes);
@@ -56,7 +57,7 @@ pub fn run(plugin_args: &PluginArgs, args: &InspectArgs) -> anyhow::Result<ExitC
             .collect();
         println!(
             "  {:<24} {:?} {:<5} side {} B, streams [{}], {:.4} bits/entry",
-            tensor.name,
+            safe(&tensor.name),
             tensor.shape,
             tensor.mode,
             tensor.side_info_bytes,
@@ -64,7 +65,7 @@ pub fn run(plugin_args: &PluginArgs, args: &InspectArgs) -> anyhow::Result<ExitC
             tensor.payload_bits_per_entry
         );
         if let Some(summary) = &tensor.side_info {
-            println!("    side info: {summary}");
+            println!("    side info: {}", safe(&summary.to_string()));
         }
     }
     Ok(ExitCode::SUCCESS)

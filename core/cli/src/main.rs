@@ -10,6 +10,7 @@ mod inspect;
 mod perf;
 mod plugins;
 mod synth;
+mod terminal;
 
 use clap::{Args, Parser, Subcommand};
 use gradcodec::{PluginSearch, Registry};
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", terminal::safe(&format!("{error:#}")));
             ExitCode::from(1)
         }
     }

@@ -54,7 +54,15 @@ pub fn model_check(streams: &[gradcodec_abi::SymbolStream]) -> Option<u32> {
 }
 
 /// Caps on what a message may claim, checked before any allocation.
-#[derive(Clone, Copy, Debug)]
+///
+/// The defaults bound what any message, however small, can make a decoder
+/// allocate: at most 2^27 entries (512 MiB of f32 values) and 2^28 symbols
+/// (two per entry, 1 GiB of u32 symbols at most) in one update
+/// (docs/security.md has the measured figures). A receiver that knows its model
+/// should set an [`crate::ExpectedLayout`], which is tighter; one that expects
+/// larger updates raises these explicitly (`Decoder::set_limits`, the CLI's
+/// `--max-entries`). The encoder refuses what the default decoder would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest message accepted, in bytes.
     pub max_message_bytes: u64,
@@ -64,6 +72,8 @@ pub struct Limits {
     pub max_tensor_entries: u64,
     /// Most entries in one update.
     pub max_total_entries: u64,
+    /// Most symbols in all the streams of one update.
+    pub max_total_symbols: u64,
     /// Longest tensor name, in bytes.
     pub max_name_bytes: u64,
     /// Most dimensions of a tensor.
@@ -72,16 +82,34 @@ pub struct Limits {
     pub max_streams: u64,
 }
 
+/// The default cap on entries per update (symbols: twice as many): 2^27.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1 << 27;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4 << 30,
+            max_message_bytes: 1 << 30,
             max_tensors: 1 << 16,
-            max_tensor_entries: 1 << 32,
-            max_total_entries: 1 << 34,
+            max_tensor_entries: DEFAULT_MAX_ENTRIES,
+            max_total_entries: DEFAULT_MAX_ENTRIES,
+            max_total_symbols: 2 * DEFAULT_MAX_ENTRIES,
             max_name_bytes: 1024,
             max_dims: 16,
             max_streams: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults with `entries` allowed per update (and per tensor, and
+    /// twice as many symbols), and messages of up to 4 bytes per entry plus 64 MiB.
+    pub fn with_max_entries(entries: u64) -> Self {
+        Self {
+            max_message_bytes: entries.saturating_mul(4).saturating_add(64 << 20),
+            max_tensor_entries: entries,
+            max_total_entries: entries,
+            max_total_symbols: entries.saturating_mul(2),
+            ..Self::default()
         }
     }
 }
@@ -115,10 +143,22 @@ pub struct TensorRecord {
 }
 
 impl TensorRecord {
-    /// Entries (product of the shape).
+    /// Entries (product of the shape; 0 with a zero dimension, saturating).
     pub fn entries(&self) -> u64 {
-        self.shape.iter().product()
+        if self.shape.contains(&0) {
+            0
+        } else {
+            non_zero_product(&self.shape)
+        }
     }
+}
+
+/// The product of a shape's non-zero dimensions, saturating at `u64::MAX`.
+pub fn non_zero_product(shape: &[u64]) -> u64 {
+    shape
+        .iter()
+        .filter(|&&dim| dim != 0)
+        .fold(1u64, |acc, &dim| acc.saturating_mul(dim))
 }
 
 /// A parsed, checksum-verified message.
@@ -371,6 +411,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
     let count = reader.bounded("tensor count", limits.max_tensors)?;
     let mut tensors = Vec::new();
     let mut total_entries: u64 = 0;
+    let mut total_symbols: u64 = 0;
     let mut payload_cursor: u64 = 0;
     for index in 0..count {
         let record = parse_record(&mut reader, limits, index, &mut payload_cursor)?;
@@ -379,6 +420,15 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
             return Err(reader.fail(&format!(
                 "the update claims more than {} entries",
                 limits.max_total_entries
+            )));
+        }
+        for stream in &record.streams {
+            total_symbols = total_symbols.saturating_add(stream.symbols);
+        }
+        if total_symbols > limits.max_total_symbols {
+            return Err(reader.fail(&format!(
+                "the update's streams claim more than {} symbols",
+                limits.max_total_symbols
             )));
         }
         tensors.push(record);
@@ -425,18 +475,19 @@ fn parse_record(
         .to_string();
     let ndim = reader.bounded(&what("dimension count"), limits.max_dims)?;
     let mut shape = Vec::with_capacity(ndim as usize);
-    let mut entries: u64 = 1;
     for _ in 0..ndim {
-        let dim = reader.varint(&what("dimension"))?;
-        entries = entries.saturating_mul(dim);
-        shape.push(dim);
+        shape.push(reader.varint(&what("dimension"))?);
     }
-    if entries > limits.max_tensor_entries {
+    // The non-zero dimensions' product is bounded too: a zero dimension would
+    // otherwise hide any product (an array of that shape cannot even be made).
+    let spanned = non_zero_product(&shape);
+    if spanned > limits.max_tensor_entries {
         return Err(reader.fail(&format!(
-            "tensor `{name}` claims {entries} entries, more than the limit {}",
+            "tensor `{name}` has shape {shape:?}, which spans more than the limit of {} entries",
             limits.max_tensor_entries
         )));
     }
+    let entries = if shape.contains(&0) { 0 } else { spanned };
     let mode_byte = reader.byte(&what("mode"))?;
     let mode = match mode_byte {
         0 | 2 => TensorMode::Coded,

@@ -12,6 +12,7 @@
 
 use crate::container::{self, CodedTensor, Limits, MessageWriter, TensorMode};
 use crate::error::{Error, Result};
+use crate::layout::ExpectedLayout;
 use crate::pipeline::Pipeline;
 use crate::update::{NamedTensor, Update};
 use abi_stable::std_types::{RResult, RVec};
@@ -344,6 +345,7 @@ pub struct Encoder {
     round: u64,
     embed: EmbedPipeline,
     non_finite: NonFinitePolicy,
+    limits: Limits,
     reconstruction: Update,
     stats: MessageStats,
 }
@@ -358,6 +360,7 @@ impl Encoder {
             round: 0,
             embed: EmbedPipeline::default(),
             non_finite: NonFinitePolicy::default(),
+            limits: Limits::default(),
             reconstruction: Update::default(),
             stats: MessageStats::default(),
         }
@@ -371,6 +374,14 @@ impl Encoder {
     /// Sets the policy for NaN / infinite values.
     pub fn set_non_finite(&mut self, policy: NonFinitePolicy) {
         self.non_finite = policy;
+    }
+
+    /// Sets the caps an update and its message must fit: the same
+    /// [`Limits`] a decoder checks, so the encoder never writes a message its
+    /// receiver's decoder (with the same limits) refuses. Default: the
+    /// decoder's default.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The pipeline.
@@ -414,6 +425,12 @@ impl Encoder {
     /// Encodes one update into one message. Tensors are coded in parallel (rayon)
     /// and the bytes do not depend on the thread count.
     pub fn encode(&mut self, update: &Update) -> Result<Vec<u8>> {
+        let Some(next_round) = self.round.checked_add(1) else {
+            return Err(Error::Update(format!(
+                "round {} is the last a stream can number; reset the stream",
+                self.round
+            )));
+        };
         let cleaned = self.check_update(update)?;
         let update = cleaned.as_ref().unwrap_or(update);
         let pipeline = Arc::clone(&self.streams.pipeline);
@@ -542,9 +559,12 @@ impl Encoder {
             .flat_map(|t| t.streams.iter().map(|s| s.2))
             .sum();
         stats.overhead_bytes = stats.bytes - payload;
+        // Only the coded message shows these; the stages have advanced, so a
+        // stream refused here must be reset (the error says so).
+        self.check_message_limits(&message, &stats)?;
         self.stats = stats;
         self.reconstruction = Update::new(reconstruction);
-        self.round += 1;
+        self.round = next_round;
         Ok(message)
     }
 
@@ -554,8 +574,88 @@ impl Encoder {
         observe(&mut self.streams, self.round, received)
     }
 
-    /// Checks names, shapes and values before any state changes.
+    /// The update against the limits, as the decoder will check its message.
+    fn check_limits(&self, update: &Update) -> Result<()> {
+        let limits = &self.limits;
+        let refuse = |what: String| {
+            Err(Error::Update(format!(
+                "{what}; the receiver's decoder would refuse it (raise the limits on both ends \
+                 to send it)"
+            )))
+        };
+        if update.tensors.len() as u64 > limits.max_tensors {
+            return refuse(format!(
+                "{} tensors, more than the limit of {}",
+                update.tensors.len(),
+                limits.max_tensors
+            ));
+        }
+        let mut total: u64 = 0;
+        for tensor in &update.tensors {
+            let name = &tensor.name;
+            if name.len() as u64 > limits.max_name_bytes {
+                return refuse(format!(
+                    "tensor name of {} bytes, more than the limit of {}",
+                    name.len(),
+                    limits.max_name_bytes
+                ));
+            }
+            if tensor.data.ndim() as u64 > limits.max_dims {
+                return refuse(format!(
+                    "tensor `{name}` has {} dimensions, more than the limit of {}",
+                    tensor.data.ndim(),
+                    limits.max_dims
+                ));
+            }
+            let entries = tensor.len() as u64;
+            if entries > limits.max_tensor_entries {
+                return refuse(format!(
+                    "tensor `{name}` has {entries} entries, more than the limit of {}",
+                    limits.max_tensor_entries
+                ));
+            }
+            total = total.saturating_add(entries);
+        }
+        if total > limits.max_total_entries {
+            return refuse(format!(
+                "the update has {total} entries, more than the limit of {}",
+                limits.max_total_entries
+            ));
+        }
+        Ok(())
+    }
+
+    /// The message against the limits on what only the coded message shows.
+    fn check_message_limits(&self, message: &[u8], stats: &MessageStats) -> Result<()> {
+        let limits = &self.limits;
+        let symbols: u64 = stats
+            .tensors
+            .iter()
+            .flat_map(|t| t.streams.iter().map(|s| s.1))
+            .sum();
+        let problem = if message.len() as u64 > limits.max_message_bytes {
+            format!(
+                "the message has {} bytes, more than the limit of {}",
+                message.len(),
+                limits.max_message_bytes
+            )
+        } else if symbols > limits.max_total_symbols {
+            format!(
+                "the message's streams hold {symbols} symbols, more than the limit of {}",
+                limits.max_total_symbols
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::Update(format!(
+            "{problem}; the receiver's decoder would refuse it (raise the limits on both ends \
+             to send it, and reset this stream: its stages have advanced)"
+        )))
+    }
+
+    /// Checks limits, names, shapes and values before any state changes.
     fn check_update(&self, update: &Update) -> Result<Option<Update>> {
+        self.check_limits(update)?;
         let mut names = std::collections::HashSet::new();
         let mut cleaned: Option<Update> = None;
         let non_finite: Vec<usize> = update
@@ -659,6 +759,7 @@ pub struct Decoder {
     streams: Streams,
     next_round: Option<u64>,
     limits: Limits,
+    layout: Option<ExpectedLayout>,
 }
 
 impl Decoder {
@@ -670,12 +771,27 @@ impl Decoder {
             },
             next_round: None,
             limits: Limits::default(),
+            layout: None,
         }
     }
 
-    /// Sets the caps checked before any allocation.
+    /// Sets the caps checked before any allocation (raising the defaults is
+    /// how a receiver of larger updates opts in).
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// The caps in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Accepts only the tensors of `layout`, each with its shape, and sets the
+    /// limits to the layout's (see [`ExpectedLayout::limits`]); both are
+    /// checked right after the message's tables are read.
+    pub fn set_expected_layout(&mut self, layout: ExpectedLayout) {
+        self.limits = layout.limits();
+        self.layout = Some(layout);
     }
 
     /// The pipeline.
@@ -686,6 +802,9 @@ impl Decoder {
     /// Decodes one message. On error the stream's state is unchanged.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Update> {
         let parsed = container::parse(bytes, &self.limits)?;
+        if let Some(layout) = &self.layout {
+            layout.check(&parsed)?;
+        }
         let pipeline = Arc::clone(&self.streams.pipeline);
         if parsed.fingerprint != pipeline.fingerprint() {
             return Err(Error::Message(format!(
@@ -695,6 +814,12 @@ impl Decoder {
                 pipeline.fingerprint()
             )));
         }
+        let Some(next_round) = parsed.round.checked_add(1) else {
+            return Err(Error::Message(format!(
+                "round {} is past the last round a stream can number",
+                parsed.round
+            )));
+        };
         if pipeline.is_stateful() {
             let expected = self.next_round.unwrap_or(0);
             if parsed.round != expected {
@@ -838,7 +963,7 @@ impl Decoder {
             };
             tensors.push(NamedTensor::from_vec(record.name.clone(), &shape, values)?);
         }
-        self.next_round = Some(parsed.round + 1);
+        self.next_round = Some(next_round);
         Ok(Update::new(tensors))
     }
 

@@ -37,12 +37,14 @@ pub enum Error {
     },
 
     /// A stage reported an error (or panicked; the SDK turned it into an error).
-    #[error("{context}: {source}")]
+    /// The stage's error is part of this one's text and not also its `source`,
+    /// so printing the chain (`{:#}`) does not repeat it.
+    #[error("{context}: {stage_error}")]
     Stage {
         /// Where (tensor, call).
         context: String,
         /// The stage's error.
-        source: StageError,
+        stage_error: StageError,
     },
 
     /// A message is malformed, truncated, corrupted or foreign.
@@ -68,7 +70,7 @@ impl Error {
     pub fn stage(context: impl Into<String>, source: StageError) -> Self {
         Self::Stage {
             context: context.into(),
-            source,
+            stage_error: source,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod bench;
 pub mod container;
 mod engine;
 mod error;
+mod layout;
 pub mod loader;
 pub mod metrics;
 mod pipeline;
@@ -29,9 +30,11 @@ pub mod spec;
 mod state;
 mod update;
 
+pub use container::Limits;
 pub use engine::{Decoder, EmbedPipeline, Encoder, MessageStats, NonFinitePolicy, TensorStats};
 pub use error::{Error, Result};
 pub use gradcodec_abi as abi;
+pub use layout::ExpectedLayout;
 pub use loader::{LoadedLibrary, PluginSearch};
 pub use pipeline::{CanonicalPipeline, Pipeline, ResolvedStage};
 pub use registry::{LoadFailure, RegisteredStage, Registry};
@@ -40,7 +43,17 @@ pub use update::{NamedTensor, Update};
 
 /// A decoder for a self-describing message: rebuilds the pipeline embedded in it.
 pub fn decoder_for_message(registry: &Registry, message: &[u8]) -> Result<Decoder> {
-    let parsed = container::parse(message, &container::Limits::default())?;
+    decoder_for_message_with_limits(registry, message, &Limits::default())
+}
+
+/// [`decoder_for_message`], reading the message under `limits` (the decoder
+/// returned has the default limits; set them with `Decoder::set_limits`).
+pub fn decoder_for_message_with_limits(
+    registry: &Registry,
+    message: &[u8],
+    limits: &Limits,
+) -> Result<Decoder> {
+    let parsed = container::parse(message, limits)?;
     let json = parsed.pipeline_json.ok_or_else(|| {
         Error::Message(
             "the message does not embed its pipeline; decode it with the pipeline's spec".into(),

@@ -156,8 +156,96 @@ pub struct LoadedLibrary {
     pub manifest: PluginManifest,
 }
 
-/// Loads one library file, checking the ABI version and layout.
+/// The largest plugin library file considered (bytes).
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 1 << 30;
+
+/// Checks a plugin candidate before `dlopen`, which trusts the file: a regular
+/// file (a FIFO would block `open` forever), at most [`MAX_PLUGIN_FILE_BYTES`],
+/// a shared library of this host's format and architecture, and every loadable
+/// segment inside the file (a truncated copy would be mapped past its end and
+/// kill the process with SIGBUS on first access). The file can still change
+/// between this check and the load; plugin folders are trusted (docs/security.md).
+pub fn check_candidate(path: &Path) -> Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|err| err.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    if metadata.len() > MAX_PLUGIN_FILE_BYTES {
+        return Err(format!(
+            "{} bytes, larger than the {} bytes a plugin library may have",
+            metadata.len(),
+            MAX_PLUGIN_FILE_BYTES
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
+    check_library_bytes(&bytes)
+}
+
+/// The format checks of [`check_candidate`] on a library's bytes.
+pub fn check_library_bytes(bytes: &[u8]) -> Result<(), String> {
+    use object::{Object, ObjectSegment};
+    let file = object::File::parse(bytes)
+        .map_err(|err| format!("not a shared library this host can load ({err})"))?;
+    let host = host_architecture();
+    if Some(file.architecture()) != host {
+        return Err(format!(
+            "built for {:?}, this host is {}",
+            file.architecture(),
+            std::env::consts::ARCH
+        ));
+    }
+    let expected_format = host_format();
+    if file.format() != expected_format {
+        return Err(format!(
+            "a {:?} file, this host loads {expected_format:?} libraries",
+            file.format()
+        ));
+    }
+    if file.kind() != object::ObjectKind::Dynamic {
+        return Err(format!("a {:?} object, not a shared library", file.kind()));
+    }
+    let length = bytes.len() as u64;
+    for segment in file.segments() {
+        let (offset, size) = segment.file_range();
+        if offset.checked_add(size).is_none_or(|end| end > length) {
+            return Err(format!(
+                "truncated: a loadable segment covers bytes {offset}..{} of a {length}-byte file",
+                offset.saturating_add(size)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn host_architecture() -> Option<object::Architecture> {
+    use object::Architecture as A;
+    Some(match std::env::consts::ARCH {
+        "x86_64" => A::X86_64,
+        "x86" => A::I386,
+        "aarch64" => A::Aarch64,
+        "arm" => A::Arm,
+        "riscv64" => A::Riscv64,
+        "powerpc64" => A::PowerPc64,
+        "s390x" => A::S390x,
+        "loongarch64" => A::LoongArch64,
+        _ => return None,
+    })
+}
+
+fn host_format() -> object::BinaryFormat {
+    if cfg!(target_os = "macos") {
+        object::BinaryFormat::MachO
+    } else if cfg!(windows) {
+        object::BinaryFormat::Pe
+    } else {
+        object::BinaryFormat::Elf
+    }
+}
+
+/// Loads one library file, checking the file (see [`check_candidate`]), the
+/// ABI version and the layout.
 pub fn load_library(path: &Path) -> Result<LoadedLibrary, String> {
+    check_candidate(path)?;
     let header = lib_header_from_path(path).map_err(describe_library_error)?;
     let root = header
         .init_root_module::<PluginRootRef>()

@@ -222,10 +222,33 @@ impl Registry {
     /// every stage must exist with the same version and bitstream version, and
     /// its config must be canonical.
     pub fn build_canonical(&self, canonical: &CanonicalPipeline) -> Result<Arc<Pipeline>> {
+        // The same structural rules as a YAML spec, before any stage is looked up.
+        let kinds = canonical
+            .codec
+            .stages
+            .iter()
+            .map(|stage| {
+                StageKind::parse(&stage.kind)
+                    .ok_or_else(|| Error::Message(format!("unknown stage kind `{}`", stage.kind)))
+            })
+            .collect::<Result<Vec<StageKind>>>()?;
+        let shapes: Vec<crate::spec::StageShape<'_>> = canonical
+            .codec
+            .stages
+            .iter()
+            .zip(&kinds)
+            .map(|(stage, &kind)| crate::spec::StageShape {
+                kind,
+                name: &stage.name,
+                has_roles: !stage.roles.is_empty(),
+            })
+            .collect();
+        crate::spec::check_structure(&shapes).map_err(|(at, message)| {
+            let place = at.map_or_else(String::new, |i| format!("stage {}: ", i + 1));
+            Error::Message(format!("embedded pipeline: {place}{message}"))
+        })?;
         let mut stages = Vec::with_capacity(canonical.codec.stages.len());
-        for stage in &canonical.codec.stages {
-            let kind = StageKind::parse(&stage.kind)
-                .ok_or_else(|| Error::Message(format!("unknown stage kind `{}`", stage.kind)))?;
+        for (stage, &kind) in canonical.codec.stages.iter().zip(&kinds) {
             let found = self.find(kind, &stage.name, Some(stage.version))?;
             if found.descriptor.format_version != stage.format_version {
                 return Err(Error::Message(format!(

@@ -123,6 +123,7 @@ impl PipelineSpec {
 
     /// Parses spec text; `origin` names it in errors (a file path).
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        check_nesting(text).map_err(|message| Error::Spec(format!("{origin}: {message}")))?;
         let file: SpecFile = serde_yaml::from_str(text).map_err(|err| {
             let place = err
                 .location()
@@ -157,67 +158,176 @@ impl PipelineSpec {
     }
 
     fn validate_structure(&self) -> Result<()> {
-        let fail = |stage: Option<&SpecStage>, message: String| {
-            let place = stage.map_or_else(|| self.origin.clone(), |s| self.place(s));
-            Err(Error::Spec(format!("{place}: {message}")))
-        };
         if self.name.trim().is_empty() {
-            return fail(None, "`name` must not be empty".into());
+            return Err(Error::Spec(format!(
+                "{}: `name` must not be empty",
+                self.origin
+            )));
         }
-        let mut previous: Option<&SpecStage> = None;
-        for stage in &self.stages {
-            if let Some(before) = previous {
-                if stage.kind < before.kind {
-                    return fail(
-                        Some(stage),
-                        format!(
-                            "{} `{}` comes after {} `{}`; stages must be in the order \
-                             predictor, error-correction, quantizer, entropy-coder",
-                            stage.kind, stage.name, before.kind, before.name
-                        ),
-                    );
-                }
-            }
-            if stage.kind != StageKind::ENTROPY_CODER && !stage.roles.is_empty() {
-                return fail(Some(stage), "`roles` applies to entropy coders only".into());
-            }
-            previous = Some(stage);
-        }
-        let count = |kind| self.stages.iter().filter(|s| s.kind == kind).count();
-        for kind in [StageKind::PREDICTOR, StageKind::ERROR_CORRECTION] {
-            if count(kind) > 1 {
-                return fail(None, format!("more than one {kind} stage"));
-            }
-        }
-        if count(StageKind::QUANTIZER) != 1 {
-            return fail(
-                None,
-                "a pipeline needs exactly one quantizer (use `raw` for none)".into(),
-            );
-        }
-        if count(StageKind::ENTROPY_CODER) == 0 {
-            return fail(
-                None,
-                "a pipeline needs at least one entropy-coder (use `bitpack` for plain packing)"
-                    .into(),
-            );
-        }
-        let coders: Vec<&SpecStage> = self
+        let shapes: Vec<StageShape<'_>> = self
             .stages
             .iter()
-            .filter(|s| s.kind == StageKind::ENTROPY_CODER)
+            .map(|s| StageShape {
+                kind: s.kind,
+                name: &s.name,
+                has_roles: !s.roles.is_empty(),
+            })
             .collect();
-        if let Some(default_at) = coders.iter().position(|s| s.roles.is_empty()) {
-            if let Some(after) = coders.get(default_at + 1) {
-                return fail(
-                    Some(after),
-                    "this entropy-coder can never be used: an earlier one without `roles` \
-                     already takes every stream"
-                        .into(),
-                );
-            }
+        check_structure(&shapes).map_err(|(at, message)| {
+            let place = at.map_or_else(|| self.origin.clone(), |i| self.place(&self.stages[i]));
+            Error::Spec(format!("{place}: {message}"))
+        })
+    }
+}
+
+/// The deepest nesting of flow collections (`[`, `{`) a spec may have; the
+/// deepest real one has 2. Checked by a linear scan before the YAML parser runs,
+/// whose time grows with the square of the depth.
+pub const MAX_NESTING: usize = 32;
+
+/// Refuses text whose `[`/`{` nesting (outside quotes and comments) or
+/// indentation is deeper than [`MAX_NESTING`] allows.
+fn check_nesting(text: &str) -> std::result::Result<(), String> {
+    let mut depth = 0usize;
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+        // Block nesting costs the parser like flow nesting; 2 spaces a level.
+        if indent > 2 * MAX_NESTING + 64 {
+            return Err(format!(
+                "line {}: indented {indent} columns, deeper than a spec may nest",
+                number + 1
+            ));
         }
-        Ok(())
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for c in line.chars() {
+            match quote {
+                Some('\'') if c == '\'' => quote = None,
+                Some('"') if c == '"' && previous != '\\' => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if previous == ' ' || previous == '\t' => break,
+                    '\'' | '"' => quote = Some(c),
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > MAX_NESTING {
+                            return Err(format!(
+                                "line {}: `[`/`{{` nested more than {MAX_NESTING} deep",
+                                number + 1
+                            ));
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            previous = c;
+        }
+    }
+    Ok(())
+}
+
+/// The most stages a pipeline may have (every shipped one has at most 5).
+pub const MAX_STAGES: usize = 16;
+
+/// What the structural rules look at in a stage.
+pub(crate) struct StageShape<'a> {
+    pub kind: StageKind,
+    pub name: &'a str,
+    pub has_roles: bool,
+}
+
+/// The structural rules every pipeline obeys, from a YAML spec or embedded in a
+/// message: at most [`MAX_STAGES`] stages in canonical order, at most one
+/// predictor and one error correction, exactly one quantizer, at least one
+/// entropy coder, `roles` on coders only, and no coder after one without roles.
+/// On failure: the offending stage's index (if one) and the message.
+pub(crate) fn check_structure(
+    stages: &[StageShape<'_>],
+) -> std::result::Result<(), (Option<usize>, String)> {
+    if stages.len() > MAX_STAGES {
+        return Err((
+            None,
+            format!(
+                "{} stages, more than the {MAX_STAGES} a pipeline may have",
+                stages.len()
+            ),
+        ));
+    }
+    for (index, pair) in stages.windows(2).enumerate() {
+        let (before, stage) = (&pair[0], &pair[1]);
+        if stage.kind < before.kind {
+            return Err((
+                Some(index + 1),
+                format!(
+                    "{} `{}` comes after {} `{}`; stages must be in the order \
+                     predictor, error-correction, quantizer, entropy-coder",
+                    stage.kind, stage.name, before.kind, before.name
+                ),
+            ));
+        }
+    }
+    if let Some(index) = stages
+        .iter()
+        .position(|s| s.kind != StageKind::ENTROPY_CODER && s.has_roles)
+    {
+        return Err((Some(index), "`roles` applies to entropy coders only".into()));
+    }
+    let count = |kind| stages.iter().filter(|s| s.kind == kind).count();
+    for kind in [StageKind::PREDICTOR, StageKind::ERROR_CORRECTION] {
+        if count(kind) > 1 {
+            return Err((None, format!("more than one {kind} stage")));
+        }
+    }
+    if count(StageKind::QUANTIZER) != 1 {
+        return Err((
+            None,
+            "a pipeline needs exactly one quantizer (use `raw` for none)".into(),
+        ));
+    }
+    if count(StageKind::ENTROPY_CODER) == 0 {
+        return Err((
+            None,
+            "a pipeline needs at least one entropy-coder (use `bitpack` for plain packing)".into(),
+        ));
+    }
+    let coders: Vec<usize> = stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.kind == StageKind::ENTROPY_CODER)
+        .map(|(i, _)| i)
+        .collect();
+    if let Some(default_at) = coders.iter().position(|&i| !stages[i].has_roles) {
+        if let Some(&after) = coders.get(default_at + 1) {
+            return Err((
+                Some(after),
+                "this entropy-coder can never be used: an earlier one without `roles` \
+                 already takes every stream"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where in `value` a non-finite float is (`.inf`, `.nan`), as `.key[index]`;
+/// JSON has none, so it would otherwise turn into a confusing `null`.
+fn non_finite_number(value: &serde_yaml::Value, path: String) -> Option<String> {
+    use serde_yaml::Value;
+    match value {
+        Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Some(path),
+        Value::Mapping(map) => map.iter().find_map(|(key, v)| {
+            let key = key
+                .as_str()
+                .map_or_else(|| format!("{key:?}"), str::to_string);
+            non_finite_number(v, format!("{path}.{key}"))
+        }),
+        Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite_number(v, format!("{path}[{i}]"))),
+        Value::Tagged(tagged) => non_finite_number(&tagged.value, path),
+        _ => None,
     }
 }
 
@@ -253,6 +363,12 @@ fn convert_stage(entry: StageEntry, origin: &str, line: usize) -> Result<SpecSta
     let params_json = match stage_use.params {
         None | Some(serde_yaml::Value::Null) => "{}".to_string(),
         Some(value @ serde_yaml::Value::Mapping(_)) => {
+            if let Some(path) = non_finite_number(&value, String::new()) {
+                return Err(Error::Spec(format!(
+                    "{place}: {kind} `{name}`: `params{path}` is not a finite number \
+                     (.inf and .nan have no meaning as parameters)"
+                )));
+            }
             let json: serde_json::Value = serde_json::to_value(&value)
                 .map_err(|err| Error::Spec(format!("{place}: {kind} `{name}`: `params`: {err}")))?;
             json.to_string()

@@ -128,30 +128,112 @@ fn file_error(path: &Path, message: &str) -> Error {
 }
 
 fn read_npy(path: &Path) -> Result<Update> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let data: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(std::io::BufReader::new(file))
-        .map_err(|err| file_error(path, &format!("not an f32 .npy array: {err}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("tensor")
         .to_string();
-    Ok(Update::new(vec![NamedTensor::new(name, data)]))
+    Update::parse_npy(&bytes, name).map_err(|message| file_error(path, &message))
+}
+
+/// The shape an `.npy` header states, and where its data starts; checked
+/// against the bytes present before the array is read (a header may claim any
+/// size, and the reader would allocate it).
+fn npy_shape(bytes: &[u8]) -> std::result::Result<(Vec<u64>, usize), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+        return Err("not an .npy file (no \\x93NUMPY magic)".to_string());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        version => return Err(format!("unsupported .npy version {version}")),
+    };
+    let data_start = start
+        .checked_add(header_len)
+        .filter(|end| *end <= bytes.len())
+        .ok_or_else(|| "truncated .npy header".to_string())?;
+    let header = std::str::from_utf8(&bytes[start..data_start])
+        .map_err(|_| "the .npy header is not text".to_string())?;
+    let after = header
+        .split_once("'shape':")
+        .map(|(_, rest)| rest.trim_start())
+        .and_then(|rest| rest.strip_prefix('('))
+        .and_then(|rest| rest.split_once(')'))
+        .map(|(inside, _)| inside)
+        .ok_or_else(|| "the .npy header states no shape".to_string())?;
+    let shape = after
+        .split(',')
+        .map(str::trim)
+        .filter(|dim| !dim.is_empty())
+        .map(|dim| {
+            dim.trim_end_matches('L')
+                .parse::<u64>()
+                .map_err(|_| format!("bad dimension `{dim}` in the .npy header"))
+        })
+        .collect::<std::result::Result<Vec<u64>, String>>()?;
+    Ok((shape, data_start))
+}
+
+impl Update {
+    /// Parses an `.npy` file's bytes (one f32 tensor, named `name`). The
+    /// header's shape must match the data present before anything is allocated.
+    pub fn parse_npy(bytes: &[u8], name: String) -> std::result::Result<Self, String> {
+        let (shape, data_start) = npy_shape(bytes)?;
+        let entries = checked_entries(&shape)
+            .ok_or_else(|| format!("the .npy header's shape {shape:?} overflows"))?;
+        let present = (bytes.len() - data_start) as u64;
+        if entries.checked_mul(4) != Some(present) {
+            return Err(format!(
+                "the .npy header claims shape {shape:?} ({entries} entries, {} bytes of f32), \
+                 the file holds {present} bytes of data",
+                entries.saturating_mul(4)
+            ));
+        }
+        let data: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(bytes)
+            .map_err(|err| format!("not an f32 .npy array: {err}"))?;
+        Ok(Update::new(vec![NamedTensor::new(name, data)]))
+    }
+
+    /// Parses a `.safetensors` file's bytes (every tensor f32), in the file's
+    /// data order.
+    pub fn parse_safetensors(bytes: &[u8]) -> std::result::Result<Self, String> {
+        safetensors_update(bytes)
+    }
+}
+
+/// The product of a shape, `None` when it overflows u64 (a zero dimension
+/// makes it 0 whatever the others are).
+pub fn checked_entries(shape: &[u64]) -> Option<u64> {
+    if shape.contains(&0) {
+        return Some(0);
+    }
+    shape
+        .iter()
+        .try_fold(1u64, |acc, &dim| acc.checked_mul(dim))
 }
 
 fn read_safetensors(path: &Path) -> Result<Update> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let tensors = SafeTensors::deserialize(&bytes)
-        .map_err(|err| file_error(path, &format!("not a safetensors file: {err}")))?;
+    safetensors_update(&bytes).map_err(|message| file_error(path, &message))
+}
+
+fn safetensors_update(bytes: &[u8]) -> std::result::Result<Update, String> {
+    let tensors =
+        SafeTensors::deserialize(bytes).map_err(|err| format!("not a safetensors file: {err}"))?;
     // Keep the file's order (offsets), which is the order tensors were written.
     let mut views: Vec<(String, TensorView<'_>)> = tensors.tensors();
     views.sort_by_key(|(_, view)| view.data().as_ptr() as usize);
     let mut out = Vec::with_capacity(views.len());
     for (name, view) in views {
         if view.dtype() != Dtype::F32 {
-            return Err(file_error(
-                path,
-                &format!("tensor `{name}` is {:?}; gradcodec reads f32", view.dtype()),
+            return Err(format!(
+                "tensor `{name}` is {:?}; gradcodec reads f32",
+                view.dtype()
             ));
         }
         let values: Vec<f32> = view
@@ -159,8 +241,8 @@ fn read_safetensors(path: &Path) -> Result<Update> {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let tensor = NamedTensor::from_vec(name, view.shape(), values)
-            .map_err(|err| file_error(path, &err.to_string()))?;
+        let tensor =
+            NamedTensor::from_vec(name, view.shape(), values).map_err(|err| err.to_string())?;
         out.push(tensor);
     }
     Ok(Update::new(out))

@@ -121,8 +121,10 @@ impl EntropyCoder for Zstd {
                 format!("zstd: frame holds {size} bytes, expected {expected}")
             })?;
         }
-        let packed = zstd::bulk::decompress(bytes, expected)
-            .map_err(|error| corrupt(format!("zstd: {error}")))?;
+        // Streamed, so memory grows with what the frame really holds: a frame
+        // without a stated size may claim anything, and reserving the claim
+        // up front let a 412-byte message demand 16 GiB.
+        let packed = decompress_at_most(bytes, expected)?;
         ensure_data(packed.len() == expected, || {
             format!(
                 "zstd: decompressed {} bytes, expected {expected}",
@@ -150,6 +152,44 @@ impl EntropyCoder for Zstd {
 mod tests {
     use super::*;
     use gradcodec_sdk::{conformance::sample_tensor, StreamRole};
+
+    /// A frame that states no size, claiming 2^34 four-byte symbols: the old
+    /// decoder reserved the 64 GiB claimed (more than the machine has: the
+    /// process aborted); now memory follows the frame's real output and the
+    /// mismatch is an error.
+    #[test]
+    fn a_frame_without_a_size_cannot_make_the_decoder_reserve_its_claim() {
+        let mut frame = Vec::new();
+        {
+            let mut encoder = zstd::stream::write::Encoder::new(&mut frame, 3).unwrap();
+            std::io::Write::write_all(&mut encoder, &[7u8; 4096]).unwrap();
+            encoder.finish().unwrap();
+        }
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&frame),
+            Ok(None)
+        ));
+        let mut stream = SymbolStream::new(StreamRole::RAW_WORDS, 1 << 32);
+        let error = Zstd { level: 3 }
+            .decode(&frame, 1 << 34, &mut stream)
+            .unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("decompressed 4096 bytes, expected 68719476736"),
+            "{}",
+            error.message
+        );
+        // More output than the claim is refused as soon as it passes the claim.
+        let error = Zstd { level: 3 }
+            .decode(&frame, 16, &mut stream)
+            .unwrap_err();
+        assert!(
+            error.message.contains("more than the 64 bytes"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn compresses_redundant_words_and_refuses_wrong_sizes() {
@@ -192,4 +232,21 @@ mod tests {
                 .contains("level")
         );
     }
+}
+
+/// Decompresses `bytes` (one or more zstd frames), refusing output past `limit`
+/// bytes; the buffer grows with the output actually produced.
+fn decompress_at_most(bytes: &[u8], limit: usize) -> SdkResult<Vec<u8>> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
+        .map_err(|error| corrupt(format!("zstd: {error}")))?;
+    let mut packed = Vec::new();
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut packed)
+        .map_err(|error| corrupt(format!("zstd: {error}")))?;
+    ensure_data(packed.len() <= limit, || {
+        format!("zstd: the frame holds more than the {limit} bytes expected")
+    })?;
+    Ok(packed)
 }
