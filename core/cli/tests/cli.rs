@@ -436,3 +436,190 @@ fn perf_reports_pipelines_against_memcpy_and_zstd_on_the_same_tiled_input() {
         assert!(!gradcodec(&args).status.success(), "{args:?}");
     }
 }
+
+/// `gradcodec` with a timeout: a command that hangs (a FIFO opened as a plugin)
+/// fails the test instead of blocking it.
+fn gradcodec_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradcodec"))
+        .args(args)
+        .current_dir(workspace())
+        .env_remove("GRADCODEC_PLUGIN_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("gradcodec {args:?} did not finish within {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 15, cases 7 and 8: a half-copied plugin (SIGBUS before) and a FIFO
+/// (blocked forever before) in a plugin folder; every command still works and
+/// `plugins --verbose` says why each was refused.
+#[test]
+fn broken_files_in_a_plugin_folder_do_not_take_the_commands_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let real = workspace().join("target/debug/libgradcodec_plugin_co3.so");
+    let bytes = std::fs::read(&real).unwrap();
+    std::fs::write(
+        plugins.join("libgradcodec_plugin_half.so"),
+        &bytes[..bytes.len() / 3],
+    )
+    .unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(plugins.join("libgradcodec_plugin_pipe.so"))
+        .status()
+        .unwrap()
+        .success());
+    let dir_arg = plugins.to_str().unwrap();
+    let output = gradcodec_within(&["--plugin-dir", dir_arg, "plugins", "--verbose"], 60);
+    assert!(output.status.success(), "{output:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("libgradcodec_plugin_half.so") && text.contains("truncated"),
+        "{text}"
+    );
+    assert!(
+        text.contains("libgradcodec_plugin_pipe.so") && text.contains("not a regular file"),
+        "{text}"
+    );
+    // Encoding and decoding with the shipped plugins still work.
+    let input = write_input(dir.path());
+    let message = dir.path().join("m.gcm");
+    let message_arg = message.to_str().unwrap();
+    let output = gradcodec_within(
+        &[
+            "--plugin-dir",
+            dir_arg,
+            "encode",
+            "--pipeline",
+            "pipelines/uniform8.yaml",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            message_arg,
+        ],
+        60,
+    );
+    assert!(output.status.success(), "{output:?}");
+    let out = dir.path().join("back.npy");
+    let output = gradcodec_within(
+        &[
+            "--plugin-dir",
+            dir_arg,
+            "decode",
+            "--input",
+            message_arg,
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        60,
+    );
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// Issue 15: control characters in names are escaped on the terminal; `check`
+/// gives its reasons on stderr; the decoder takes an expected layout and
+/// explicit limits.
+#[test]
+fn names_are_escaped_reasons_go_to_stderr_and_receivers_can_expect_a_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = gradcodec::Update::new(vec![gradcodec::NamedTensor::from_vec(
+        "w\u{1b}]0;pwned\u{7}\u{1b}[2J",
+        &[4, 8],
+        (0..32).map(|i| i as f32 * 0.01).collect(),
+    )
+    .unwrap()]);
+    let input = dir.path().join("evil.safetensors");
+    evil.write(&input).unwrap();
+    let message = dir.path().join("evil.gcm");
+    ok(&[
+        "encode",
+        "--pipeline",
+        "pipelines/uniform8.yaml",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        message.to_str().unwrap(),
+    ]);
+    let shown = ok(&["inspect", message.to_str().unwrap()]);
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("w\\u{1b}]0;pwned\\u{7}\\u{1b}[2J"),
+        "{shown}"
+    );
+
+    // A receiver that expects another layout refuses the message; the error is escaped too.
+    let model = dir.path().join("model.safetensors");
+    gradcodec::Update::new(vec![gradcodec::NamedTensor::from_vec(
+        "w",
+        &[4, 8],
+        vec![0.0; 32],
+    )
+    .unwrap()])
+    .write(&model)
+    .unwrap();
+    let out = dir.path().join("out.safetensors");
+    let output = gradcodec(&[
+        "decode",
+        "--input",
+        message.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--expect",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is not one of the 1 tensors this receiver expects"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    let output = gradcodec(&[
+        "decode",
+        "--input",
+        message.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-entries",
+        "16",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("more than the limit of 16"), "{stderr}");
+    ok(&[
+        "decode",
+        "--input",
+        message.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--max-entries",
+        "32",
+    ]);
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: bad\nstages:\n  - quantizer: { use: raw }\n").unwrap();
+    let output = gradcodec(&["check", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("FAIL") && stderr.contains("entropy-coder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 of 1 specs failed"), "{stderr}");
+}

@@ -53,7 +53,7 @@ impl ExpectedLayout {
     }
 
     /// The tightest limits a message of this layout fits: its tensor count,
-    /// largest tensor, total entries and longest name.
+    /// largest tensor, total entries and most dimensions.
     /// Streams may hold up to 4 symbols per entry plus 65,536 (the container's
     /// rule); messages up to 4 bytes per entry plus 64 MiB.
     pub fn limits(&self) -> Limits {
@@ -68,12 +68,9 @@ impl ExpectedLayout {
             max_total_symbols: total
                 .saturating_mul(4)
                 .saturating_add(count.saturating_mul(65_536)),
-            max_name_bytes: self
-                .shapes
-                .keys()
-                .map(|n| n.len() as u64)
-                .max()
-                .unwrap_or(0),
+            // Names are backed by the message's bytes; an unknown one gets
+            // the clearer "not one of the tensors" error from `check`.
+            max_name_bytes: Limits::default().max_name_bytes,
             max_dims: self
                 .shapes
                 .values()

@@ -184,8 +184,13 @@ pub fn check_candidate(path: &Path) -> Result<(), String> {
 /// The format checks of [`check_candidate`] on a library's bytes.
 pub fn check_library_bytes(bytes: &[u8]) -> Result<(), String> {
     use object::{Object, ObjectSegment};
-    let file = object::File::parse(bytes)
-        .map_err(|err| format!("not a shared library this host can load ({err})"))?;
+    let file = object::File::parse(bytes).map_err(|err| {
+        if bytes.starts_with(b"\x7fELF") {
+            format!("a truncated or damaged ELF file ({err})")
+        } else {
+            format!("not a shared library this host can load ({err})")
+        }
+    })?;
     let host = host_architecture();
     if Some(file.architecture()) != host {
         return Err(format!(
