@@ -6,7 +6,7 @@
 use crate::errors::{to_py, Error, MessageError, UpdateError};
 use crate::registry::with_registry;
 use crate::tensors::{update_from_arrays, update_into_list, update_to_list, InputTensor};
-use gradcodec::{EmbedPipeline, MessageStats, NonFinitePolicy};
+use gradcodec::{EmbedPipeline, ExpectedLayout, Limits, MessageStats, NonFinitePolicy};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,13 +49,40 @@ pub struct PyEncoder {
     inner: Mutex<gradcodec::Encoder>,
 }
 
+/// Sets a decoder's expected layout and limits (the layout first: explicit
+/// `max_entries` then raises or lowers its entry caps).
+pub fn configure_decoder(
+    decoder: &mut gradcodec::Decoder,
+    expect: Option<Vec<(String, Vec<u64>)>>,
+    max_entries: Option<u64>,
+) {
+    if let Some(layout) = expect {
+        decoder.set_expected_layout(ExpectedLayout::new(layout));
+    }
+    if let Some(entries) = max_entries {
+        let raised = Limits::with_max_entries(entries);
+        let limits = Limits {
+            max_message_bytes: raised.max_message_bytes,
+            max_tensor_entries: raised.max_tensor_entries,
+            max_total_entries: raised.max_total_entries,
+            max_total_symbols: raised.max_total_symbols,
+            ..*decoder.limits()
+        };
+        decoder.set_limits(limits);
+    }
+}
+
 impl PyEncoder {
     pub fn new(
         pipeline: &Arc<gradcodec::Pipeline>,
         embed: &str,
         non_finite: &str,
+        max_entries: Option<u64>,
     ) -> PyResult<Self> {
         let mut encoder = pipeline.encoder();
+        if let Some(entries) = max_entries {
+            encoder.set_limits(Limits::with_max_entries(entries));
+        }
         encoder.set_embed_pipeline(match embed {
             "first" => EmbedPipeline::FirstMessage,
             "always" => EmbedPipeline::Always,
@@ -277,11 +304,23 @@ impl PyDecoder {
 /// A decoder for a self-describing message (its round-0 message embeds the
 /// pipeline): the stream's decoder, ready to decode that message and the next.
 #[pyfunction]
-pub fn decoder_for_message(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<PyDecoder> {
+#[pyo3(signature = (message, expect = None, max_entries = None))]
+pub fn decoder_for_message(
+    py: Python<'_>,
+    message: &Bound<'_, PyAny>,
+    expect: Option<Vec<(String, Vec<u64>)>>,
+    max_entries: Option<u64>,
+) -> PyResult<PyDecoder> {
     let bytes = message_bytes(message)?;
-    let decoder = py
-        .detach(|| with_registry(|registry| gradcodec::decoder_for_message(registry, &bytes)))
+    let limits = max_entries.map_or_else(Limits::default, Limits::with_max_entries);
+    let mut decoder = py
+        .detach(|| {
+            with_registry(|registry| {
+                gradcodec::decoder_for_message_with_limits(registry, &bytes, &limits)
+            })
+        })
         .map_err(to_py)?;
+    configure_decoder(&mut decoder, expect, max_entries);
     Ok(PyDecoder::new(decoder))
 }
 

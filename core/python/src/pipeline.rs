@@ -121,15 +121,30 @@ impl PyPipeline {
     }
 
     /// A new encoder (one per stream). `embed`: "first" (default), "always" or
-    /// "never"; `non_finite`: "error" (default) or "zero".
-    #[pyo3(signature = (embed = "first", non_finite = "error"))]
-    fn encoder(&self, embed: &str, non_finite: &str) -> PyResult<PyEncoder> {
-        PyEncoder::new(&self.inner, embed, non_finite)
+    /// "never"; `non_finite`: "error" (default) or "zero"; `max_entries`: the
+    /// receiver's limit (default the decoder's default, 2^26).
+    #[pyo3(signature = (embed = "first", non_finite = "error", max_entries = None))]
+    fn encoder(
+        &self,
+        embed: &str,
+        non_finite: &str,
+        max_entries: Option<u64>,
+    ) -> PyResult<PyEncoder> {
+        PyEncoder::new(&self.inner, embed, non_finite, max_entries)
     }
 
-    /// A new decoder (one per stream).
-    fn decoder(&self) -> PyDecoder {
-        PyDecoder::new(self.inner.decoder())
+    /// A new decoder (one per stream). `expect`: the (name, shape) pairs of
+    /// the receiver's model, refusing any other tensor or shape before
+    /// allocating; `max_entries`: raise the default limit of 2^26 entries.
+    #[pyo3(signature = (expect = None, max_entries = None))]
+    fn decoder(
+        &self,
+        expect: Option<Vec<(String, Vec<u64>)>>,
+        max_entries: Option<u64>,
+    ) -> PyDecoder {
+        let mut decoder = self.inner.decoder();
+        crate::codec::configure_decoder(&mut decoder, expect, max_entries);
+        PyDecoder::new(decoder)
     }
 
     fn __repr__(&self) -> String {

@@ -223,3 +223,33 @@ def test_third_party_plugins_load_from_a_file_a_folder_or_the_environment(tmp_pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(gradcodec.PluginError, match="no plugin library"):
         gradcodec.load_plugins(tmp_path / "empty")
+
+
+def test_receivers_expect_a_layout_and_limits_are_explicit():
+    model = {"fc.weight": np.zeros((64, 64), np.float32), "fc.bias": np.zeros(64, np.float32)}
+    message = gradcodec.pipeline("f32").encoder().encode({"fc.weight": UPDATE["w"]})
+    decoded = gradcodec.decode(message, expect=model)
+    assert decoded["fc.weight"].tobytes() == UPDATE["w"].tobytes()
+    with pytest.raises(gradcodec.MessageError, match="this receiver expects"):
+        gradcodec.decode(message, expect={"fc.weight": (32, 128)})
+    with pytest.raises(gradcodec.MessageError, match="not one of the 1 tensors"):
+        gradcodec.pipeline("f32").decoder(expect={"other": (4096,)}).decode(message)
+    with pytest.raises(gradcodec.MessageError, match="more than the limit of 100"):
+        gradcodec.decode(message, max_entries=100)
+    with pytest.raises(gradcodec.UpdateError, match="more than the limit of 100"):
+        gradcodec.pipeline("f32").encoder(max_entries=100).encode(UPDATE)
+
+
+def test_a_small_message_cannot_demand_more_than_the_default_limit():
+    """A 2^27-entry update of zeros through zstd is a message of about 32 KB:
+    the default encoder refuses to write it and the default decoder to read a
+    hand-raised copy of it; raising the limits on both ends is explicit."""
+    zeros = {"w": np.zeros(1 << 27, np.float32)}
+    with pytest.raises(gradcodec.UpdateError, match="more than the limit of 67108864"):
+        gradcodec.pipeline("zstd").encoder().encode(zeros)
+    message = gradcodec.pipeline("zstd").encoder(max_entries=1 << 27).encode(zeros)
+    del zeros
+    assert len(message) < 64 * 1024
+    with pytest.raises(gradcodec.MessageError, match="more than the limit of 67108864"):
+        gradcodec.decode(message)
+    assert gradcodec.decode(message, max_entries=1 << 27)["w"].size == 1 << 27

@@ -53,7 +53,8 @@ impl ExpectedLayout {
     }
 
     /// The tightest limits a message of this layout fits: its tensor count,
-    /// largest tensor, total entries and most dimensions.
+    /// largest tensor and total entries (names and dimensions keep the
+    /// defaults, so a tensor outside the layout gets `check`'s clearer error).
     /// Streams may hold up to 4 symbols per entry plus 65,536 (the container's
     /// rule); messages up to 4 bytes per entry plus 64 MiB.
     pub fn limits(&self) -> Limits {
@@ -71,12 +72,7 @@ impl ExpectedLayout {
             // Names are backed by the message's bytes; an unknown one gets
             // the clearer "not one of the tensors" error from `check`.
             max_name_bytes: Limits::default().max_name_bytes,
-            max_dims: self
-                .shapes
-                .values()
-                .map(|s| s.len() as u64)
-                .max()
-                .unwrap_or(0),
+            max_dims: Limits::default().max_dims,
             max_streams: Limits::default().max_streams,
         }
     }

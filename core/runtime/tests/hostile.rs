@@ -113,13 +113,13 @@ fn the_last_round_number_is_refused() {
 fn claimed_sizes_beyond_the_limits_are_refused_before_allocating() {
     let p = pipeline(ZSTD);
     let small = zstd::bulk::compress(&[0u8; 64], 3).unwrap();
-    // 2^28 entries (1 GiB of f32): over the default limit of 2^27.
+    // 2^28 entries (1 GiB of f32): over the default limit of 2^26.
     let shape = [1u64 << 14, 1 << 14];
     let message = coded_message(&p, &shape, 1 << 28, &small);
     let start = Instant::now();
     let text = error_text(p.decoder().decode(&message));
     assert!(
-        text.contains("spans more than the limit of 134217728 entries"),
+        text.contains("spans more than the limit of 67108864 entries"),
         "{text}"
     );
     assert!(start.elapsed() < Duration::from_secs(5));

@@ -17,6 +17,7 @@
 use crate::common::{
     check_decoded, check_symbols, is_positions, positions_to_gaps, symbol_bits, GapDecoder,
 };
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::{
     corrupt, ensure, ensure_data, EntropyCoder, JsonSchema, RVec, SdkResult, Stage, StageConfig,
     StageFlags, StageInfo, SymbolStream, TensorSpec,
@@ -121,30 +122,68 @@ impl EntropyCoder for Zstd {
                 format!("zstd: frame holds {size} bytes, expected {expected}")
             })?;
         }
-        // Streamed, so memory grows with what the frame really holds: a frame
-        // without a stated size may claim anything, and reserving the claim
-        // up front let a 412-byte message demand 16 GiB.
-        let packed = decompress_at_most(bytes, expected)?;
-        ensure_data(packed.len() == expected, || {
-            format!(
-                "zstd: decompressed {} bytes, expected {expected}",
-                packed.len()
-            )
-        })?;
-        stream.symbols.reserve(count as usize);
+        // Streamed in chunks straight into the symbols, so memory grows with
+        // what the frame really holds (a frame without a stated size may claim
+        // anything: reserving the claim let a 412-byte message demand 16 GiB),
+        // and no second copy of the stream's bytes is held.
         let alphabet = stream.alphabet_size;
         let mut positions = is_positions(stream).then(|| GapDecoder::new(alphabet));
-        for chunk in packed.chunks_exact(width) {
-            let mut word = [0u8; 4];
-            word[..width].copy_from_slice(chunk);
-            let value = u64::from(u32::from_le_bytes(word));
-            let symbol = match positions.as_mut() {
-                Some(decoder) => decoder.position(value)?,
-                None => check_decoded(value, alphabet)?,
-            };
-            stream.symbols.push(symbol);
-        }
+        let symbols = &mut stream.symbols;
+        let mut decoded: Vec<u32> = Vec::new();
+        let total = decompress_in_chunks(bytes, expected, width, |chunk| {
+            decoded.clear();
+            for word_bytes in chunk.chunks_exact(width) {
+                let mut word = [0u8; 4];
+                word[..width].copy_from_slice(word_bytes);
+                let value = u64::from(u32::from_le_bytes(word));
+                decoded.push(match positions.as_mut() {
+                    Some(decoder) => decoder.position(value)?,
+                    None => check_decoded(value, alphabet)?,
+                });
+            }
+            symbols.extend_copied(&decoded);
+            Ok(())
+        })?;
+        ensure_data(total == expected, || {
+            format!("zstd: decompressed {total} bytes, expected {expected}")
+        })?;
         Ok(())
+    }
+}
+
+/// Decompresses `bytes` (one or more zstd frames) and hands the output to
+/// `consume` in chunks of whole `width`-byte words; refuses output past
+/// `limit` bytes. Returns the bytes produced.
+fn decompress_in_chunks(
+    bytes: &[u8],
+    limit: usize,
+    width: usize,
+    mut consume: impl FnMut(&[u8]) -> SdkResult<()>,
+) -> SdkResult<usize> {
+    use std::io::Read;
+    const CHUNK: usize = 1 << 16;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(bytes)
+        .map_err(|error| corrupt(format!("zstd: {error}")))?;
+    let mut buffer = vec![0u8; CHUNK - CHUNK % width];
+    let (mut filled, mut total) = (0usize, 0usize);
+    loop {
+        let read = decoder
+            .read(&mut buffer[filled..])
+            .map_err(|error| corrupt(format!("zstd: {error}")))?;
+        total += read;
+        ensure_data(total <= limit, || {
+            format!("zstd: the frame holds more than the {limit} bytes expected")
+        })?;
+        filled += read;
+        if read == 0 || filled == buffer.len() {
+            let whole = filled - filled % width;
+            consume(&buffer[..whole])?;
+            buffer.copy_within(whole..filled, 0);
+            filled -= whole;
+        }
+        if read == 0 {
+            return Ok(total);
+        }
     }
 }
 
@@ -232,21 +271,4 @@ mod tests {
                 .contains("level")
         );
     }
-}
-
-/// Decompresses `bytes` (one or more zstd frames), refusing output past `limit`
-/// bytes; the buffer grows with the output actually produced.
-fn decompress_at_most(bytes: &[u8], limit: usize) -> SdkResult<Vec<u8>> {
-    use std::io::Read;
-    let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
-        .map_err(|error| corrupt(format!("zstd: {error}")))?;
-    let mut packed = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut packed)
-        .map_err(|error| corrupt(format!("zstd: {error}")))?;
-    ensure_data(packed.len() <= limit, || {
-        format!("zstd: the frame holds more than the {limit} bytes expected")
-    })?;
-    Ok(packed)
 }

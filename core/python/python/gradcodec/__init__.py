@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 Tensors = Mapping[str, Any] | Iterable[tuple[str, Any]]
+Layout = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
 class Encoder:
@@ -191,16 +192,25 @@ class Pipeline:
         ]
 
     def encoder(
-        self, *, embed: str = "first", non_finite: str = "error", cast: bool = False
+        self,
+        *,
+        embed: str = "first",
+        non_finite: str = "error",
+        cast: bool = False,
+        max_entries: int | None = None,
     ) -> Encoder:
         """A new encoder (one per stream). ``embed``: when the pipeline travels
         in messages ("first", "always", "never"); ``non_finite``: "error" or
-        "zero"; ``cast``: convert non-float32 tensors instead of refusing them."""
-        return Encoder(self._native.encoder(embed, non_finite), cast)
+        "zero"; ``cast``: convert non-float32 tensors instead of refusing them;
+        ``max_entries``: the receiver's entry limit (default 2^26, as decoders)."""
+        return Encoder(self._native.encoder(embed, non_finite, max_entries), cast)
 
-    def decoder(self) -> Decoder:
-        """A new decoder (one per stream)."""
-        return Decoder(self._native.decoder())
+    def decoder(self, *, expect: Layout | None = None, max_entries: int | None = None) -> Decoder:
+        """A new decoder (one per stream). ``expect``: the receiver's model
+        (name -> array, tensor or shape): any other tensor or shape is refused
+        before anything is allocated; ``max_entries``: raise (or lower) the
+        default limit of 2^26 entries per message."""
+        return Decoder(self._native.decoder(_layout(expect), max_entries))
 
     def __repr__(self) -> str:
         return repr(self._native)
@@ -251,15 +261,32 @@ def plugin_failures() -> list[tuple[str, str]]:
     return list(_native.plugin_failures())
 
 
-def decoder_for_message(message: bytes) -> Decoder:
+def decoder_for_message(
+    message: bytes, *, expect: Layout | None = None, max_entries: int | None = None
+) -> Decoder:
     """The decoder of the stream a self-describing message (round 0, or any
-    message of an encoder with ``embed="always"``) belongs to."""
-    return Decoder(_native.decoder_for_message(message))
+    message of an encoder with ``embed="always"``) belongs to; ``expect`` and
+    ``max_entries`` as for `Pipeline.decoder`."""
+    return Decoder(_native.decoder_for_message(message, _layout(expect), max_entries))
 
 
-def decode(message: bytes) -> dict[str, np.ndarray]:
+def _layout(expect: Layout | None) -> list[tuple[str, list[int]]] | None:
+    """(name, shape) pairs from a mapping of names to arrays, tensors or shapes."""
+    if expect is None:
+        return None
+    items = expect.items() if isinstance(expect, Mapping) else expect
+    layout = []
+    for name, value in items:
+        shape = getattr(value, "shape", value)
+        layout.append((name, [int(d) for d in shape]))
+    return layout
+
+
+def decode(
+    message: bytes, *, expect: Layout | None = None, max_entries: int | None = None
+) -> dict[str, np.ndarray]:
     """Decodes a self-describing message with no spec (a fresh decoder)."""
-    return decoder_for_message(message).decode(message)
+    return decoder_for_message(message, expect=expect, max_entries=max_entries).decode(message)
 
 
 def inspect(message: bytes) -> dict[str, Any]:
