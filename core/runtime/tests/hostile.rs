@@ -163,7 +163,7 @@ fn coded_message(p: &gradcodec::Pipeline, shape: &[u64], symbols: u64, bytes: &[
 fn an_npy_header_must_match_the_file_size() {
     let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1125899906842624,), }";
     let mut header = header.to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
