@@ -37,7 +37,7 @@ pub struct DecodeArgs {
     /// file, e.g. the model the update is for; checked before decoding.
     #[arg(long, value_name = "FILE")]
     expect: Option<PathBuf>,
-    /// Accept updates of up to this many entries (default 2^27 = 134217728;
+    /// Accept updates of up to this many entries (default 2^26 = 67108864;
     /// raising it lets a message make the decoder allocate more).
     #[arg(long, value_name = "N")]
     max_entries: Option<u64>,
