@@ -33,7 +33,11 @@ that cannot be decoded (which would be a bug: all ranks see the same bytes) is
 not raised inside the callback (an exception in a DDP future callback aborts
 the process at exit): the bucket is zeroed, a warning is issued, and the error
 is reported through the next bucket's size exchange, so every rank raises it
-at the next backward; `GradcodecState.check` raises it at once.
+from that bucket's hook (the same backward, or the next one); the replicas may
+differ by that one bucket's step. After the last backward,
+`GradcodecState.check` raises a pending one. Before raising, the hook waits
+for the futures of the iteration's earlier buckets (raising while DDP holds
+them unfinished can abort the process at exit with torch 2.13 and gloo).
 
 Statistics
 ----------
@@ -87,8 +91,8 @@ Usage
     print(state.summary())                        # mean bytes/step, bits/entry, codec seconds
 """
 
-from __future__ import annotations
-
+import itertools
+import math
 import os
 import threading
 import time
@@ -121,19 +125,27 @@ class HookError(gradcodec.Error):
             f"{len(self.failures)} rank(s) failed: {text}"
         )
 
+    def __reduce__(self):
+        return (type(self), (self.iteration, self.bucket, self.failures))
+
 
 class _BucketStreams:
     """The streams of one bucket: this rank's encoder and one decoder per
-    sending rank, for one parameter layout."""
+    sending rank, for one parameter layout (shapes and offsets in the flat
+    bucket, in ``bucket.parameters()`` order)."""
 
     def __init__(
-        self, state: GradcodecState, signature: tuple, shapes: list[tuple[int, ...]]
+        self,
+        state: "GradcodecState",
+        signature: tuple,
+        shapes: list[tuple[int, ...]],
+        offsets: list[int],
     ) -> None:
         self.signature = signature
         self.shapes = shapes
-        self.numels = [int(np.prod(shape)) for shape in shapes]
-        self.offsets = np.cumsum([0, *self.numels]).tolist()
-        self.entries = self.offsets[-1]
+        self.numels = [math.prod(shape) for shape in shapes]
+        self.offsets = offsets
+        self.entries = sum(self.numels)
         self.encoder = state.pipeline.encoder(embed=state.embed, non_finite=state.non_finite)
         self.decoders = [state.pipeline.decoder() for _ in range(state.world_size)]
 
@@ -142,7 +154,7 @@ class _BucketStreams:
         return {
             str(i): flat[start : start + numel].reshape(shape)
             for i, (start, numel, shape) in enumerate(
-                zip(self.offsets, self.numels, self.shapes, strict=False)
+                zip(self.offsets, self.numels, self.shapes, strict=True)
             )
         }
 
@@ -192,6 +204,7 @@ class GradcodecState:
         self._current: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._pending_error: str | None = None
+        self._futures: list[torch.futures.Future] = []  # this iteration's, returned to DDP
 
     @property
     def group(self) -> dist.ProcessGroup:
@@ -248,7 +261,7 @@ class GradcodecState:
             why, self._pending_error = self._pending_error, None
             raise HookError(self.iter, -1, {self.rank: why})
 
-    # -- internals ------------------------------------------------------------
+    # -- internals, called from the hook --------------------------------------------------
 
     def _record(self) -> dict[str, Any]:
         if self._current is None:
@@ -265,9 +278,14 @@ class GradcodecState:
             }
         return self._current
 
-    def _end_bucket(self, bucket: dist.GradBucket) -> None:
+    def _returned(
+        self, bucket: dist.GradBucket, future: torch.futures.Future
+    ) -> torch.futures.Future:
+        """Notes the future handed to DDP; ends the iteration after its last bucket."""
+        self._futures.append(future)
         if not bucket.is_last():
-            return
+            return future
+        self._futures = []
         record, self._current = self._current, None
         if record is not None:
             with self._lock:
@@ -276,20 +294,33 @@ class GradcodecState:
                 )
                 self.step_stats.append(record)
         self.iter += 1
+        return future
 
     def _streams(self, bucket: dist.GradBucket, buffer: torch.Tensor) -> _BucketStreams:
+        """The bucket's streams; new ones when its parameters changed (DDP
+        rebuilt its buckets). The layout is read off the reducer's own
+        per-parameter views of the bucket, which must tile it exactly."""
         params = bucket.parameters()
-        shapes = [tuple(p.shape) for p in params]
-        signature = (tuple(shapes), tuple(p.data_ptr() for p in params))
+        signature = (bucket.index(), tuple(p.data_ptr() for p in params))
         streams = self._buckets.get(bucket.index())
-        if streams is None or streams.signature != signature:
-            streams = _BucketStreams(self, signature, shapes)
-            if streams.entries != buffer.numel():
-                raise gradcodec.UpdateError(
-                    f"bucket {bucket.index()} holds {buffer.numel()} entries but its "
-                    f"parameters {streams.entries}: unsupported bucket layout"
-                )
-            self._buckets[bucket.index()] = streams
+        if streams is not None and streams.signature == signature:
+            return streams
+        views = bucket.gradients()
+        base, width = buffer.data_ptr(), buffer.element_size()
+        offsets = [(view.data_ptr() - base) // width for view in views]
+        shapes = [tuple(param.shape) for param in params]
+        expected = list(itertools.accumulate((math.prod(s) for s in shapes[:-1]), initial=0))
+        if (
+            len(views) != len(params)
+            or offsets != expected
+            or sum(math.prod(s) for s in shapes) != buffer.numel()
+        ):
+            raise gradcodec.UpdateError(
+                f"bucket {bucket.index()}: its {len(params)} parameters do not tile its "
+                f"{buffer.numel()} entries in order (unsupported bucket layout)"
+            )
+        streams = _BucketStreams(self, signature, shapes, offsets)
+        self._buckets[bucket.index()] = streams
         return streams
 
 
@@ -305,14 +336,18 @@ def _to_host_f32(buffer: torch.Tensor, cast: bool) -> torch.Tensor:
     return host.contiguous()
 
 
-def _allreduce(group: dist.ProcessGroup, buffer: torch.Tensor) -> torch.futures.Future:
+def _allreduce(
+    group: dist.ProcessGroup, buffer: torch.Tensor
+) -> torch.futures.Future[torch.Tensor]:
     """DDP's own reduction: divide by the world size, then sum (async)."""
     buffer.div_(dist.get_world_size(group))
     work = dist.all_reduce(buffer, group=group, async_op=True)
     return work.get_future().then(lambda fut: fut.value()[0])
 
 
-def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futures.Future:
+def gradcodec_hook(
+    state: GradcodecState, bucket: dist.GradBucket
+) -> torch.futures.Future[torch.Tensor]:
     """The DDP communication hook: ``model.register_comm_hook(state, gradcodec_hook)``.
 
     Returns a future of the bucket holding the mean decoded gradient (see the
@@ -329,8 +364,7 @@ def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futu
         record["bytes"] += size
         record["wire_bytes"] += size
         record["rank_bytes"] = [n + size for n in record["rank_bytes"]]
-        state._end_bucket(bucket)
-        return _allreduce(group, buffer)
+        return state._returned(bucket, _allreduce(group, buffer))
 
     world = state.world_size
     index = bucket.index()
@@ -338,16 +372,20 @@ def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futu
     started = time.perf_counter()
     streams = host = None
     try:
-        if state._pending_error is not None:
-            why, state._pending_error = state._pending_error, None
-            raise gradcodec.Error(why)
-        streams = state._streams(bucket, buffer)
-        host = _to_host_f32(buffer, state.cast)
-        message = streams.encoder.encode(streams.split(host.numpy()))
-        size, payload = len(message), message
+        if state._pending_error is not None:  # a failure to decode, reported now
+            reason, state._pending_error = state._pending_error, None
+        else:
+            streams = state._streams(bucket, buffer)
+            host = _to_host_f32(buffer, state.cast)
+            message = streams.encoder.encode(streams.split(host.numpy()))
+            reason = None
     except Exception as error:  # every rank must still join the collectives
-        reason = f"{type(error).__name__}: {error}".encode()
-        size, payload = -len(reason), reason
+        reason = f"{type(error).__name__}: {error}"
+    if reason is None:
+        size, payload = len(message), message
+    else:
+        payload = reason.encode() or b"?"
+        size = -len(payload)
     encode_s = time.perf_counter() - started
 
     comm = buffer.device if dist.get_backend(group) == "nccl" else torch.device("cpu")
@@ -363,10 +401,15 @@ def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futu
     if any(s < 0 for s in sizes):
         dist.all_gather(gathered, padded, group=group)
         failures = {
-            rank: bytes(gathered[rank][: -s].cpu().numpy()).decode(errors="replace")
+            rank: bytes(gathered[rank][:-s].cpu().numpy()).decode(errors="replace")
             for rank, s in enumerate(sizes)
             if s < 0
         }
+        # Let this iteration's earlier buckets finish first: raising while DDP still
+        # holds their futures can abort the process at exit (seen with torch 2.13, gloo).
+        for future in state._futures:
+            future.wait()
+        state._futures.clear()
         state.reset_streams()
         state._current = None
         raise HookError(iteration, index, failures)
@@ -376,11 +419,9 @@ def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futu
     record["bytes"] += size
     record["wire_bytes"] += width + 8
     record["rank_bytes"] = [n + s for n, s in zip(record["rank_bytes"], sizes, strict=True)]
-    state._end_bucket(bucket)
-
     in_place = host.data_ptr() == buffer.data_ptr()
 
-    def decode_and_average(fut: torch.futures.Future) -> torch.Tensor:
+    def decode_and_average(fut: torch.futures.Future[Any]) -> torch.Tensor:
         started = time.perf_counter()
         try:
             fut.wait()
@@ -415,4 +456,4 @@ def gradcodec_hook(state: GradcodecState, bucket: dist.GradBucket) -> torch.futu
             record["decode_s"] += time.perf_counter() - started
         return buffer
 
-    return work.get_future().then(decode_and_average)
+    return state._returned(bucket, work.get_future().then(decode_and_average))

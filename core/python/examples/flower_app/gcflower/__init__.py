@@ -1,0 +1,1 @@
+"""gcflower: a Flower app that trains on Fashion-MNIST with gradcodec on the uplink."""
