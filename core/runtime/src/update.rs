@@ -159,24 +159,97 @@ fn npy_shape(bytes: &[u8]) -> std::result::Result<(Vec<u64>, usize), String> {
         .ok_or_else(|| "truncated .npy header".to_string())?;
     let header = std::str::from_utf8(&bytes[start..data_start])
         .map_err(|_| "the .npy header is not text".to_string())?;
-    let after = header
-        .split_once("'shape':")
-        .map(|(_, rest)| rest.trim_start())
-        .and_then(|rest| rest.strip_prefix('('))
-        .and_then(|rest| rest.split_once(')'))
-        .map(|(inside, _)| inside)
-        .ok_or_else(|| "the .npy header states no shape".to_string())?;
-    let shape = after
-        .split(',')
-        .map(str::trim)
-        .filter(|dim| !dim.is_empty())
-        .map(|dim| {
-            dim.trim_end_matches('L')
-                .parse::<u64>()
-                .map_err(|_| format!("bad dimension `{dim}` in the .npy header"))
-        })
-        .collect::<std::result::Result<Vec<u64>, String>>()?;
+    let shape = npy_header_shape(header)?;
     Ok((shape, data_start))
+}
+
+/// The shape of an `.npy` header dictionary, read strictly: exactly the three
+/// keys of the format (`descr`, `fortran_order`, `shape`), each once, with a
+/// string, a boolean and a tuple of integers. The array reader parses the
+/// header again; a looser read here (a second `shape` key, `'shape':` inside a
+/// string) would let the two disagree on the size.
+fn npy_header_shape(header: &str) -> std::result::Result<Vec<u64>, String> {
+    let bad = |why: &str| format!("unsupported .npy header ({why})");
+    let mut rest = header.trim_end_matches(['\n', ' ']).trim_start();
+    rest = rest
+        .strip_prefix('{')
+        .ok_or_else(|| bad("not a dictionary"))?;
+    let (mut descr, mut order, mut shape) = (false, false, None::<Vec<u64>>);
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            if !after.trim().is_empty() {
+                return Err(bad("text after the dictionary"));
+            }
+            break;
+        }
+        let (key, after) = quoted(rest).ok_or_else(|| bad("a key is not a quoted string"))?;
+        rest = after
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or_else(|| bad("a key without a value"))?
+            .trim_start();
+        let seen = match key {
+            "descr" => {
+                let (_, after) = quoted(rest).ok_or_else(|| bad("descr is not a string"))?;
+                rest = after;
+                &mut descr
+            }
+            "fortran_order" => {
+                rest = rest
+                    .strip_prefix("True")
+                    .or_else(|| rest.strip_prefix("False"))
+                    .ok_or_else(|| bad("fortran_order is not True or False"))?;
+                &mut order
+            }
+            "shape" => {
+                if shape.is_some() {
+                    return Err(bad("`shape` appears twice"));
+                }
+                let inner = rest
+                    .strip_prefix('(')
+                    .ok_or_else(|| bad("shape is not a tuple"))?;
+                let close = inner.find(')').ok_or_else(|| bad("shape is not closed"))?;
+                let dims = inner[..close]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|dim| !dim.is_empty())
+                    .map(|dim| {
+                        dim.parse::<u64>()
+                            .map_err(|_| bad(&format!("dimension `{dim}` is not an integer")))
+                    })
+                    .collect::<std::result::Result<Vec<u64>, String>>()?;
+                shape = Some(dims);
+                rest = &inner[close + 1..];
+                continue_after_value(&mut rest);
+                continue;
+            }
+            other => return Err(bad(&format!("unknown key `{other}`"))),
+        };
+        if std::mem::replace(seen, true) {
+            return Err(bad(&format!("`{key}` appears twice")));
+        }
+        continue_after_value(&mut rest);
+    }
+    if !descr || !order {
+        return Err(bad("descr or fortran_order missing"));
+    }
+    shape.ok_or_else(|| bad("no shape"))
+}
+
+/// A quoted string at the start of `text` (single or double quotes, no
+/// escapes): its contents and the rest.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let quote = text.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let body = &text[1..];
+    let end = body.find(quote)?;
+    Some((&body[..end], &body[end + 1..]))
+}
+
+/// Skips the comma after a dictionary value, if any.
+fn continue_after_value(rest: &mut &str) {
+    let trimmed = rest.trim_start();
+    *rest = trimmed.strip_prefix(',').unwrap_or(trimmed);
 }
 
 impl Update {
