@@ -269,6 +269,12 @@ impl PyDecoder {
         update_into_list(py, update)
     }
 
+    /// The round the next message must carry, or None before the first one.
+    #[getter]
+    fn next_round(&self) -> PyResult<Option<u64>> {
+        Ok(lock(&self.inner)?.next_round())
+    }
+
     /// Tells a predictive stream what it now holds, as `Decoder::observe`.
     fn _observe(&self, py: Python<'_>, tensors: Vec<InputTensor<'_>>) -> PyResult<()> {
         check_names(&tensors)?;

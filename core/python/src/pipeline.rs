@@ -91,6 +91,15 @@ impl PyPipeline {
         self.inner.is_stateful()
     }
 
+    /// True when the pipeline has a predictor (it codes residuals against a
+    /// history both ends keep, e.g. ResFed).
+    #[getter]
+    fn is_predictive(&self) -> bool {
+        self.inner
+            .stage(gradcodec::abi::StageKind::PREDICTOR)
+            .is_some()
+    }
+
     /// True when every quantizer is lossless.
     #[getter]
     fn is_lossless(&self) -> bool {

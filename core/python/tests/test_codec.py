@@ -138,6 +138,9 @@ def test_stateful_stream_stats_reconstruction_and_state(lenet_grad):
     assert second != first  # the error memory changed the message
     decoder.decode(second)
 
+    assert decoder.next_round == 2
+    assert not pipeline.is_predictive and gradcodec.pipeline("resfed").is_predictive
+
     encoder.reset()
     assert encoder.round == 0
     assert encoder.encode(lenet_grad) == first

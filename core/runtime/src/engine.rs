@@ -781,6 +781,12 @@ impl Decoder {
         self.limits = limits;
     }
 
+    /// The round the next message of this stream must carry (stateful
+    /// pipelines), or `None` before the first message.
+    pub fn next_round(&self) -> Option<u64> {
+        self.next_round
+    }
+
     /// The caps in force.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -134,6 +134,12 @@ class Decoder:
         self._native._observe(as_pairs(tensors, cast))
 
     @property
+    def next_round(self) -> int | None:
+        """The round the next message must carry (stateful pipelines), or None
+        before the first message."""
+        return self._native.next_round
+
+    @property
     def pipeline_name(self) -> str:
         return self._native.pipeline_name
 
@@ -181,6 +187,7 @@ class Pipeline:
     fingerprint_hex = property(lambda self: self._native.fingerprint_hex)
     is_stateful = property(lambda self: self._native.is_stateful)
     is_lossless = property(lambda self: self._native.is_lossless)
+    is_predictive = property(lambda self: self._native.is_predictive)
     uncompressed_below = property(lambda self: self._native.uncompressed_below)
 
     @property
