@@ -267,6 +267,7 @@ impl Update {
                 entries.saturating_mul(4)
             ));
         }
+        check_span(&shape)?;
         let data: ArrayD<f32> = ndarray_npy::ReadNpyExt::read_npy(bytes)
             .map_err(|err| format!("not an f32 .npy array: {err}"))?;
         Ok(Update::new(vec![NamedTensor::new(name, data)]))
@@ -277,6 +278,19 @@ impl Update {
     pub fn parse_safetensors(bytes: &[u8]) -> std::result::Result<Self, String> {
         safetensors_update(bytes)
     }
+}
+
+/// Refuses a shape whose non-zero dimensions span more entries than a tensor
+/// file can hold: with a zero dimension its product is 0 whatever the others
+/// are, but the array library still multiplies them (and panics on overflow).
+fn check_span(shape: &[u64]) -> std::result::Result<(), String> {
+    let spanned = crate::container::non_zero_product(shape);
+    if spanned > MAX_TENSOR_FILE_BYTES / 4 {
+        return Err(format!(
+            "shape {shape:?} spans more entries than a tensor file can hold"
+        ));
+    }
+    Ok(())
 }
 
 /// The product of a shape, `None` when it overflows u64 (a zero dimension
@@ -303,6 +317,8 @@ fn safetensors_update(bytes: &[u8]) -> std::result::Result<Update, String> {
     views.sort_by_key(|(_, view)| view.data().as_ptr() as usize);
     let mut out = Vec::with_capacity(views.len());
     for (name, view) in views {
+        let shape: Vec<u64> = view.shape().iter().map(|&d| d as u64).collect();
+        check_span(&shape).map_err(|message| format!("tensor `{name}`: {message}"))?;
         if view.dtype() != Dtype::F32 {
             return Err(format!(
                 "tensor `{name}` is {:?}; gradcodec reads f32",
