@@ -209,6 +209,17 @@ pub fn check_library_bytes(bytes: &[u8]) -> Result<(), String> {
     if file.kind() != object::ObjectKind::Dynamic {
         return Err(format!("a {:?} object, not a shared library", file.kind()));
     }
+    if let Some((phoff, phnum)) = elf_program_table(bytes) {
+        // `object` reads e_phoff = 0 as "no program headers"; the dynamic
+        // loader reads the table at offset 0, where the file controls entries
+        // past the header (a 224-byte file passed and then crashed dlopen).
+        if phnum != 0 && phoff == 0 {
+            return Err("its program header table overlaps the ELF header (e_phoff 0)".into());
+        }
+    }
+    if file.segments().next().is_none() {
+        return Err("it has no loadable segment".to_string());
+    }
     let length = bytes.len() as u64;
     for segment in file.segments() {
         let (offset, size) = segment.file_range();
@@ -220,6 +231,35 @@ pub fn check_library_bytes(bytes: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// e_phoff and e_phnum of an ELF file's header, as the dynamic loader reads them.
+fn elf_program_table(bytes: &[u8]) -> Option<(u64, u16)> {
+    if !bytes.starts_with(b"\x7fELF") || bytes.len() < 64 {
+        return None;
+    }
+    let big = bytes[5] == 2;
+    let u16_at = |at: usize| {
+        let pair = [bytes[at], bytes[at + 1]];
+        if big {
+            u16::from_be_bytes(pair)
+        } else {
+            u16::from_le_bytes(pair)
+        }
+    };
+    let u64_at = |at: usize, len: usize| {
+        let mut word = [0u8; 8];
+        word[..len].copy_from_slice(&bytes[at..at + len]);
+        if big {
+            word[..len].reverse();
+        }
+        u64::from_le_bytes(word)
+    };
+    match bytes[4] {
+        1 => Some((u64_at(28, 4), u16_at(44))),
+        2 => Some((u64_at(32, 8), u16_at(56))),
+        _ => None,
+    }
 }
 
 fn host_architecture() -> Option<object::Architecture> {

@@ -250,6 +250,17 @@ fn broken_plugin_files_are_refused_before_dlopen() {
         .iter()
         .any(|f| f.contains("fifo") && f.contains("not a regular file")));
     assert!(loader::check_library_bytes(b"\x7fELF").is_err());
+    // Every input the plugin_candidate fuzzer kept (e_phoff = 0: the loader
+    // reads the table over the header, and crashed with SIGBUS) is refused.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/plugin_candidate");
+    let kept: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+    assert!(!kept.is_empty());
+    for entry in kept {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let text = loader::check_library_bytes(&bytes).unwrap_err();
+        assert!(!text.is_empty(), "{}", entry.path().display());
+    }
 }
 
 /// Case 9: an embedded pipeline with two quantizers, stages out of order or
