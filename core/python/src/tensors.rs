@@ -39,7 +39,9 @@ fn copy_standard(view: &ArrayViewD<'_, f32>) -> ArrayD<f32> {
             out.par_chunks_mut(PARALLEL_COPY_ENTRIES)
                 .zip(values.par_chunks(PARALLEL_COPY_ENTRIES))
                 .for_each(|(to, from)| to.copy_from_slice(from));
-            ArrayD::from_shape_vec(view.raw_dim(), out).expect("same shape and length")
+            // Same shape and length by construction; the plain copy is the
+            // fallback rather than a panic across the Python boundary.
+            ArrayD::from_shape_vec(view.raw_dim(), out).unwrap_or_else(|_| view.to_owned())
         }
         Some(_) => view.to_owned(),
         None => view.as_standard_layout().into_owned(),
