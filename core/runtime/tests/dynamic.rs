@@ -5,26 +5,9 @@
 use gradcodec::{
     decoder_for_message, loader, metrics, NamedTensor, PipelineSpec, PluginSearch, Registry, Update,
 };
-use std::path::PathBuf;
 
-/// target/<profile>, from the test executable's location (target/<profile>/deps/...).
-fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
-
-fn library(stem: &str) -> PathBuf {
-    let path = build_dir().join(format!("lib{stem}.so"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace` before the tests",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::{build_dir, library};
 
 /// The basic plugin, loaded from its file.
 fn registry() -> Registry {

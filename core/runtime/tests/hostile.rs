@@ -8,26 +8,10 @@ use gradcodec::{
     decoder_for_message, loader, CanonicalPipeline, ExpectedLayout, NamedTensor, PipelineSpec,
     PluginSearch, Registry, Update,
 };
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
-
-fn library(stem: &str) -> PathBuf {
-    let path = build_dir().join(format!("lib{stem}.so"));
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace first",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::library;
 
 fn registry() -> Registry {
     let files = vec![

@@ -66,7 +66,29 @@ Tensors = Mapping[str, Any] | Iterable[tuple[str, Any]]
 Layout = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
-class Encoder:
+class _Stream:
+    """What encoders and decoders share: the stream's pipeline and its state."""
+
+    _native: Any
+
+    @property
+    def pipeline_name(self) -> str:
+        return self._native.pipeline_name
+
+    def reset(self) -> None:
+        """Forgets all state (history, error memory); the next message is round 0."""
+        self._native.reset()
+
+    def save_state(self) -> bytes:
+        """The stream's state (round and every stage's state) as bytes."""
+        return self._native.save_state()
+
+    def load_state(self, state: bytes) -> None:
+        """Restores a state written by `save_state`; on error nothing changes."""
+        self._native.load_state(state)
+
+
+class Encoder(_Stream):
     """The encoder of one stream (one learner, one direction). Thread-safe;
     the GIL is released while it codes."""
 
@@ -101,24 +123,8 @@ class Encoder:
         """The next message's round number."""
         return self._native.round
 
-    @property
-    def pipeline_name(self) -> str:
-        return self._native.pipeline_name
 
-    def reset(self) -> None:
-        """Forgets all state (history, error memory); the next message is round 0."""
-        self._native.reset()
-
-    def save_state(self) -> bytes:
-        """The stream's state (round and every stage's state) as bytes."""
-        return self._native.save_state()
-
-    def load_state(self, state: bytes) -> None:
-        """Restores a state written by `save_state`; on error nothing changes."""
-        self._native.load_state(state)
-
-
-class Decoder:
+class Decoder(_Stream):
     """The decoder of one stream. Thread-safe; the GIL is released while it codes."""
 
     def __init__(self, native: _native.Decoder) -> None:
@@ -138,20 +144,6 @@ class Decoder:
         """The round the next message must carry (stateful pipelines), or None
         before the first message."""
         return self._native.next_round
-
-    @property
-    def pipeline_name(self) -> str:
-        return self._native.pipeline_name
-
-    def reset(self) -> None:
-        """Forgets all state; the next message must be round 0."""
-        self._native.reset()
-
-    def save_state(self) -> bytes:
-        return self._native.save_state()
-
-    def load_state(self, state: bytes) -> None:
-        self._native.load_state(state)
 
 
 class Pipeline:
