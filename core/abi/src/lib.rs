@@ -38,6 +38,13 @@ use abi_stable::{
 /// The ABI version string (this crate's package version).
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The most symbols one stream of a tensor of `len` entries may hold. Part of
+/// the contract on both sides: the host refuses a quantizer that emits more,
+/// and entropy decoders refuse larger counts before allocating anything.
+pub const fn max_stream_symbols(len: u64) -> u64 {
+    len.saturating_mul(4).saturating_add(65_536)
+}
+
 /// Result type of every call across the boundary.
 pub type StageResult<T> = RResult<T, StageError>;
 

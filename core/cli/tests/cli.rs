@@ -48,28 +48,33 @@ fn gradcodec_test_update(array: ndarray::ArrayD<f32>) -> gradcodec::Update {
 }
 
 #[test]
-fn plugins_json_lists_every_basic_stage_with_its_library() {
+fn plugins_json_lists_stages_with_the_library_of_their_family() {
     let out = ok(&["plugins", "--json"]);
     let stages: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    for (kind, name) in [
-        ("quantizer", "raw"),
-        ("quantizer", "uniform"),
-        ("error-correction", "memory-decay"),
-        ("predictor", "last-sent"),
-        ("entropy-coder", "bitpack"),
+    for (kind, name, library) in [
+        ("quantizer", "raw", "quantizers"),
+        ("quantizer", "uniform", "quantizers"),
+        ("quantizer", "topk", "sparsifiers"),
+        ("quantizer", "float-convert", "co3"),
+        ("error-correction", "memory-decay", "feedback"),
+        ("error-correction", "error-feedback", "feedback"),
+        ("predictor", "last-sent", "predictors"),
+        ("entropy-coder", "bitpack", "entropy_coders"),
+        ("entropy-coder", "huffman", "entropy_coders"),
     ] {
         let stage = stages
             .iter()
             .find(|s| s["kind"] == kind && s["name"] == name)
             .unwrap_or_else(|| panic!("{kind} {name} not listed"));
         assert!(stage["version"].as_u64().is_some());
-        assert!(stage["path"]
-            .as_str()
-            .unwrap()
-            .ends_with("libgradcodec_plugin_basic.so"));
+        let path = stage["path"].as_str().unwrap();
+        assert!(
+            path.ends_with(&format!("libgradcodec_plugin_{library}.so")),
+            "{kind} {name}: {path}"
+        );
     }
 }
 

@@ -9,12 +9,13 @@ use std::sync::{Arc, OnceLock};
 
 fn roots() -> Vec<(&'static str, PluginRootRef)> {
     vec![
-        ("basic", gradcodec_plugin_basic::plugin_root()),
+        ("quantizers", gradcodec_plugin_quantizers::plugin_root()),
+        ("sparsifiers", gradcodec_plugin_sparsifiers::plugin_root()),
+        ("entropy-coders", gradcodec_plugin_entropy_coders::plugin_root()),
+        ("feedback", gradcodec_plugin_feedback::plugin_root()),
+        ("predictors", gradcodec_plugin_predictors::plugin_root()),
         ("co3", gradcodec_plugin_co3::plugin_root()),
         ("lloyd-max", gradcodec_plugin_lloyd_max::plugin_root()),
-        ("quant", gradcodec_plugin_quant::plugin_root()),
-        ("feedback", gradcodec_plugin_feedback::plugin_root()),
-        ("entropy", gradcodec_plugin_entropy::plugin_root()),
     ]
 }
 

@@ -16,12 +16,13 @@ pub const BUILT_IN: &str = "<built-in>";
 
 fn built_in_roots() -> Vec<PluginRootRef> {
     vec![
-        gradcodec_plugin_basic::plugin_root(),
+        gradcodec_plugin_quantizers::plugin_root(),
+        gradcodec_plugin_sparsifiers::plugin_root(),
+        gradcodec_plugin_entropy_coders::plugin_root(),
+        gradcodec_plugin_feedback::plugin_root(),
+        gradcodec_plugin_predictors::plugin_root(),
         gradcodec_plugin_co3::plugin_root(),
         gradcodec_plugin_lloyd_max::plugin_root(),
-        gradcodec_plugin_quant::plugin_root(),
-        gradcodec_plugin_feedback::plugin_root(),
-        gradcodec_plugin_entropy::plugin_root(),
     ]
 }
 

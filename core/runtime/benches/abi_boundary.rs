@@ -1,5 +1,5 @@
 //! The cost of the plugin boundary: the same stage (`uniform`, 8 bits, from
-//! plugins/basic) called through the ABI from its loaded .so, and called
+//! plugins/quantizers) called through the ABI from its loaded .so, and called
 //! in-process through the SDK trait, at 1k, 64k and 1M entries. Also a plain
 //! memcpy of the input, as the machine's reference speed in the same run.
 //!
@@ -10,7 +10,7 @@ use abi_stable::std_types::{RResult, RStr, RVec};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gradcodec::abi::{CallContext, Quantized, TensorSpec};
 use gradcodec::{loader, PluginSearch, Registry};
-use gradcodec_plugin_basic::uniform::{Uniform, UniformConfig};
+use gradcodec_plugin_quantizers::uniform::{Uniform, UniformConfig};
 use gradcodec_sdk::{Quantizer, Stage};
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ fn input(len: usize) -> Vec<f32> {
 }
 
 fn boundary(c: &mut Criterion) {
-    let library = build_dir().join("libgradcodec_plugin_basic.so");
+    let library = build_dir().join("libgradcodec_plugin_quantizers.so");
     assert!(loader::is_plugin_file_name(&library));
     let registry =
         Registry::discover(&PluginSearch::only(vec![], vec![library.clone()])).expect("registry");

@@ -221,7 +221,7 @@ impl TensorCodec {
         )?;
         self.coded
             .resize_with(self.quantized.streams.len(), RVec::new);
-        let max_symbols = gradcodec_abi_max_symbols(self.spec.len());
+        let max_symbols = gradcodec_abi::max_stream_symbols(self.spec.len());
         for (index, stream) in self.quantized.streams.iter().enumerate() {
             if stream.symbols.len() as u64 > max_symbols {
                 return Err(Error::Update(format!(
@@ -306,10 +306,6 @@ impl TensorCodec {
             coder.reset();
         }
     }
-}
-
-fn gradcodec_abi_max_symbols(len: u64) -> u64 {
-    len.saturating_mul(4).saturating_add(65_536)
 }
 
 fn shape_u64(tensor: &NamedTensor) -> Vec<u64> {

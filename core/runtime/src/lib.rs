@@ -28,6 +28,7 @@ pub mod report;
 mod scan;
 pub mod spec;
 mod state;
+pub mod trial;
 mod update;
 
 pub use container::Limits;

@@ -9,9 +9,17 @@ use gradcodec::{
 mod common;
 use common::{build_dir, library};
 
-/// The basic plugin, loaded from its file.
+/// One plugin of each stage kind, loaded from their files.
 fn registry() -> Registry {
-    let files = vec![library("gradcodec_plugin_basic")];
+    let files = [
+        "gradcodec_plugin_predictors",
+        "gradcodec_plugin_feedback",
+        "gradcodec_plugin_quantizers",
+        "gradcodec_plugin_entropy_coders",
+    ]
+    .iter()
+    .map(|stem| library(stem))
+    .collect();
     let registry = Registry::discover(&PluginSearch::only(vec![], files)).unwrap();
     assert!(
         registry.failures().is_empty(),
@@ -23,7 +31,7 @@ fn registry() -> Registry {
 
 /// Every plugin in the build directory (discovery by directory).
 fn directory_registry() -> Registry {
-    library("gradcodec_plugin_basic");
+    library("gradcodec_plugin_quantizers");
     Registry::discover(&PluginSearch::only(vec![build_dir()], vec![])).unwrap()
 }
 
@@ -49,7 +57,7 @@ fn update(round: u32) -> Update {
     ])
 }
 
-const EVERY_KIND: &str = "name: every-kind\nabout: one stage of each kind from the basic plugin\nstages:\n  - predictor: { use: last-sent }\n  - error-correction: { use: memory-decay, params: { gamma: 0.9 } }\n  - quantizer: { use: uniform, params: { bits: 4, stochastic: true, seed: 3 } }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n";
+const EVERY_KIND: &str = "name: every-kind\nabout: one stage of each kind, each from its own plugin\nstages:\n  - predictor: { use: last-sent }\n  - error-correction: { use: memory-decay, params: { gamma: 0.9 } }\n  - quantizer: { use: uniform, params: { bits: 4, stochastic: true, seed: 3 } }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n";
 
 const F32: &str =
     "name: f32\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\n";
@@ -74,10 +82,13 @@ fn plugins_load_from_their_shared_libraries() {
             "{kind} {name} missing: {names:?}"
         );
     }
-    let basic = registry
+    let uniform = registry
         .find(gradcodec::abi::StageKind::QUANTIZER, "uniform", None)
         .unwrap();
-    assert!(basic.library.path.ends_with("libgradcodec_plugin_basic.so"));
+    assert!(uniform
+        .library
+        .path
+        .ends_with("libgradcodec_plugin_quantizers.so"));
     // Fixtures are not named like plugins, so discovery never opens them.
     assert!(registry
         .libraries()
@@ -303,7 +314,7 @@ fn non_finite_values_are_refused_naming_the_tensor() {
 
 #[test]
 fn old_abi_plugin_is_refused_with_both_versions() {
-    let registry = fixture_registry(&["gcfixture_old_abi", "gradcodec_plugin_basic"]);
+    let registry = fixture_registry(&["gcfixture_old_abi", "gradcodec_plugin_quantizers"]);
     assert_eq!(registry.failures().len(), 1);
     let message = &registry.failures()[0].message;
     assert!(
@@ -392,11 +403,11 @@ fn wrong_lengths_and_garbage_symbols_are_errors() {
 fn a_broken_copy_does_not_shadow_a_working_library() {
     let broken = tempfile::tempdir().unwrap();
     std::fs::write(
-        broken.path().join("libgradcodec_plugin_basic.so"),
+        broken.path().join("libgradcodec_plugin_quantizers.so"),
         b"not a library",
     )
     .unwrap();
-    library("gradcodec_plugin_basic");
+    library("gradcodec_plugin_quantizers");
     let search = PluginSearch::only(vec![broken.path().to_path_buf(), build_dir()], vec![]);
     let registry = Registry::discover(&search).unwrap();
     assert!(registry
@@ -410,16 +421,16 @@ fn a_broken_copy_does_not_shadow_a_working_library() {
     // A working copy earlier in the search does shadow later ones.
     let search = PluginSearch::only(vec![build_dir(), build_dir().join("deps")], vec![]);
     let registry = Registry::discover(&search).unwrap();
-    let basics = registry
+    let copies = registry
         .libraries()
         .iter()
         .filter(|l| {
             l.path
                 .file_name()
-                .is_some_and(|n| n == "libgradcodec_plugin_basic.so")
+                .is_some_and(|n| n == "libgradcodec_plugin_quantizers.so")
         })
         .count();
-    assert_eq!(basics, 1);
+    assert_eq!(copies, 1);
 }
 
 /// ResFed with a lossless quantizer over 10 rounds on both links: each decoder

@@ -15,8 +15,8 @@ use common::library;
 
 fn registry() -> Registry {
     let files = vec![
-        library("gradcodec_plugin_basic"),
-        library("gradcodec_plugin_entropy"),
+        library("gradcodec_plugin_quantizers"),
+        library("gradcodec_plugin_entropy_coders"),
     ];
     Registry::discover(&PluginSearch::only(vec![], files)).unwrap()
 }
@@ -200,7 +200,7 @@ fn deep_nesting_in_a_spec_is_refused_before_parsing() {
 /// a FIFO blocked `open` forever).
 #[test]
 fn broken_plugin_files_are_refused_before_dlopen() {
-    let real = std::fs::read(library("gradcodec_plugin_basic")).unwrap();
+    let real = std::fs::read(library("gradcodec_plugin_quantizers")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let truncated = dir.path().join("libgradcodec_plugin_half.so");
     std::fs::write(&truncated, &real[..real.len() / 2]).unwrap();

@@ -48,11 +48,7 @@ pub struct Guarded<T> {
     max_symbols: u64,
 }
 
-/// The most symbols one stream of a tensor of `len` entries may hold; entropy
-/// decoders refuse larger counts before allocating anything.
-pub fn max_stream_symbols(len: u64) -> u64 {
-    len.saturating_mul(4).saturating_add(65_536)
-}
+pub use gradcodec_abi::max_stream_symbols;
 
 impl<T: Stage> Guarded<T> {
     /// Wraps a fresh instance created for a tensor of `tensor_len` entries.

@@ -14,7 +14,8 @@
 //! determinism (two fresh instances give identical outputs); reset (a reset
 //! instance behaves like a fresh one); state save/load; and malformed input
 //! (truncated or garbage data, out-of-range symbols, wrong lengths) gives an
-//! error, never a panic.
+//! error, never a panic. A RANDOMIZED quantizer must draw differently per
+//! round and per tensor index ([`check_stage`]).
 
 use abi_stable::std_types::{RResult, RStr, RVec};
 use gradcodec_abi::{
@@ -104,11 +105,59 @@ pub fn check_stage_with_params(
         .unwrap_or_else(|| panic!("the library has no {kind} `{name}`"))
         .clone();
     stage.example_params = params_json.into();
-    check_stage(root, &stage);
+    check_stage_params(root, &stage);
 }
 
-/// Runs the kit for one stage.
+/// Runs the kit for one stage with its example parameters. A RANDOMIZED
+/// quantizer must also draw differently per round and per tensor index (its
+/// example parameters must enable its randomness): the same input quantized at
+/// another round, or as another tensor, gives other output.
 pub fn check_stage(root: PluginRootRef, stage: &StageDescriptor) {
+    check_stage_params(root, stage);
+    if stage.kind == StageKind::QUANTIZER && stage.flags.contains(StageFlags::RANDOMIZED) {
+        let label = format!("{} `{}`", stage.kind, stage.name);
+        let canonical = check_config(root, stage, &label);
+        check_randomness(root, stage.name.as_str(), &canonical, &label);
+    }
+}
+
+/// A randomized quantizer's output, fresh instance, same input, at `ctx`.
+fn check_randomness(root: PluginRootRef, name: &str, params: &str, label: &str) {
+    let len = TENSOR_SHAPE.iter().product::<u64>() as usize;
+    let input = sample_tensor(len, 31);
+    let quantize_at = |round: u64, tensor_index: u32| {
+        let mut quantizer = ok(
+            &format!("{label}: create"),
+            (root.new_quantizer())(RStr::from(name), RStr::from(params), &tensor()),
+        );
+        let mut coded = Quantized::default();
+        ok(
+            label,
+            quantizer.quantize(
+                &CallContext::new(round, tensor_index),
+                input.as_slice().into(),
+                &mut coded,
+            ),
+        );
+        coded
+    };
+    let first = quantize_at(0, 0);
+    assert_ne!(
+        first,
+        quantize_at(1, 0),
+        "{label}: a RANDOMIZED stage gives the same output at another round \
+         (derive the generator with random::call_rng(seed, ctx))"
+    );
+    assert_ne!(
+        first,
+        quantize_at(0, 1),
+        "{label}: a RANDOMIZED stage gives the same output for another tensor index \
+         (derive the generator with random::call_rng(seed, ctx))"
+    );
+}
+
+/// The kit's checks for one stage's kind, with `stage.example_params`.
+fn check_stage_params(root: PluginRootRef, stage: &StageDescriptor) {
     let name = stage.name.as_str();
     let label = format!("{} `{}`", stage.kind, name);
     assert!(!stage.doc.is_empty(), "{label}: empty doc");

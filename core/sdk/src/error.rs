@@ -47,3 +47,16 @@ pub fn ensure_len(what: &str, len: usize, expected: u64) -> SdkResult<()> {
         )))
     }
 }
+
+/// Rejects non-finite input. The host checks the update it is given, but a
+/// quantizer's input is the output of the stages before it (error feedback can
+/// overflow), so quantizers that cannot handle NaN or infinities check it.
+pub fn ensure_finite(input: &[f32]) -> SdkResult<()> {
+    match input.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(invalid_input(format!(
+            "input entry {index} is not finite ({})",
+            input[index]
+        ))),
+    }
+}

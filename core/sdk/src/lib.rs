@@ -24,14 +24,35 @@ pub mod config;
 pub mod conformance;
 pub mod dispatch;
 pub mod error;
+pub mod floats;
 pub mod random;
+pub mod side_info;
 pub mod state;
+pub mod streams;
 mod traits;
+
+/// Everything a stage module usually needs, in one import:
+/// `use gradcodec_sdk::prelude::*;` (the traits, the ABI's data types, the error
+/// helpers, [`buffers::RVecExt`]'s fast appends, side info and stream helpers,
+/// and the seeded generator).
+pub mod prelude {
+    pub use crate::buffers::RVecExt;
+    pub use crate::random::{call_rng, StageRng};
+    pub use crate::side_info::{SideInfoReader, SideInfoWriter};
+    pub use crate::streams::{begin_streams, describe, received_streams, StreamShape};
+    pub use crate::{
+        corrupt, ensure, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input,
+        unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema, Predictor, Quantized,
+        Quantizer, RSlice, RString, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo,
+        StreamRole, SymbolStream, TensorSpec,
+    };
+}
 
 pub use abi_stable::std_types::{RSlice, RString, RVec};
 pub use config::{ensure, parse_config, StageConfig};
 pub use error::{
-    corrupt, ensure_data, ensure_len, invalid_config, invalid_input, unsupported, SdkResult,
+    corrupt, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input, unsupported,
+    SdkResult,
 };
 pub use gradcodec_abi as abi;
 pub use gradcodec_abi::{

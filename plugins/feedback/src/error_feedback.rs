@@ -1,16 +1,21 @@
-//! `error-feedback`: classic error feedback (error compensation).
+//! `error-feedback` (and its alias `memory-decay`): error feedback with an
+//! optional memory decay.
 //!
 //! Per tensor: the compensated input is `a_t = r_t + γ·e_{t-1}` (with `e_0 = 0`);
 //! after coding, the memory becomes `e_t = a_t - â_t`, the part the receiver did
-//! not get. With γ = 1 (the default) this is the error feedback of 1-bit SGD
-//! (Seide et al., 2014), EF-SGD / EF-signSGD (Karimireddy et al., "Error Feedback
-//! Fixes SignSGD and other Gradient Compression Schemes", 2019) and sparsified SGD
-//! with memory (Stich, Cordonnier, Jaggi, 2018). γ < 1 decays the memory (CO3's
-//! `memory-decay` in the basic plugin is the same rule with default 0.7). The
-//! receiver does nothing.
+//! not get. The receiver does nothing.
+//!
+//! - `error-feedback`, γ = 1 by default: the error feedback of 1-bit SGD (Seide et
+//!   al., 2014), EF-SGD / EF-signSGD (Karimireddy et al., "Error Feedback Fixes
+//!   SignSGD and other Gradient Compression Schemes", 2019) and sparsified SGD with
+//!   memory (Stich, Cordonnier, Jaggi, 2018).
+//! - `memory-decay`, γ = 0.7 by default: CO3's "correct" step (Chen, Hernandez,
+//!   Huang, Rini, 2022-2023; also 0.9 and 0.5). The same rule under the name the
+//!   CO3 pipelines use; its canonical config and state keep their own name and tag.
 //!
 //! ```yaml
 //! - error-correction: { use: error-feedback, params: { gamma: 1.0 } }
+//! - error-correction: { use: memory-decay, params: { gamma: 0.7 } }
 //! ```
 
 use gradcodec_sdk::buffers::RVecExt;
@@ -19,22 +24,52 @@ use gradcodec_sdk::{
     Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
 };
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 
-/// Parameters of `error-feedback`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct ErrorFeedbackConfig {
+/// Parameters of `error-feedback` and `memory-decay`: γ, whose default the
+/// variant `V` sets.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default, bound = "")]
+#[schemars(bound = "")]
+pub struct GammaConfig<V: Variant> {
     /// Weight γ of the remembered error, in [0, 1] (1 = classic error feedback).
     pub gamma: f32,
+    #[serde(skip)]
+    #[schemars(skip)]
+    variant: PhantomData<V>,
 }
 
-impl Default for ErrorFeedbackConfig {
-    fn default() -> Self {
-        Self { gamma: 1.0 }
+impl<V: Variant> GammaConfig<V> {
+    /// The config with weight `gamma`.
+    pub fn new(gamma: f32) -> Self {
+        Self {
+            gamma,
+            variant: PhantomData,
+        }
     }
 }
 
-impl StageConfig for ErrorFeedbackConfig {
+impl<V: Variant> Default for GammaConfig<V> {
+    fn default() -> Self {
+        Self::new(V::DEFAULT_GAMMA)
+    }
+}
+
+impl<V: Variant> Clone for GammaConfig<V> {
+    fn clone(&self) -> Self {
+        Self::new(self.gamma)
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for GammaConfig<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(V::INFO.name)
+            .field("gamma", &self.gamma)
+            .finish()
+    }
+}
+
+impl<V: Variant> StageConfig for GammaConfig<V> {
     fn validate(&self) -> Result<(), String> {
         ensure(
             (0.0..=1.0).contains(&self.gamma),
@@ -44,16 +79,26 @@ impl StageConfig for ErrorFeedbackConfig {
     }
 }
 
-/// Classic error feedback.
-pub struct ErrorFeedback {
-    gamma: f32,
-    len: usize,
-    /// e_{t-1}; empty until the first feedback (then it counts as zeros).
-    memory: Vec<f32>,
+/// Parameters of `error-feedback` (γ = 1 by default).
+pub type ErrorFeedbackConfig = GammaConfig<Classic>;
+/// Parameters of `memory-decay` (γ = 0.7 by default).
+pub type MemoryDecayConfig = GammaConfig<Co3MemoryDecay>;
+
+/// What tells the two names of the stage apart.
+pub trait Variant: Send + Sync + Sized + 'static {
+    /// The default γ.
+    const DEFAULT_GAMMA: f32;
+    /// The stage's facts.
+    const INFO: StageInfo;
+    /// The tag of its saved state.
+    const STATE_TAG: [u8; 4];
 }
 
-impl Stage for ErrorFeedback {
-    type Config = ErrorFeedbackConfig;
+/// `error-feedback`: classic error feedback.
+pub struct Classic;
+
+impl Variant for Classic {
+    const DEFAULT_GAMMA: f32 = 1.0;
     const INFO: StageInfo = StageInfo {
         name: "error-feedback",
         version: 1,
@@ -63,17 +108,55 @@ impl Stage for ErrorFeedback {
         example_params: r#"{"gamma": 1.0}"#,
         flags: StageFlags::STATEFUL,
     };
+    const STATE_TAG: [u8; 4] = *b"EFB1";
+}
 
-    fn new(config: ErrorFeedbackConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+/// `memory-decay`: CO3's name for error feedback with γ = 0.7 by default.
+pub struct Co3MemoryDecay;
+
+impl Variant for Co3MemoryDecay {
+    const DEFAULT_GAMMA: f32 = 0.7;
+    const INFO: StageInfo = StageInfo {
+        name: "memory-decay",
+        version: 1,
+        format_version: 1,
+        doc: "Error feedback with memory decay (CO3): a = r + gamma*e, then e = a - a_hat. \
+              gamma = 1 is classic error feedback; CO3 uses 0.7.",
+        example_params: r#"{"gamma": 0.7}"#,
+        flags: StageFlags::STATEFUL,
+    };
+    const STATE_TAG: [u8; 4] = *b"MDE1";
+}
+
+/// Error feedback under the name and defaults of `V`.
+pub struct ErrorFeedbackWith<V: Variant> {
+    gamma: f32,
+    len: usize,
+    /// e_{t-1}; empty until the first feedback (then it counts as zeros).
+    memory: Vec<f32>,
+    variant: PhantomData<V>,
+}
+
+/// The `error-feedback` stage.
+pub type ErrorFeedback = ErrorFeedbackWith<Classic>;
+/// The `memory-decay` stage.
+pub type MemoryDecay = ErrorFeedbackWith<Co3MemoryDecay>;
+
+impl<V: Variant> Stage for ErrorFeedbackWith<V> {
+    type Config = GammaConfig<V>;
+    const INFO: StageInfo = V::INFO;
+
+    fn new(config: GammaConfig<V>, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
             gamma: config.gamma,
             len: tensor.len() as usize,
             memory: Vec::new(),
+            variant: PhantomData,
         })
     }
 }
 
-impl ErrorCorrection for ErrorFeedback {
+impl<V: Variant> ErrorCorrection for ErrorFeedbackWith<V> {
     fn compensate(
         &mut self,
         _ctx: &CallContext,
@@ -111,12 +194,12 @@ impl ErrorCorrection for ErrorFeedback {
     }
 
     fn save_state(&self, out: &mut Vec<u8>) -> SdkResult<()> {
-        state::write_vectors(b"EFB1", &[&self.memory], out);
+        state::write_vectors(&V::STATE_TAG, &[&self.memory], out);
         Ok(())
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let mut vectors = state::read_vectors(b"EFB1", bytes, self.len)?;
+        let mut vectors = state::read_vectors(&V::STATE_TAG, bytes, self.len)?;
         if vectors.len() != 1 {
             return Err(corrupt("state: expected one vector"));
         }
@@ -139,7 +222,7 @@ mod tests {
             name: "t".into(),
             shape: vec![len].into(),
         };
-        ErrorFeedback::new(ErrorFeedbackConfig { gamma }, &tensor).unwrap()
+        ErrorFeedback::new(ErrorFeedbackConfig::new(gamma), &tensor).unwrap()
     }
 
     #[test]
@@ -167,5 +250,7 @@ mod tests {
         assert_eq!(config.gamma, 1.0);
         let error = parse_config::<ErrorFeedbackConfig>(r#"{"gamma": 1.5}"#).unwrap_err();
         assert!(error.message.contains("gamma"), "{error}");
+        let decay: MemoryDecayConfig = parse_config("{}").unwrap();
+        assert_eq!(decay.gamma, 0.7);
     }
 }

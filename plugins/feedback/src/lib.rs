@@ -1,21 +1,19 @@
-//! gradcodec's error-feedback family and ResFed predictors:
+//! gradcodec's error corrections (error feedback):
 //!
-//! - [`error_feedback::ErrorFeedback`] error correction: classic error feedback,
-//!   `a = r + γ·e`, `e = a - â` (γ = 1 by default);
-//! - [`dgc::Dgc`] error correction: Deep Gradient Compression's momentum
-//!   correction with momentum factor masking;
-//! - [`res1::Res1`] predictor: ResFed Res-1, `S[-1] + ½(O[-1] - O[-2])`;
-//! - [`ema::Ema`] predictor: exponential moving average of the reconstructions.
+//! - [`error_feedback::ErrorFeedback`], `error-feedback`: classic error feedback,
+//!   `a = r + γ·e`, `e = a - â` (γ = 1 by default), and
+//!   [`error_feedback::MemoryDecay`], `memory-decay`: the same stage under CO3's
+//!   name, γ = 0.7 by default;
+//! - [`dgc::Dgc`], `dgc`: Deep Gradient Compression's momentum correction with
+//!   momentum factor masking.
 
 pub mod dgc;
-pub mod ema;
 pub mod error_feedback;
-pub mod res1;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-feedback",
-    predictors: [res1::Res1, ema::Ema],
-    error_corrections: [error_feedback::ErrorFeedback, dgc::Dgc],
+    predictors: [],
+    error_corrections: [error_feedback::ErrorFeedback, error_feedback::MemoryDecay, dgc::Dgc],
     quantizers: [],
     entropy_coders: [],
 }

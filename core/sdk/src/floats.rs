@@ -1,0 +1,51 @@
+//! 16-bit float value formats: f32 to IEEE half or bfloat16 bit patterns
+//! (round to nearest even, saturating at the largest finite value) and back
+//! (rejecting patterns outside 16 bits and non-finite ones), for quantizers that
+//! send values as 16-bit symbols.
+//!
+//! ```
+//! use gradcodec_sdk::floats::{from_f16_bits, to_f16_bits};
+//!
+//! assert_eq!(from_f16_bits(to_f16_bits(0.5)).unwrap(), 0.5);
+//! assert_eq!(from_f16_bits(to_f16_bits(1e9)).unwrap(), 65504.0); // saturates
+//! assert!(from_f16_bits(0x7C00).is_err()); // +inf is not a value
+//! assert!(from_f16_bits(1 << 16).is_err());
+//! ```
+
+use crate::error::{ensure_data, SdkResult};
+use half::{bf16, f16};
+
+/// `value` as f16 bits, saturating at ±65504.
+#[inline]
+pub fn to_f16_bits(value: f32) -> u32 {
+    let limit = f16::MAX.to_f32();
+    u32::from(f16::from_f32(value.clamp(-limit, limit)).to_bits())
+}
+
+/// `value` as bf16 bits, saturating at the largest finite bf16.
+#[inline]
+pub fn to_bf16_bits(value: f32) -> u32 {
+    let limit = bf16::MAX.to_f32();
+    u32::from(bf16::from_f32(value.clamp(-limit, limit)).to_bits())
+}
+
+/// Decodes f16 bits; rejects symbols beyond 16 bits and non-finite patterns.
+pub fn from_f16_bits(symbol: u32) -> SdkResult<f32> {
+    decode_16(symbol, "f16", |bits| f16::from_bits(bits).to_f32())
+}
+
+/// Decodes bf16 bits; rejects symbols beyond 16 bits and non-finite patterns.
+pub fn from_bf16_bits(symbol: u32) -> SdkResult<f32> {
+    decode_16(symbol, "bf16", |bits| bf16::from_bits(bits).to_f32())
+}
+
+fn decode_16(symbol: u32, format: &str, convert: impl Fn(u16) -> f32) -> SdkResult<f32> {
+    ensure_data(symbol < 1 << 16, || {
+        format!("{format} symbol {symbol} out of range")
+    })?;
+    let value = convert(symbol as u16);
+    ensure_data(value.is_finite(), || {
+        format!("{format} symbol {symbol:#06x} is not a finite value")
+    })?;
+    Ok(value)
+}

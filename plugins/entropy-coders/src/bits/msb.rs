@@ -1,0 +1,326 @@
+//! MSB-first bit I/O for the Huffman coder (Elias gamma from [`super::BitSink`]).
+//!
+//! The reader never reads outside its slice: past the end it supplies zero
+//! bits and counts them, and callers check [`BitReader::overrun`].
+
+use super::{BitSink, BitSource};
+use gradcodec_sdk::{RVec, SdkResult};
+
+/// Appends bits, most significant first, to a byte vector. Whole 32-bit words go
+/// to a local buffer (a plain `Vec` push), copied to the output once by
+/// [`BitWriter::finish`], which must be called.
+pub struct BitWriter<'a> {
+    out: &'a mut RVec<u8>,
+    bytes: Vec<u8>,
+    buffer: u64,
+    filled: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'a mut RVec<u8>) -> Self {
+        Self {
+            out,
+            bytes: Vec::new(),
+            buffer: 0,
+            filled: 0,
+        }
+    }
+
+    /// Writes the low `count` bits of `value` (`count <= 32`).
+    #[inline]
+    pub fn put(&mut self, value: u32, count: u32) {
+        debug_assert!(count <= 32);
+        if count == 0 {
+            return;
+        }
+        self.buffer = (self.buffer << count) | u64::from(value & (u32::MAX >> (32 - count)));
+        self.filled += count;
+        if self.filled >= 32 {
+            self.filled -= 32;
+            let word = (self.buffer >> self.filled) as u32;
+            self.bytes.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Writes the code `table[s]` = (code, length <= 24) of every symbol `s`
+    /// (each a valid index of `table`): the same bits as [`BitWriter::put`]
+    /// per symbol, a whole byte stored per step without branching, into a
+    /// stack buffer appended to the output every few thousand symbols.
+    pub fn put_codes(&mut self, table: &[(u32, u8)], symbols: &[u32]) {
+        if table.len() <= PAIR_ALPHABET && symbols.len() >= PAIR_MIN_SYMBOLS {
+            // Small alphabets: the codes of two symbols at once (at most 48
+            // bits), which halves the chain of dependent shifts.
+            let mut pairs = [(0u64, 0u32); PAIR_ALPHABET * PAIR_ALPHABET];
+            for (first, (code_a, length_a)) in table.iter().enumerate() {
+                for (second, (code_b, length_b)) in table.iter().enumerate() {
+                    pairs[first * PAIR_ALPHABET + second] = (
+                        (u64::from(*code_a) << length_b) | u64::from(*code_b),
+                        u32::from(*length_a) + u32::from(*length_b),
+                    );
+                }
+            }
+            let mut duos = symbols.chunks_exact(2);
+            self.put_staged(duos.by_ref(), 48, |duo| {
+                // Symbols index `table` (the caller's contract), so below 16.
+                let index = (duo[0] as usize % PAIR_ALPHABET) * PAIR_ALPHABET
+                    + duo[1] as usize % PAIR_ALPHABET;
+                pairs[index]
+            });
+            let rest = duos.remainder();
+            self.put_staged(rest.chunks(1), 24, |one| {
+                let (code, length) = table[one[0] as usize];
+                (u64::from(code), u32::from(length))
+            });
+            return;
+        }
+        self.put_staged(symbols.chunks(1), 24, |one| {
+            let (code, length) = table[one[0] as usize];
+            (u64::from(code), u32::from(length))
+        });
+    }
+
+    /// Writes `code(item)` = (bits, length <= `max_length` <= 48) of every item,
+    /// whole bytes stored branch-free into a stack buffer.
+    #[inline(always)]
+    fn put_staged<'s, I, F>(&mut self, items: I, max_length: usize, code: F)
+    where
+        I: Iterator<Item = &'s [u32]>,
+        F: Fn(&[u32]) -> (u64, u32),
+    {
+        const STAGE: usize = 16 * 1024;
+        let mut stage = [0u8; STAGE];
+        // Each item adds at most `max_length` bits; 8 bytes of slack for the
+        // last store.
+        let chunk = (STAGE - 8) * 8 / max_length - 1;
+        // Pending bits, left-justified: whole bytes out first, so fewer than 8
+        // remain before every item and `filled + length <= 55`.
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.bytes.push((self.buffer >> self.filled) as u8);
+        }
+        let mut filled = self.filled;
+        let mut acc = if filled == 0 {
+            0
+        } else {
+            self.buffer << (64 - filled)
+        };
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            let mut at = 0usize;
+            for item in items.by_ref().take(chunk) {
+                let (bits, length) = code(item);
+                // The code (below 2^length) lands right after the pending bits
+                // (wrapping only matters for a length-0 code, which is 0).
+                acc |= bits.wrapping_shl(64u32.wrapping_sub(filled + length));
+                filled += length;
+                stage[at..at + 8].copy_from_slice(&acc.to_be_bytes());
+                let whole = filled & !7;
+                at += (whole / 8) as usize;
+                acc <<= whole; // at most 48
+                filled -= whole;
+            }
+            self.bytes.extend_from_slice(&stage[..at]);
+        }
+        self.filled = filled;
+        self.buffer = if filled == 0 { 0 } else { acc >> (64 - filled) };
+    }
+
+    /// Pads the last byte with zero bits and appends everything to the output.
+    pub fn finish(mut self) {
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.bytes.push((self.buffer >> self.filled) as u8);
+        }
+        if self.filled > 0 {
+            self.bytes.push((self.buffer << (8 - self.filled)) as u8);
+            self.filled = 0;
+        }
+        self.out.extend_from_copy_slice(&self.bytes);
+    }
+}
+
+/// Alphabets up to this size are written two symbols per step.
+const PAIR_ALPHABET: usize = 16;
+/// Streams shorter than this are written one symbol per step (the pair table
+/// has 256 entries to fill).
+const PAIR_MIN_SYMBOLS: usize = 4096;
+
+/// Reads bits, most significant first, from a byte slice.
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    next_byte: usize,
+    /// Valid bits are the top `available` bits.
+    buffer: u64,
+    available: u32,
+    consumed: u64,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            next_byte: 0,
+            buffer: 0,
+            available: 0,
+            consumed: 0,
+        }
+    }
+
+    #[inline]
+    fn refill(&mut self) {
+        let chunk = self.data.get(self.next_byte..self.next_byte + 8);
+        if let Some(chunk) = chunk.and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+            // Whole bytes that fit below the valid bits, in one load.
+            let word = u64::from_be_bytes(chunk);
+            let bits = (64 - self.available) & !7;
+            if bits > 0 {
+                self.buffer |= (word >> (64 - bits)) << (64 - self.available - bits);
+                self.available += bits;
+                self.next_byte += (bits / 8) as usize;
+            }
+            return;
+        }
+        while self.available <= 56 {
+            let byte = self.data.get(self.next_byte).copied().unwrap_or(0);
+            self.next_byte += 1;
+            self.buffer |= u64::from(byte) << (56 - self.available);
+            self.available += 8;
+        }
+    }
+
+    /// The next `count` bits (`1..=32`) without consuming them.
+    #[inline]
+    pub fn peek(&mut self, count: u32) -> u32 {
+        debug_assert!((1..=32).contains(&count));
+        if self.available < count {
+            self.refill();
+        }
+        (self.buffer >> (64 - count)) as u32
+    }
+
+    /// Consumes `count` bits (at most what the last `peek` looked at).
+    #[inline]
+    pub fn skip(&mut self, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.buffer <<= count;
+        self.available -= count;
+        self.consumed += u64::from(count);
+    }
+
+    /// Reads `count` bits (`0..=32`).
+    pub fn get(&mut self, count: u32) -> u32 {
+        if count == 0 {
+            return 0;
+        }
+        let value = self.peek(count);
+        self.skip(count);
+        value
+    }
+
+    /// A reader over `data` positioned `bit` bits in (`bit <= 8·len`).
+    pub fn at(data: &'a [u8], bit: u64) -> Self {
+        let mut reader = Self::new(data);
+        let byte = ((bit / 8) as usize).min(data.len());
+        reader.next_byte = byte;
+        reader.consumed = byte as u64 * 8;
+        let rest = (bit - reader.consumed).min(7) as u32;
+        if rest > 0 {
+            reader.peek(rest);
+            reader.skip(rest);
+        }
+        reader
+    }
+
+    /// The input.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Bits consumed so far (the position in the input).
+    pub fn position(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Bits in the input.
+    pub fn total(&self) -> u64 {
+        self.data.len() as u64 * 8
+    }
+
+    /// Bits left in the input (0 once past its end).
+    pub fn remaining(&self) -> u64 {
+        self.total().saturating_sub(self.consumed)
+    }
+
+    /// True once more bits were consumed than the input holds.
+    pub fn overrun(&self) -> bool {
+        self.consumed > self.total()
+    }
+
+    /// True when what is left is only the zero padding of the last byte.
+    pub fn at_clean_end(&mut self) -> bool {
+        let left = self.remaining();
+        !self.overrun() && left < 8 && (left == 0 || self.peek(left as u32) == 0)
+    }
+}
+
+impl BitSink for BitWriter<'_> {
+    fn put_bits(&mut self, value: u64, count: u32) {
+        if count > 32 {
+            self.put((value >> 32) as u32, count - 32);
+            self.put(value as u32, 32);
+        } else {
+            self.put(value as u32, count);
+        }
+    }
+}
+
+/// Past the end the reader supplies zero bits (see [`BitReader::overrun`]), so
+/// these reads never fail by themselves; an Elias-gamma code read there fails
+/// as too long.
+impl BitSource for BitReader<'_> {
+    fn get_bit(&mut self) -> SdkResult<bool> {
+        Ok(self.get(1) == 1)
+    }
+
+    fn get_bits(&mut self, count: u32) -> SdkResult<u64> {
+        Ok(if count > 32 {
+            let high = u64::from(self.get(count - 32));
+            (high << 32) | u64::from(self.get(32))
+        } else {
+            u64::from(self.get(count))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_and_gamma_codes_round_trip() {
+        let mut out = RVec::new();
+        let mut writer = BitWriter::new(&mut out);
+        writer.put(0b101, 3);
+        writer.put_gamma(1);
+        writer.put_gamma(17);
+        writer.put_gamma(u64::MAX);
+        writer.put(0xDEAD_BEEF, 32);
+        writer.finish();
+        let mut reader = BitReader::new(&out);
+        assert_eq!(reader.get(3), 0b101);
+        assert_eq!(reader.get_gamma(63).unwrap(), 1);
+        assert_eq!(reader.get_gamma(63).unwrap(), 17);
+        assert_eq!(reader.get_gamma(63).unwrap(), u64::MAX);
+        assert_eq!(reader.get(32), 0xDEAD_BEEF);
+        assert!(reader.at_clean_end());
+        // Reading on past the end gives zeros and reports the overrun.
+        assert_eq!(reader.get(16), 0);
+        assert!(reader.overrun());
+        let zeros = [0u8; 16];
+        assert!(BitReader::new(&zeros).get_gamma(63).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! `fp16` and `bf16`: casts to 16-bit floating point.
+//!
+//! Each entry is rounded to nearest-even in IEEE binary16 (`fp16`: 5 exponent
+//! bits, 10 mantissa bits; magnitudes saturate at 65504 instead of overflowing to
+//! infinity, and below 6.1e-5 they become subnormal or zero) or in bfloat16
+//! (`bf16`: f32's 8-bit exponent with 7 mantissa bits; saturates at the largest
+//! finite bf16). One `values` stream holds the 16-bit patterns (alphabet 65536);
+//! no side info. Lossy (not flagged lossless). Decoding rejects patterns of
+//! infinities and NaNs. The baseline casts of mixed-precision training (Micikevicius
+//! et al., "Mixed Precision Training", ICLR 2018; Kalamkar et al., "A Study of
+//! BFLOAT16 for Deep Learning Training", 2019), via the `half` crate.
+//!
+//! ```yaml
+//! - quantizer: { use: fp16 }
+//! - quantizer: { use: bf16 }
+//! ```
+
+use gradcodec_sdk::buffers::RVecExt;
+use gradcodec_sdk::ensure_finite;
+use gradcodec_sdk::floats::from_bf16_bits;
+use gradcodec_sdk::floats::from_f16_bits;
+use gradcodec_sdk::floats::to_bf16_bits;
+use gradcodec_sdk::floats::to_f16_bits;
+use gradcodec_sdk::streams::check_count;
+use gradcodec_sdk::{
+    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
+    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// The casts have no parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CastConfig {}
+
+impl StageConfig for CastConfig {}
+
+/// Which 16-bit format.
+trait HalfFormat: Send + 'static {
+    const NAME: &'static str;
+    fn encode(value: f32) -> u32;
+    fn decode(symbol: u32) -> SdkResult<f32>;
+}
+
+/// Shared implementation of the two casts.
+pub struct Cast<F> {
+    len: u64,
+    format: std::marker::PhantomData<F>,
+}
+
+/// IEEE binary16.
+pub struct F16Format;
+/// bfloat16.
+pub struct Bf16Format;
+
+impl HalfFormat for F16Format {
+    const NAME: &'static str = "fp16";
+    fn encode(value: f32) -> u32 {
+        to_f16_bits(value)
+    }
+    fn decode(symbol: u32) -> SdkResult<f32> {
+        from_f16_bits(symbol)
+    }
+}
+
+impl HalfFormat for Bf16Format {
+    const NAME: &'static str = "bf16";
+    fn encode(value: f32) -> u32 {
+        to_bf16_bits(value)
+    }
+    fn decode(symbol: u32) -> SdkResult<f32> {
+        from_bf16_bits(symbol)
+    }
+}
+
+/// The `fp16` quantizer.
+pub type Fp16 = Cast<F16Format>;
+/// The `bf16` quantizer.
+pub type Bf16 = Cast<Bf16Format>;
+
+impl Stage for Fp16 {
+    type Config = CastConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "fp16",
+        version: 1,
+        format_version: 1,
+        doc: "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
+              values stream of 16-bit patterns (alphabet 65536), no side info.",
+        example_params: "{}",
+        flags: StageFlags::NONE,
+    };
+
+    fn new(_config: CastConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            len: tensor.len(),
+            format: std::marker::PhantomData,
+        })
+    }
+}
+
+impl Stage for Bf16 {
+    type Config = CastConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "bf16",
+        version: 1,
+        format_version: 1,
+        doc: "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
+              16-bit patterns (alphabet 65536), no side info.",
+        example_params: "{}",
+        flags: StageFlags::NONE,
+    };
+
+    fn new(_config: CastConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            len: tensor.len(),
+            format: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<F: HalfFormat> Quantizer for Cast<F>
+where
+    Cast<F>: Stage,
+{
+    fn quantize(
+        &mut self,
+        _ctx: &CallContext,
+        input: &[f32],
+        out: &mut Quantized,
+    ) -> SdkResult<()> {
+        ensure_len("input", input.len(), self.len)?;
+        ensure_finite(input)?;
+        out.clear();
+        let mut stream = SymbolStream::new(StreamRole::VALUES, 1 << 16);
+        stream.symbols.extend_mapped(input, |v| F::encode(v));
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        ensure_data(out.side_info.is_empty(), || {
+            format!("{} has no side info", F::NAME)
+        })?;
+        out.streams.clear();
+        out.streams
+            .push(SymbolStream::new(StreamRole::VALUES, 1 << 16));
+        Ok(())
+    }
+
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        ensure_data(coded.side_info.is_empty(), || {
+            format!("{} has no side info", F::NAME)
+        })?;
+        ensure_data(coded.streams.len() == 1, || {
+            format!("{} expects one stream", F::NAME)
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        check_count(F::NAME, symbols, self.len)?;
+        out.clear();
+        out.reserve(symbols.len());
+        for symbol in symbols.iter() {
+            out.push(F::decode(*symbol)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradcodec_sdk::conformance::sample_tensor;
+
+    fn round_trip<Q: Quantizer>(input: &[f32]) -> Vec<f32> {
+        let tensor = TensorSpec {
+            name: "t".into(),
+            shape: vec![input.len() as u64].into(),
+        };
+        let config: Q::Config = gradcodec_sdk::parse_config("{}").unwrap();
+        let mut q = Q::new(config, &tensor).unwrap();
+        let ctx = CallContext::new(0, 0);
+        let mut coded = Quantized::default();
+        q.quantize(&ctx, input, &mut coded).unwrap();
+        let mut out = RVec::new();
+        q.dequantize(&ctx, &coded, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn relative_errors_match_the_formats_and_saturate() {
+        let input: Vec<f32> = sample_tensor(10_000, 1)
+            .into_iter()
+            .map(|v| v * 1000.0)
+            .collect();
+        for (out, bound) in [
+            (round_trip::<Fp16>(&input), 2f32.powi(-11)),
+            (round_trip::<Bf16>(&input), 2f32.powi(-8)),
+        ] {
+            for (x, y) in input.iter().zip(&out) {
+                // Normal range: relative error at most half an ulp.
+                if x.abs() > 1e-3 {
+                    assert!((x - y).abs() <= bound * x.abs(), "{x} -> {y}");
+                }
+            }
+        }
+        let big = round_trip::<Fp16>(&[1e6, -1e6, 65504.0]);
+        assert_eq!(big, vec![65504.0, -65504.0, 65504.0]);
+        let big = round_trip::<Bf16>(&[f32::MAX, 1.0]);
+        assert!(big[0].is_finite() && big[1] == 1.0);
+    }
+}

@@ -1,0 +1,64 @@
+//! gradcodec's dense quantizers (every entry is sent):
+//!
+//! - [`raw::Raw`], `raw`: f32 passthrough, the uncompressed baseline;
+//! - [`uniform::Uniform`], `uniform`: b-bit uniform levels, per-tensor scale,
+//!   optional seeded stochastic rounding;
+//! - [`qsgd::Qsgd`], `qsgd`: QSGD stochastic s-level quantization (Alistarh et
+//!   al. 2017);
+//! - [`terngrad::TernGrad`], `terngrad`: TernGrad stochastic ternary quantization
+//!   (Wen et al. 2017);
+//! - [`sign::Sign`], `sign`: scaled sign, for signSGD / EF-signSGD (Bernstein et
+//!   al. 2018; Karimireddy et al. 2019);
+//! - [`cast::Fp16`] and [`cast::Bf16`], `fp16` and `bf16`: 16-bit float casts;
+//! - [`powersgd::PowerSgd`], `powersgd`: rank-r PowerSGD with warm start (Vogels
+//!   et al. 2019).
+
+pub mod cast;
+pub mod powersgd;
+pub mod qsgd;
+pub mod raw;
+pub mod sign;
+pub mod terngrad;
+pub mod uniform;
+
+gradcodec_sdk::export_plugin! {
+    library: "gradcodec-plugin-quantizers",
+    predictors: [],
+    error_corrections: [],
+    quantizers: [
+        raw::Raw,
+        uniform::Uniform,
+        qsgd::Qsgd,
+        terngrad::TernGrad,
+        sign::Sign,
+        cast::Fp16,
+        cast::Bf16,
+        powersgd::PowerSgd,
+    ],
+    entropy_coders: [],
+}
+
+#[cfg(test)]
+mod tests {
+    use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
+
+    #[test]
+    fn every_stage_passes_the_conformance_kit() {
+        gradcodec_sdk::conformance::check_library(super::plugin_root());
+    }
+
+    /// The kit again with other parameters: extreme widths, the other norms.
+    #[test]
+    fn other_parameters_pass_the_conformance_kit() {
+        let variants = [
+            ("uniform", r#"{"bits": 1}"#),
+            ("uniform", r#"{"bits": 16, "stochastic": true, "seed": 9}"#),
+            ("qsgd", r#"{"levels": 1, "norm": "max"}"#),
+            ("terngrad", r#"{}"#),
+            ("powersgd", r#"{"rank": 37}"#),
+        ];
+        for (name, params) in variants {
+            check_stage_with_params(super::plugin_root(), StageKind::QUANTIZER, name, params);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `sign`: scaled 1-bit sign quantization (signSGD / EF-signSGD).
+//!
+//! Each entry becomes `s·sign(x_i)` with `s = mean|x| = ‖x‖₁/n`, the scale of
+//! EF-signSGD (Karimireddy, Rebjock, Stich, Jaggi, "Error Feedback Fixes SignSGD and
+//! other Gradient Compression Schemes", ICML 2019); signSGD itself is Bernstein,
+//! Wang, Azizzadenesheli, Anandkumar, "signSGD: Compressed Optimisation for
+//! Non-Convex Problems", ICML 2018. Zero counts as positive (one bit per entry, no
+//! zero symbol). The scale is one f32 of side info; symbol 0 is `+s`, 1 is `-s`.
+//! Pair it with `error-feedback` for EF-signSGD.
+//!
+//! ```yaml
+//! - quantizer: { use: sign }
+//! ```
+
+use gradcodec_sdk::buffers::RVecExt;
+use gradcodec_sdk::ensure_finite;
+use gradcodec_sdk::side_info::SideInfoReader;
+use gradcodec_sdk::side_info::SideInfoWriter;
+use gradcodec_sdk::streams::check_alphabet;
+use gradcodec_sdk::streams::check_count;
+use gradcodec_sdk::{
+    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
+    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// `sign` has no parameters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignConfig {}
+
+impl StageConfig for SignConfig {}
+
+/// The scaled sign quantizer.
+pub struct Sign {
+    len: u64,
+}
+
+fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
+    let mut reader = SideInfoReader::new(side_info);
+    let scale = reader.non_negative_f32("scale")?;
+    reader.finish()?;
+    Ok(scale)
+}
+
+impl Stage for Sign {
+    type Config = SignConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "sign",
+        version: 1,
+        format_version: 1,
+        doc: "Scaled sign (signSGD, Bernstein et al. 2018; EF-signSGD, Karimireddy et al. \
+              2019): one bit per entry, reconstruction mean|x| * sign(x) (zero counts as \
+              positive); the scale is one f32.",
+        example_params: "{}",
+        flags: StageFlags::NONE,
+    };
+
+    fn new(_config: SignConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self { len: tensor.len() })
+    }
+}
+
+impl Quantizer for Sign {
+    fn quantize(
+        &mut self,
+        _ctx: &CallContext,
+        input: &[f32],
+        out: &mut Quantized,
+    ) -> SdkResult<()> {
+        ensure_len("input", input.len(), self.len)?;
+        ensure_finite(input)?;
+        out.clear();
+        let scale = if input.is_empty() {
+            0.0
+        } else {
+            (input.iter().map(|v| f64::from(v.abs())).sum::<f64>() / input.len() as f64) as f32
+        };
+        SideInfoWriter::new(&mut out.side_info).f32(scale);
+        let mut stream = SymbolStream::new(StreamRole::VALUES, 2);
+        stream.symbols.extend_mapped(input, |v| u32::from(v < 0.0));
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        read_scale(&out.side_info)?;
+        out.streams.clear();
+        out.streams.push(SymbolStream::new(StreamRole::VALUES, 2));
+        Ok(())
+    }
+
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        let scale = read_scale(&coded.side_info)?;
+        ensure_data(coded.streams.len() == 1, || {
+            "sign expects one stream".into()
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        check_count("sign", symbols, self.len)?;
+        check_alphabet("sign", symbols, 2)?;
+        out.clear();
+        out.extend_mapped(symbols, |s| if s == 0 { scale } else { -scale });
+        Ok(())
+    }
+
+    fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
+        Ok(format!("{{\"scale\":{}}}", read_scale(side_info)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_is_the_mean_magnitude() {
+        let tensor = TensorSpec {
+            name: "t".into(),
+            shape: vec![4].into(),
+        };
+        let mut q = Sign::new(SignConfig {}, &tensor).unwrap();
+        let ctx = CallContext::new(0, 0);
+        let mut coded = Quantized::default();
+        q.quantize(&ctx, &[1.0, -3.0, 0.0, 4.0], &mut coded)
+            .unwrap();
+        assert_eq!(coded.streams[0].symbols.as_slice(), &[0, 1, 0, 0]);
+        let mut out = RVec::new();
+        q.dequantize(&ctx, &coded, &mut out).unwrap();
+        assert_eq!(out.as_slice(), &[2.0, -2.0, 2.0, 2.0]);
+    }
+}

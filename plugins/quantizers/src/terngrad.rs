@@ -1,0 +1,232 @@
+//! `terngrad`: TernGrad stochastic ternary quantization.
+//!
+//! With scale `s = max|x|` of the tensor, each entry becomes `s·sign(x_i)·b_i` where
+//! `b_i` is 1 with probability `|x_i|/s` and 0 otherwise, so the result is an
+//! unbiased estimate of `x`. With `clip_sigma: c`, entries are first clipped to
+//! `[-cσ, cσ]` with σ the standard deviation of the tensor (the paper's gradient
+//! clipping, c = 2.5), which shrinks `s` (the estimate is then unbiased for the
+//! clipped tensor). Draws are seeded by `seed`, the round and the tensor index. The
+//! scale is one f32 of side info; symbols are `0` (zero), `1` (+s) and `2` (-s).
+//! From Wen, Xu, Yan, Wu, Wang, Chen, Li, "TernGrad: Ternary Gradients to Reduce
+//! Communication in Distributed Deep Learning", NeurIPS 2017.
+//!
+//! ```yaml
+//! - quantizer: { use: terngrad, params: { clip_sigma: 2.5, seed: 0 } }
+//! ```
+
+use gradcodec_sdk::buffers::RVecExt;
+use gradcodec_sdk::ensure_finite;
+use gradcodec_sdk::side_info::SideInfoReader;
+use gradcodec_sdk::side_info::SideInfoWriter;
+use gradcodec_sdk::streams::check_alphabet;
+use gradcodec_sdk::streams::check_count;
+use gradcodec_sdk::{
+    ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
+    Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
+    SymbolStream, TensorSpec,
+};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of `terngrad`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TernGradConfig {
+    /// Clip entries at `clip_sigma` standard deviations before quantizing (null: no
+    /// clipping; the paper uses 2.5).
+    pub clip_sigma: Option<f32>,
+    /// Seed of the stochastic rounding.
+    pub seed: u64,
+}
+
+impl StageConfig for TernGradConfig {
+    fn validate(&self) -> Result<(), String> {
+        match self.clip_sigma {
+            None => Ok(()),
+            Some(c) => ensure(
+                c.is_finite() && c > 0.0,
+                "clip_sigma",
+                format!("must be a positive number or null, got {c}"),
+            ),
+        }
+    }
+}
+
+/// The TernGrad quantizer.
+pub struct TernGrad {
+    config: TernGradConfig,
+    len: u64,
+}
+
+fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
+    let mut reader = SideInfoReader::new(side_info);
+    let scale = reader.non_negative_f32("scale")?;
+    reader.finish()?;
+    Ok(scale)
+}
+
+impl Stage for TernGrad {
+    type Config = TernGradConfig;
+    const INFO: StageInfo = StageInfo {
+        name: "terngrad",
+        version: 1,
+        format_version: 1,
+        doc: "TernGrad (Wen et al. 2017): scale s = max|x| (optionally after clipping at \
+              c*sigma), each entry becomes s*sign(x)*Bernoulli(|x|/s), seeded and unbiased; \
+              s sent as one f32, symbols 0/+1/-1 as 0/1/2.",
+        example_params: r#"{"clip_sigma": 2.5, "seed": 11}"#,
+        flags: StageFlags::RANDOMIZED,
+    };
+
+    fn new(config: TernGradConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+        Ok(Self {
+            config,
+            len: tensor.len(),
+        })
+    }
+}
+
+impl Quantizer for TernGrad {
+    fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
+        ensure_len("input", input.len(), self.len)?;
+        ensure_finite(input)?;
+        out.clear();
+        let limit = match self.config.clip_sigma {
+            Some(c) if !input.is_empty() => {
+                let n = input.len() as f64;
+                let mean = input.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+                let variance = input
+                    .iter()
+                    .map(|v| (f64::from(*v) - mean).powi(2))
+                    .sum::<f64>()
+                    / n;
+                (f64::from(c) * variance.sqrt()) as f32
+            }
+            _ => f32::INFINITY,
+        };
+        let scale = input
+            .iter()
+            .fold(0.0f32, |acc, v| acc.max(v.abs().min(limit)));
+        SideInfoWriter::new(&mut out.side_info).f32(scale);
+        let mut stream = SymbolStream::new(StreamRole::VALUES, 3);
+        stream.symbols.reserve(input.len());
+        if scale == 0.0 {
+            stream.symbols.resize(stream.symbols.len() + input.len(), 0);
+        } else {
+            let mut rng = call_rng(self.config.seed, ctx);
+            let inverse = 1.0 / f64::from(scale);
+            stream.symbols.extend_mapped(input, |value| {
+                let p = f64::from(value.abs().min(limit)) * inverse;
+                let keep = rng.uniform01() < p;
+                match (keep, value < 0.0) {
+                    (false, _) => 0,
+                    (true, false) => 1,
+                    (true, true) => 2,
+                }
+            });
+        }
+        out.streams.push(stream);
+        Ok(())
+    }
+
+    fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
+        read_scale(&out.side_info)?;
+        out.streams.clear();
+        out.streams.push(SymbolStream::new(StreamRole::VALUES, 3));
+        Ok(())
+    }
+
+    fn dequantize(
+        &mut self,
+        _ctx: &CallContext,
+        coded: &Quantized,
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()> {
+        let scale = read_scale(&coded.side_info)?;
+        ensure_data(coded.streams.len() == 1, || {
+            "terngrad expects one stream".into()
+        })?;
+        let symbols = &coded.streams[0].symbols;
+        check_count("terngrad", symbols, self.len)?;
+        check_alphabet("terngrad", symbols, 3)?;
+        out.clear();
+        out.extend_mapped(symbols, |s| match s {
+            1 => scale,
+            2 => -scale,
+            _ => 0.0,
+        });
+        Ok(())
+    }
+
+    fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
+        Ok(format!("{{\"scale\":{}}}", read_scale(side_info)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradcodec_sdk::{conformance::sample_tensor, parse_config};
+
+    fn run(config: TernGradConfig, input: &[f32], round: u64) -> Vec<f32> {
+        let tensor = TensorSpec {
+            name: "t".into(),
+            shape: vec![input.len() as u64].into(),
+        };
+        let mut q = TernGrad::new(config, &tensor).unwrap();
+        let ctx = CallContext::new(round, 0);
+        let mut coded = Quantized::default();
+        q.quantize(&ctx, input, &mut coded).unwrap();
+        let mut out = RVec::new();
+        q.dequantize(&ctx, &coded, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn unbiased_in_expectation_over_seeds() {
+        let input = sample_tensor(64, 4);
+        let scale = input.iter().fold(0.0f64, |a, v| a.max(f64::from(v.abs())));
+        let trials = 20_000u64;
+        let mut sum = vec![0.0f64; input.len()];
+        for seed in 0..trials {
+            let out = run(
+                TernGradConfig {
+                    clip_sigma: None,
+                    seed,
+                },
+                &input,
+                0,
+            );
+            for (acc, v) in sum.iter_mut().zip(&out) {
+                *acc += f64::from(*v);
+            }
+        }
+        // Per-entry standard deviation <= scale/2; allow 5 sigma of the mean.
+        let tolerance = 5.0 * scale / 2.0 / (trials as f64).sqrt();
+        let mut worst = 0.0f64;
+        for (acc, x) in sum.iter().zip(&input) {
+            let error = (acc / trials as f64 - f64::from(*x)).abs();
+            worst = worst.max(error);
+            assert!(error < tolerance, "mean off by {error} > {tolerance}");
+        }
+        eprintln!("terngrad: worst |E[Q(x)] - x| = {worst:.2e} (tolerance {tolerance:.2e})");
+    }
+
+    #[test]
+    fn clipping_bounds_the_scale_and_output_is_ternary() {
+        let mut input = sample_tensor(2000, 8);
+        input[17] = 100.0;
+        let out = run(
+            TernGradConfig {
+                clip_sigma: Some(2.5),
+                seed: 1,
+            },
+            &input,
+            3,
+        );
+        let scale = out.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        assert!(scale > 0.0 && scale < 100.0, "clipped scale {scale}");
+        assert!(out.iter().all(|v| *v == 0.0 || v.abs() == scale));
+        let error = parse_config::<TernGradConfig>(r#"{"clip_sigma": -1}"#).unwrap_err();
+        assert!(error.message.contains("clip_sigma"), "{error}");
+    }
+}
