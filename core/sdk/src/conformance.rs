@@ -108,6 +108,15 @@ pub fn check_stage_with_params(
     check_stage_params(root, &stage);
 }
 
+/// [`check_stage_with_params`] for each `(name, params_json)` of `variants`, all
+/// stages of `kind`: the kit over every documented option, not only the
+/// example.
+pub fn check_variants(root: PluginRootRef, kind: StageKind, variants: &[(&str, &str)]) {
+    for (name, params_json) in variants {
+        check_stage_with_params(root, kind, name, params_json);
+    }
+}
+
 /// Runs the kit for one stage with its example parameters. A RANDOMIZED
 /// quantizer must also draw differently per round and per tensor index (its
 /// example parameters must enable its randomness): the same input quantized at

@@ -7,12 +7,13 @@
 //! ```ignore
 //! gradcodec_sdk::export_plugin! {
 //!     library: "gradcodec-plugin-example",
-//!     predictors: [],
-//!     error_corrections: [],
 //!     quantizers: [MyQuantizer],
-//!     entropy_coders: [],
 //! }
+//! gradcodec_sdk::conformance_test!();
 //! ```
+//!
+//! The kinds a library has none of can be left out; those it lists come in the
+//! order `predictors`, `error_corrections`, `quantizers`, `entropy_coders`.
 //!
 //! The macro builds the `abi_stable` root module, wraps every call in a
 //! `catch_unwind` guard, and defines `plugin_root()` so tests can run the
@@ -68,11 +69,12 @@ pub use traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage, Sta
 #[macro_export]
 macro_rules! export_plugin {
     (
-        library: $library:expr,
-        predictors: [$($predictor:ty),* $(,)?],
-        error_corrections: [$($correction:ty),* $(,)?],
-        quantizers: [$($quantizer:ty),* $(,)?],
-        entropy_coders: [$($coder:ty),* $(,)?] $(,)?
+        library: $library:expr
+        $(, predictors: [$($predictor:ty),* $(,)?])?
+        $(, error_corrections: [$($correction:ty),* $(,)?])?
+        $(, quantizers: [$($quantizer:ty),* $(,)?])?
+        $(, entropy_coders: [$($coder:ty),* $(,)?])?
+        $(,)?
     ) => {
         /// This library's root module, built in-process (tests use it with the
         /// conformance kit; hosts load it through `abi_stable`).
@@ -87,10 +89,10 @@ macro_rules! export_plugin {
                     || {
                         #[allow(unused_mut)]
                         let mut stages = ::std::vec::Vec::new();
-                        $( stages.push(dispatch::descriptor::<$predictor>(StageKind::PREDICTOR)); )*
-                        $( stages.push(dispatch::descriptor::<$correction>(StageKind::ERROR_CORRECTION)); )*
-                        $( stages.push(dispatch::descriptor::<$quantizer>(StageKind::QUANTIZER)); )*
-                        $( stages.push(dispatch::descriptor::<$coder>(StageKind::ENTROPY_CODER)); )*
+                        $($( stages.push(dispatch::descriptor::<$predictor>(StageKind::PREDICTOR)); )*)?
+                        $($( stages.push(dispatch::descriptor::<$correction>(StageKind::ERROR_CORRECTION)); )*)?
+                        $($( stages.push(dispatch::descriptor::<$quantizer>(StageKind::QUANTIZER)); )*)?
+                        $($( stages.push(dispatch::descriptor::<$coder>(StageKind::ENTROPY_CODER)); )*)?
                         dispatch::manifest($library, env!("CARGO_PKG_VERSION"), stages)
                     },
                     $library,
@@ -103,22 +105,22 @@ macro_rules! export_plugin {
                 params: RStr<'_>,
             ) -> StageResult<RString> {
                 $crate::adapters::guard(name.as_str(), || {
-                    $( if kind == StageKind::PREDICTOR
+                    $($( if kind == StageKind::PREDICTOR
                         && name.as_str() == <$predictor as $crate::Stage>::INFO.name {
                         return dispatch::canonical::<$predictor>(params.as_str());
-                    } )*
-                    $( if kind == StageKind::ERROR_CORRECTION
+                    } )*)?
+                    $($( if kind == StageKind::ERROR_CORRECTION
                         && name.as_str() == <$correction as $crate::Stage>::INFO.name {
                         return dispatch::canonical::<$correction>(params.as_str());
-                    } )*
-                    $( if kind == StageKind::QUANTIZER
+                    } )*)?
+                    $($( if kind == StageKind::QUANTIZER
                         && name.as_str() == <$quantizer as $crate::Stage>::INFO.name {
                         return dispatch::canonical::<$quantizer>(params.as_str());
-                    } )*
-                    $( if kind == StageKind::ENTROPY_CODER
+                    } )*)?
+                    $($( if kind == StageKind::ENTROPY_CODER
                         && name.as_str() == <$coder as $crate::Stage>::INFO.name {
                         return dispatch::canonical::<$coder>(params.as_str());
-                    } )*
+                    } )*)?
                     Err(dispatch::unknown_stage(kind, name.as_str()))
                 })
             }
@@ -129,9 +131,9 @@ macro_rules! export_plugin {
                 tensor: &TensorSpec,
             ) -> StageResult<$crate::abi::PredictorBox> {
                 $crate::adapters::guard(name.as_str(), || {
-                    $( if name.as_str() == <$predictor as $crate::Stage>::INFO.name {
+                    $($( if name.as_str() == <$predictor as $crate::Stage>::INFO.name {
                         return dispatch::make_predictor::<$predictor>(params.as_str(), tensor);
-                    } )*
+                    } )*)?
                     let _ = (params, tensor);
                     Err(dispatch::unknown_stage(StageKind::PREDICTOR, name.as_str()))
                 })
@@ -143,9 +145,9 @@ macro_rules! export_plugin {
                 tensor: &TensorSpec,
             ) -> StageResult<$crate::abi::ErrorCorrectionBox> {
                 $crate::adapters::guard(name.as_str(), || {
-                    $( if name.as_str() == <$correction as $crate::Stage>::INFO.name {
+                    $($( if name.as_str() == <$correction as $crate::Stage>::INFO.name {
                         return dispatch::make_error_correction::<$correction>(params.as_str(), tensor);
-                    } )*
+                    } )*)?
                     let _ = (params, tensor);
                     Err(dispatch::unknown_stage(StageKind::ERROR_CORRECTION, name.as_str()))
                 })
@@ -157,9 +159,9 @@ macro_rules! export_plugin {
                 tensor: &TensorSpec,
             ) -> StageResult<$crate::abi::QuantizerBox> {
                 $crate::adapters::guard(name.as_str(), || {
-                    $( if name.as_str() == <$quantizer as $crate::Stage>::INFO.name {
+                    $($( if name.as_str() == <$quantizer as $crate::Stage>::INFO.name {
                         return dispatch::make_quantizer::<$quantizer>(params.as_str(), tensor);
-                    } )*
+                    } )*)?
                     let _ = (params, tensor);
                     Err(dispatch::unknown_stage(StageKind::QUANTIZER, name.as_str()))
                 })
@@ -171,9 +173,9 @@ macro_rules! export_plugin {
                 tensor: &TensorSpec,
             ) -> StageResult<$crate::abi::EntropyCoderBox> {
                 $crate::adapters::guard(name.as_str(), || {
-                    $( if name.as_str() == <$coder as $crate::Stage>::INFO.name {
+                    $($( if name.as_str() == <$coder as $crate::Stage>::INFO.name {
                         return dispatch::make_entropy_coder::<$coder>(params.as_str(), tensor);
-                    } )*
+                    } )*)?
                     let _ = (params, tensor);
                     Err(dispatch::unknown_stage(StageKind::ENTROPY_CODER, name.as_str()))
                 })
@@ -197,6 +199,19 @@ macro_rules! export_plugin {
         #[allow(unexpected_cfgs)]
         mod gradcodec_plugin_export {
             $crate::__export_root_module!();
+        }
+    };
+}
+
+/// A `#[test]` that runs the whole [`conformance`] kit over every stage of the
+/// library [`export_plugin!`] defined in the same module (`plugin_root()`).
+#[macro_export]
+macro_rules! conformance_test {
+    () => {
+        #[cfg(test)]
+        #[test]
+        fn every_stage_passes_the_conformance_kit() {
+            $crate::conformance::check_library(plugin_root());
         }
     };
 }

@@ -13,16 +13,6 @@ pub mod format;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-co3",
-    predictors: [],
-    error_corrections: [],
     quantizers: [float_convert::FloatConvert],
-    entropy_coders: [],
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-}
+gradcodec_sdk::conformance_test!();

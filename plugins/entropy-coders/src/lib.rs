@@ -31,9 +31,6 @@ pub mod zstd_coder;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-entropy-coders",
-    predictors: [],
-    error_corrections: [],
-    quantizers: [],
     entropy_coders: [
         bitpack::Bitpack,
         huffman::Huffman,
@@ -44,20 +41,15 @@ gradcodec_sdk::export_plugin! {
         zstd_coder::Zstd,
     ],
 }
+gradcodec_sdk::conformance_test!();
 
-#[cfg(test)]
-mod tests {
-    use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
-
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-
-    /// The kit again for the other Huffman and ANS models, rANS precisions and zstd levels.
-    #[test]
-    fn other_parameters_pass_the_conformance_kit() {
-        for (name, params) in [
+/// The kit again for the other Huffman and ANS models, rANS precisions and zstd levels.
+#[test]
+fn other_parameters_pass_the_conformance_kit() {
+    gradcodec_sdk::conformance::check_variants(
+        plugin_root(),
+        gradcodec_sdk::StageKind::ENTROPY_CODER,
+        &[
             ("huffman", r#"{"model": "parametric"}"#),
             ("ans", r#"{"model": "adaptive"}"#),
             ("ans", r#"{"model": "parametric"}"#),
@@ -66,8 +58,6 @@ mod tests {
             ("rans", r#"{"precision": 15}"#),
             ("zstd", r#"{"level": -5}"#),
             ("zstd", r#"{"level": 19}"#),
-        ] {
-            check_stage_with_params(super::plugin_root(), StageKind::ENTROPY_CODER, name, params);
-        }
-    }
+        ],
+    );
 }

@@ -12,18 +12,10 @@ pub mod fixed_step;
 // wrapped in a panic guard. Also defines `plugin_root()` for in-process tests.
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-example",
-    predictors: [],
-    error_corrections: [],
     quantizers: [fixed_step::FixedStep],
-    entropy_coders: [],
 }
 
-#[cfg(test)]
-mod tests {
-    /// One line runs the SDK's conformance kit over every stage: config round
-    /// trip, determinism, decoder/encoder agreement, reset, state, malformed input.
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-}
+// One line runs the SDK's conformance kit over every stage as a #[test]: config
+// round trip, determinism, decoder/encoder agreement, reset, state, malformed
+// input.
+gradcodec_sdk::conformance_test!();

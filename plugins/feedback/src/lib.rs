@@ -12,16 +12,6 @@ pub mod error_feedback;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-feedback",
-    predictors: [],
     error_corrections: [error_feedback::ErrorFeedback, error_feedback::MemoryDecay, dgc::Dgc],
-    quantizers: [],
-    entropy_coders: [],
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-}
+gradcodec_sdk::conformance_test!();

@@ -11,32 +11,21 @@ pub mod lloyd_max;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-lloyd-max",
-    predictors: [],
-    error_corrections: [],
     quantizers: [lloyd_max::LloydMax],
-    entropy_coders: [],
 }
+gradcodec_sdk::conformance_test!();
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-
-    #[test]
-    fn every_model_and_extreme_setting_passes_the_conformance_kit() {
-        let root = super::plugin_root();
-        let manifest = (root.manifest())();
-        for params in [
-            r#"{"bits": 1, "m": 0}"#,
-            r#"{"bits": 4, "m": 1.5, "model": "double-weibull"}"#,
-            r#"{"bits": 3, "m": 0, "estimator": "mle"}"#,
-            r#"{"bits": 12, "m": 16}"#,
-        ] {
-            let mut stage = manifest.stages[0].clone();
-            stage.example_params = params.into();
-            gradcodec_sdk::conformance::check_stage(root, &stage);
-        }
-    }
+/// The kit again for the other model, the MLE fit and the extreme widths and weights.
+#[test]
+fn every_model_and_extreme_setting_passes_the_conformance_kit() {
+    gradcodec_sdk::conformance::check_variants(
+        plugin_root(),
+        gradcodec_sdk::StageKind::QUANTIZER,
+        &[
+            ("lloyd-max", r#"{"bits": 1, "m": 0}"#),
+            ("lloyd-max", r#"{"bits": 4, "m": 1.5, "model": "double-weibull"}"#),
+            ("lloyd-max", r#"{"bits": 3, "m": 0, "estimator": "mle"}"#),
+            ("lloyd-max", r#"{"bits": 12, "m": 16}"#),
+        ],
+    );
 }

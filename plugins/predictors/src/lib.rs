@@ -11,15 +11,5 @@ pub mod res1;
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-predictors",
     predictors: [last_sent::LastSent, res1::Res1, ema::Ema],
-    error_corrections: [],
-    quantizers: [],
-    entropy_coders: [],
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-}
+gradcodec_sdk::conformance_test!();

@@ -23,8 +23,6 @@ pub mod uniform;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-quantizers",
-    predictors: [],
-    error_corrections: [],
     quantizers: [
         raw::Raw,
         uniform::Uniform,
@@ -35,30 +33,21 @@ gradcodec_sdk::export_plugin! {
         cast::Bf16,
         powersgd::PowerSgd,
     ],
-    entropy_coders: [],
 }
+gradcodec_sdk::conformance_test!();
 
-#[cfg(test)]
-mod tests {
-    use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
-
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-
-    /// The kit again with other parameters: extreme widths, the other norms.
-    #[test]
-    fn other_parameters_pass_the_conformance_kit() {
-        let variants = [
+/// The kit again with other parameters: extreme widths, the other norms.
+#[test]
+fn other_parameters_pass_the_conformance_kit() {
+    gradcodec_sdk::conformance::check_variants(
+        plugin_root(),
+        gradcodec_sdk::StageKind::QUANTIZER,
+        &[
             ("uniform", r#"{"bits": 1}"#),
             ("uniform", r#"{"bits": 16, "stochastic": true, "seed": 9}"#),
             ("qsgd", r#"{"levels": 1, "norm": "max"}"#),
             ("terngrad", r#"{}"#),
             ("powersgd", r#"{"rank": 37}"#),
-        ];
-        for (name, params) in variants {
-            check_stage_with_params(super::plugin_root(), StageKind::QUANTIZER, name, params);
-        }
-    }
+        ],
+    );
 }

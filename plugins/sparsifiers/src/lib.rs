@@ -20,40 +20,23 @@ pub mod topk;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-sparsifiers",
-    predictors: [],
-    error_corrections: [],
     quantizers: [topk::TopK, randk::RandK, threshold::Threshold, median::Median],
-    entropy_coders: [],
 }
+gradcodec_sdk::conformance_test!();
 
-#[cfg(test)]
-mod tests {
-    use gradcodec_sdk::{conformance::check_stage_with_params, StageKind};
-
-    #[test]
-    fn every_stage_passes_the_conformance_kit() {
-        gradcodec_sdk::conformance::check_library(super::plugin_root());
-    }
-
-    /// The kit again with other parameters: the other value formats.
-    #[test]
-    fn other_parameters_pass_the_conformance_kit() {
-        let variants = [
-            (
-                "topk",
-                r#"{"sparsity": 0.95, "values": "uniform", "value_bits": 6}"#,
-            ),
+/// The kit again with other parameters: the other value formats.
+#[test]
+fn other_parameters_pass_the_conformance_kit() {
+    gradcodec_sdk::conformance::check_variants(
+        plugin_root(),
+        gradcodec_sdk::StageKind::QUANTIZER,
+        &[
+            ("topk", r#"{"sparsity": 0.95, "values": "uniform", "value_bits": 6}"#),
             ("topk", r#"{"sparsity": 0.5, "values": "f16"}"#),
-            (
-                "randk",
-                r#"{"sparsity": 0.7, "values": "uniform", "rescale": true}"#,
-            ),
+            ("randk", r#"{"sparsity": 0.7, "values": "uniform", "rescale": true}"#),
             ("threshold", r#"{"tau": 0.002, "values": "f32"}"#),
             ("median", r#"{"sparsity": 0.995, "q": 1}"#),
             ("median", r#"{"sparsity": 0.5, "q": 5}"#),
-        ];
-        for (name, params) in variants {
-            check_stage_with_params(super::plugin_root(), StageKind::QUANTIZER, name, params);
-        }
-    }
+        ],
+    );
 }
