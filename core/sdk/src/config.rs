@@ -21,6 +21,13 @@ pub trait StageConfig: Serialize + DeserializeOwned + JsonSchema + Clone + Send 
     }
 }
 
+/// The config of a stage without parameters: accepts `{}` only.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+impl StageConfig for NoParams {}
+
 /// Parses and validates parameters given as JSON text (`""` counts as `{}`).
 pub fn parse_config<C: StageConfig>(params_json: &str) -> SdkResult<C> {
     let text = if params_json.trim().is_empty() {

@@ -40,17 +40,19 @@ pub mod prelude {
     pub use crate::buffers::RVecExt;
     pub use crate::random::{call_rng, StageRng};
     pub use crate::side_info::{SideInfoReader, SideInfoWriter};
-    pub use crate::streams::{begin_streams, describe, received_streams, StreamShape};
+    pub use crate::streams::{
+        begin_streams, describe, expect_no_side_info, received_streams, StreamShape,
+    };
     pub use crate::{
         corrupt, ensure, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input,
-        unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema, Predictor, Quantized,
-        Quantizer, RSlice, RString, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo,
-        StreamRole, SymbolStream, TensorSpec,
+        unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema, NoParams, Predictor,
+        Quantized, Quantizer, RSlice, RString, RVec, SdkResult, Stage, StageConfig, StageFlags,
+        StageInfo, StreamRole, SymbolStream, TensorSpec,
     };
 }
 
 pub use abi_stable::std_types::{RSlice, RString, RVec};
-pub use config::{ensure, parse_config, StageConfig};
+pub use config::{ensure, parse_config, NoParams, StageConfig};
 pub use error::{
     corrupt, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input, unsupported,
     SdkResult,
@@ -204,7 +206,15 @@ macro_rules! export_plugin {
 }
 
 /// A `#[test]` that runs the whole [`conformance`] kit over every stage of the
-/// library [`export_plugin!`] defined in the same module (`plugin_root()`).
+/// library [`export_plugin!`] defined in the same module (`plugin_root()`);
+/// with variants, a second one runs it again per `(stage name, params JSON)`
+/// of the kind named (`QUANTIZER`, `ENTROPY_CODER`, ...):
+///
+/// ```ignore
+/// gradcodec_sdk::conformance_test! {
+///     QUANTIZER: [("uniform", r#"{"bits": 1}"#), ("qsgd", r#"{"levels": 1}"#)],
+/// }
+/// ```
 #[macro_export]
 macro_rules! conformance_test {
     () => {
@@ -212,6 +222,20 @@ macro_rules! conformance_test {
         #[test]
         fn every_stage_passes_the_conformance_kit() {
             $crate::conformance::check_library(plugin_root());
+        }
+    };
+    ($kind:ident: [$(($name:expr, $params:expr)),* $(,)?] $(,)?) => {
+        $crate::conformance_test!();
+
+        /// The kit again with other parameters than the examples.
+        #[cfg(test)]
+        #[test]
+        fn other_parameters_pass_the_conformance_kit() {
+            $crate::conformance::check_variants(
+                plugin_root(),
+                $crate::StageKind::$kind,
+                &[$(($name, $params)),*],
+            );
         }
     };
 }

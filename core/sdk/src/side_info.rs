@@ -90,6 +90,14 @@ impl<'a> SideInfoReader<'a> {
         })
     }
 
+    /// Side info that is one finite f32 >= 0 (a scale) and nothing else.
+    pub fn single_non_negative_f32(bytes: &'a [u8], what: &str) -> SdkResult<f32> {
+        let mut reader = Self::new(bytes);
+        let value = reader.non_negative_f32(what)?;
+        reader.finish()?;
+        Ok(value)
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.bytes.len()

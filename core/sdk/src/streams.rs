@@ -143,6 +143,11 @@ pub fn received_streams<'a, const N: usize>(
     Ok(slices)
 }
 
+/// Fails unless `side_info` is empty (for quantizers that send none).
+pub fn expect_no_side_info(stage: &str, side_info: &[u8]) -> SdkResult<()> {
+    ensure_data(side_info.is_empty(), || format!("{stage} has no side info"))
+}
+
 /// Checks that a stream holds `expected` symbols.
 pub fn check_count(what: &str, symbols: &[u32], expected: u64) -> SdkResult<()> {
     ensure_data(symbols.len() as u64 == expected, || {

@@ -13,19 +13,12 @@ gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-lloyd-max",
     quantizers: [lloyd_max::LloydMax],
 }
-gradcodec_sdk::conformance_test!();
-
-/// The kit again for the other model, the MLE fit and the extreme widths and weights.
-#[test]
-fn every_model_and_extreme_setting_passes_the_conformance_kit() {
-    gradcodec_sdk::conformance::check_variants(
-        plugin_root(),
-        gradcodec_sdk::StageKind::QUANTIZER,
-        &[
-            ("lloyd-max", r#"{"bits": 1, "m": 0}"#),
-            ("lloyd-max", r#"{"bits": 4, "m": 1.5, "model": "double-weibull"}"#),
-            ("lloyd-max", r#"{"bits": 3, "m": 0, "estimator": "mle"}"#),
-            ("lloyd-max", r#"{"bits": 12, "m": 16}"#),
-        ],
-    );
+// The kit again for the other model, the MLE fit and the extreme widths and weights.
+gradcodec_sdk::conformance_test! {
+    QUANTIZER: [
+        ("lloyd-max", r#"{"bits": 1, "m": 0}"#),
+        ("lloyd-max", r#"{"bits": 4, "m": 1.5, "model": "double-weibull"}"#),
+        ("lloyd-max", r#"{"bits": 3, "m": 0, "estimator": "mle"}"#),
+        ("lloyd-max", r#"{"bits": 12, "m": 16}"#),
+    ],
 }

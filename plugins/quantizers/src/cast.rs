@@ -15,37 +15,24 @@
 //! - quantizer: { use: bf16 }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::floats::from_bf16_bits;
-use gradcodec_sdk::floats::from_f16_bits;
-use gradcodec_sdk::floats::to_bf16_bits;
-use gradcodec_sdk::floats::to_f16_bits;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::{
-    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
-use serde::{Deserialize, Serialize};
-
-/// The casts have no parameters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CastConfig {}
-
-impl StageConfig for CastConfig {}
+use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
+use gradcodec_sdk::prelude::*;
+use std::marker::PhantomData;
 
 /// Which 16-bit format.
-trait HalfFormat: Send + 'static {
-    const NAME: &'static str;
+pub trait HalfFormat: Send + 'static {
+    /// The stage's facts.
+    const INFO: StageInfo;
+    /// f32 to the format's bits.
     fn encode(value: f32) -> u32;
+    /// The format's bits to f32 (refusing non-finite patterns).
     fn decode(symbol: u32) -> SdkResult<f32>;
 }
 
 /// Shared implementation of the two casts.
 pub struct Cast<F> {
     len: u64,
-    format: std::marker::PhantomData<F>,
+    format: PhantomData<F>,
 }
 
 /// IEEE binary16.
@@ -54,7 +41,15 @@ pub struct F16Format;
 pub struct Bf16Format;
 
 impl HalfFormat for F16Format {
-    const NAME: &'static str = "fp16";
+    const INFO: StageInfo = StageInfo {
+        name: "fp16",
+        version: 1,
+        format_version: 1,
+        doc: "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
+              values stream of 16-bit patterns (alphabet 65536), no side info.",
+        example_params: "{}",
+        flags: StageFlags::NONE,
+    };
     fn encode(value: f32) -> u32 {
         to_f16_bits(value)
     }
@@ -64,7 +59,15 @@ impl HalfFormat for F16Format {
 }
 
 impl HalfFormat for Bf16Format {
-    const NAME: &'static str = "bf16";
+    const INFO: StageInfo = StageInfo {
+        name: "bf16",
+        version: 1,
+        format_version: 1,
+        doc: "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
+              16-bit patterns (alphabet 65536), no side info.",
+        example_params: "{}",
+        flags: StageFlags::NONE,
+    };
     fn encode(value: f32) -> u32 {
         to_bf16_bits(value)
     }
@@ -78,50 +81,21 @@ pub type Fp16 = Cast<F16Format>;
 /// The `bf16` quantizer.
 pub type Bf16 = Cast<Bf16Format>;
 
-impl Stage for Fp16 {
-    type Config = CastConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "fp16",
-        version: 1,
-        format_version: 1,
-        doc: "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
-              values stream of 16-bit patterns (alphabet 65536), no side info.",
-        example_params: "{}",
-        flags: StageFlags::NONE,
-    };
+const STREAMS: [StreamShape; 1] = [StreamShape::half_words()];
 
-    fn new(_config: CastConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+impl<F: HalfFormat> Stage for Cast<F> {
+    type Config = NoParams;
+    const INFO: StageInfo = F::INFO;
+
+    fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
             len: tensor.len(),
-            format: std::marker::PhantomData,
+            format: PhantomData,
         })
     }
 }
 
-impl Stage for Bf16 {
-    type Config = CastConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "bf16",
-        version: 1,
-        format_version: 1,
-        doc: "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
-              16-bit patterns (alphabet 65536), no side info.",
-        example_params: "{}",
-        flags: StageFlags::NONE,
-    };
-
-    fn new(_config: CastConfig, tensor: &TensorSpec) -> SdkResult<Self> {
-        Ok(Self {
-            len: tensor.len(),
-            format: std::marker::PhantomData,
-        })
-    }
-}
-
-impl<F: HalfFormat> Quantizer for Cast<F>
-where
-    Cast<F>: Stage,
-{
+impl<F: HalfFormat> Quantizer for Cast<F> {
     fn quantize(
         &mut self,
         _ctx: &CallContext,
@@ -130,20 +104,14 @@ where
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
-        out.clear();
-        let mut stream = SymbolStream::new(StreamRole::VALUES, 1 << 16);
-        stream.symbols.extend_mapped(input, |v| F::encode(v));
-        out.streams.push(stream);
+        begin_streams(out, &STREAMS);
+        out.streams[0].symbols.extend_mapped(input, F::encode);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
-        ensure_data(out.side_info.is_empty(), || {
-            format!("{} has no side info", F::NAME)
-        })?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::VALUES, 1 << 16));
+        expect_no_side_info(F::INFO.name, &out.side_info)?;
+        describe(out, &STREAMS);
         Ok(())
     }
 
@@ -153,17 +121,11 @@ where
         coded: &Quantized,
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
-        ensure_data(coded.side_info.is_empty(), || {
-            format!("{} has no side info", F::NAME)
-        })?;
-        ensure_data(coded.streams.len() == 1, || {
-            format!("{} expects one stream", F::NAME)
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        check_count(F::NAME, symbols, self.len)?;
+        expect_no_side_info(F::INFO.name, &coded.side_info)?;
+        let [symbols] = received_streams(F::INFO.name, coded, &STREAMS, [self.len])?;
         out.clear();
         out.reserve(symbols.len());
-        for symbol in symbols.iter() {
+        for symbol in symbols {
             out.push(F::decode(*symbol)?);
         }
         Ok(())

@@ -8,27 +8,17 @@
 //! - quantizer: { use: raw }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
-use serde::{Deserialize, Serialize};
-
-/// `raw` has no parameters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {}
-
-impl StageConfig for RawConfig {}
+use gradcodec_sdk::prelude::*;
 
 /// The passthrough quantizer.
 pub struct Raw {
     len: u64,
 }
 
+const STREAMS: [StreamShape; 1] = [StreamShape::raw_words()];
+
 impl Stage for Raw {
-    type Config = RawConfig;
+    type Config = NoParams;
     const INFO: StageInfo = StageInfo {
         name: "raw",
         version: 1,
@@ -39,7 +29,7 @@ impl Stage for Raw {
         flags: StageFlags::LOSSLESS,
     };
 
-    fn new(_config: RawConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+    fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self { len: tensor.len() })
     }
 }
@@ -52,18 +42,14 @@ impl Quantizer for Raw {
         out: &mut Quantized,
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
-        out.clear();
-        let mut stream = SymbolStream::new(StreamRole::RAW_WORDS, 1 << 32);
-        stream.symbols.extend_mapped(input, f32::to_bits);
-        out.streams.push(stream);
+        begin_streams(out, &STREAMS);
+        out.streams[0].symbols.extend_mapped(input, f32::to_bits);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
-        ensure_data(out.side_info.is_empty(), || "raw has no side info".into())?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::RAW_WORDS, 1 << 32));
+        expect_no_side_info("raw", &out.side_info)?;
+        describe(out, &STREAMS);
         Ok(())
     }
 
@@ -73,17 +59,9 @@ impl Quantizer for Raw {
         coded: &Quantized,
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
-        ensure_data(coded.streams.len() == 1, || "raw expects one stream".into())?;
-        let symbols = &coded.streams[0].symbols;
-        ensure_data(symbols.len() as u64 == self.len, || {
-            format!(
-                "raw stream has {} words, the tensor has {}",
-                symbols.len(),
-                self.len
-            )
-        })?;
+        let [words] = received_streams("raw", coded, &STREAMS, [self.len])?;
         out.clear();
-        out.extend_mapped(symbols, f32::from_bits);
+        out.extend_mapped(words, f32::from_bits);
         Ok(())
     }
 }

@@ -12,39 +12,21 @@
 //! - quantizer: { use: sign }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::side_info::SideInfoWriter;
-use gradcodec_sdk::streams::check_alphabet;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::{
-    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
-use serde::{Deserialize, Serialize};
-
-/// `sign` has no parameters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignConfig {}
-
-impl StageConfig for SignConfig {}
+use gradcodec_sdk::prelude::*;
 
 /// The scaled sign quantizer.
 pub struct Sign {
     len: u64,
 }
 
+const STREAMS: [StreamShape; 1] = [StreamShape::values(2)];
+
 fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
-    let mut reader = SideInfoReader::new(side_info);
-    let scale = reader.non_negative_f32("scale")?;
-    reader.finish()?;
-    Ok(scale)
+    SideInfoReader::single_non_negative_f32(side_info, "scale")
 }
 
 impl Stage for Sign {
-    type Config = SignConfig;
+    type Config = NoParams;
     const INFO: StageInfo = StageInfo {
         name: "sign",
         version: 1,
@@ -56,7 +38,7 @@ impl Stage for Sign {
         flags: StageFlags::NONE,
     };
 
-    fn new(_config: SignConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+    fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self { len: tensor.len() })
     }
 }
@@ -70,23 +52,22 @@ impl Quantizer for Sign {
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
-        out.clear();
+        begin_streams(out, &STREAMS);
         let scale = if input.is_empty() {
             0.0
         } else {
             (input.iter().map(|v| f64::from(v.abs())).sum::<f64>() / input.len() as f64) as f32
         };
         SideInfoWriter::new(&mut out.side_info).f32(scale);
-        let mut stream = SymbolStream::new(StreamRole::VALUES, 2);
-        stream.symbols.extend_mapped(input, |v| u32::from(v < 0.0));
-        out.streams.push(stream);
+        out.streams[0]
+            .symbols
+            .extend_mapped(input, |v| u32::from(v < 0.0));
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         read_scale(&out.side_info)?;
-        out.streams.clear();
-        out.streams.push(SymbolStream::new(StreamRole::VALUES, 2));
+        describe(out, &STREAMS);
         Ok(())
     }
 
@@ -97,14 +78,9 @@ impl Quantizer for Sign {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let scale = read_scale(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 1, || {
-            "sign expects one stream".into()
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        check_count("sign", symbols, self.len)?;
-        check_alphabet("sign", symbols, 2)?;
+        let [signs] = received_streams("sign", coded, &STREAMS, [self.len])?;
         out.clear();
-        out.extend_mapped(symbols, |s| if s == 0 { scale } else { -scale });
+        out.extend_mapped(signs, |s| if s == 0 { scale } else { -scale });
         Ok(())
     }
 
@@ -123,7 +99,7 @@ mod tests {
             name: "t".into(),
             shape: vec![4].into(),
         };
-        let mut q = Sign::new(SignConfig {}, &tensor).unwrap();
+        let mut q = Sign::new(NoParams {}, &tensor).unwrap();
         let ctx = CallContext::new(0, 0);
         let mut coded = Quantized::default();
         q.quantize(&ctx, &[1.0, -3.0, 0.0, 4.0], &mut coded)

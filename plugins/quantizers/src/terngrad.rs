@@ -14,17 +14,7 @@
 //! - quantizer: { use: terngrad, params: { clip_sigma: 2.5, seed: 0 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::side_info::SideInfoWriter;
-use gradcodec_sdk::streams::check_alphabet;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
-    Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
-    SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `terngrad`.
@@ -57,11 +47,10 @@ pub struct TernGrad {
     len: u64,
 }
 
+const STREAMS: [StreamShape; 1] = [StreamShape::values(3)];
+
 fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
-    let mut reader = SideInfoReader::new(side_info);
-    let scale = reader.non_negative_f32("scale")?;
-    reader.finish()?;
-    Ok(scale)
+    SideInfoReader::single_non_negative_f32(side_info, "scale")
 }
 
 impl Stage for TernGrad {
@@ -89,7 +78,7 @@ impl Quantizer for TernGrad {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
-        out.clear();
+        begin_streams(out, &STREAMS);
         let limit = match self.config.clip_sigma {
             Some(c) if !input.is_empty() => {
                 let n = input.len() as f64;
@@ -107,14 +96,13 @@ impl Quantizer for TernGrad {
             .iter()
             .fold(0.0f32, |acc, v| acc.max(v.abs().min(limit)));
         SideInfoWriter::new(&mut out.side_info).f32(scale);
-        let mut stream = SymbolStream::new(StreamRole::VALUES, 3);
-        stream.symbols.reserve(input.len());
+        let symbols = &mut out.streams[0].symbols;
         if scale == 0.0 {
-            stream.symbols.resize(stream.symbols.len() + input.len(), 0);
+            symbols.resize(input.len(), 0);
         } else {
             let mut rng = call_rng(self.config.seed, ctx);
             let inverse = 1.0 / f64::from(scale);
-            stream.symbols.extend_mapped(input, |value| {
+            symbols.extend_mapped(input, |value| {
                 let p = f64::from(value.abs().min(limit)) * inverse;
                 let keep = rng.uniform01() < p;
                 match (keep, value < 0.0) {
@@ -124,14 +112,12 @@ impl Quantizer for TernGrad {
                 }
             });
         }
-        out.streams.push(stream);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         read_scale(&out.side_info)?;
-        out.streams.clear();
-        out.streams.push(SymbolStream::new(StreamRole::VALUES, 3));
+        describe(out, &STREAMS);
         Ok(())
     }
 
@@ -142,12 +128,7 @@ impl Quantizer for TernGrad {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let scale = read_scale(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 1, || {
-            "terngrad expects one stream".into()
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        check_count("terngrad", symbols, self.len)?;
-        check_alphabet("terngrad", symbols, 3)?;
+        let [symbols] = received_streams("terngrad", coded, &STREAMS, [self.len])?;
         out.clear();
         out.extend_mapped(symbols, |s| match s {
             1 => scale,

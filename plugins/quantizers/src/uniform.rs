@@ -12,12 +12,7 @@
 //! - quantizer: { use: uniform, params: { bits: 4, stochastic: true, seed: 7 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
-    Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
-    SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `uniform`.
@@ -62,17 +57,15 @@ impl Uniform {
     fn levels(&self) -> u32 {
         1u32 << self.config.bits
     }
+
+    /// One values stream of 2^bits levels.
+    fn streams(&self) -> [StreamShape; 1] {
+        [StreamShape::values(u64::from(self.levels()))]
+    }
 }
 
 fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
-    ensure_data(side_info.len() == 4, || {
-        format!("uniform side info must be 4 bytes, got {}", side_info.len())
-    })?;
-    let scale = f32::from_le_bytes([side_info[0], side_info[1], side_info[2], side_info[3]]);
-    ensure_data(scale.is_finite() && scale >= 0.0, || {
-        format!("invalid scale {scale}")
-    })?;
-    Ok(scale)
+    SideInfoReader::single_non_negative_f32(side_info, "scale")
 }
 
 impl Stage for Uniform {
@@ -98,19 +91,18 @@ impl Stage for Uniform {
 impl Quantizer for Uniform {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
-        out.clear();
+        begin_streams(out, &self.streams());
         let scale = input.iter().fold(0.0f32, |acc, value| acc.max(value.abs()));
-        out.side_info.extend_from_slice(&scale.to_le_bytes());
+        SideInfoWriter::new(&mut out.side_info).f32(scale);
         let top = (self.levels() - 1) as f32;
-        let mut stream = SymbolStream::new(StreamRole::VALUES, u64::from(self.levels()));
-        stream.symbols.reserve(input.len());
+        let symbols = &mut out.streams[0].symbols;
         if scale == 0.0 {
-            stream.symbols.resize(stream.symbols.len() + input.len(), 0);
+            symbols.resize(input.len(), 0);
         } else {
             let inverse_step = top / (2.0 * scale);
             if self.config.stochastic {
                 let mut rng = call_rng(self.config.seed, ctx);
-                stream.symbols.extend_mapped(input, |value| {
+                symbols.extend_mapped(input, |value| {
                     let position = ((value + scale) * inverse_step).clamp(0.0, top);
                     // `position` is in [0, top]: truncation is the floor.
                     let floor = position as u32;
@@ -118,22 +110,17 @@ impl Quantizer for Uniform {
                     (floor + u32::from(up)).min(top as u32)
                 });
             } else {
-                stream.symbols.extend_mapped(input, |value| {
+                symbols.extend_mapped(input, |value| {
                     ((value + scale) * inverse_step).clamp(0.0, top).round() as u32
                 });
             }
         }
-        out.streams.push(stream);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         read_scale(&out.side_info)?;
-        out.streams.clear();
-        out.streams.push(SymbolStream::new(
-            StreamRole::VALUES,
-            u64::from(self.levels()),
-        ));
+        describe(out, &self.streams());
         Ok(())
     }
 
@@ -144,21 +131,8 @@ impl Quantizer for Uniform {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let scale = read_scale(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 1, || {
-            "uniform expects one stream".into()
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        ensure_data(symbols.len() as u64 == self.len, || {
-            format!(
-                "uniform stream has {} symbols, the tensor has {}",
-                symbols.len(),
-                self.len
-            )
-        })?;
+        let [symbols] = received_streams("uniform", coded, &self.streams(), [self.len])?;
         let levels = self.levels();
-        ensure_data(symbols.iter().all(|s| *s < levels), || {
-            format!("uniform symbol outside 0..{levels}")
-        })?;
         let step = if levels > 1 {
             2.0 * scale / (levels - 1) as f32
         } else {

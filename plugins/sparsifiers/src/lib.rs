@@ -22,21 +22,14 @@ gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-sparsifiers",
     quantizers: [topk::TopK, randk::RandK, threshold::Threshold, median::Median],
 }
-gradcodec_sdk::conformance_test!();
-
-/// The kit again with other parameters: the other value formats.
-#[test]
-fn other_parameters_pass_the_conformance_kit() {
-    gradcodec_sdk::conformance::check_variants(
-        plugin_root(),
-        gradcodec_sdk::StageKind::QUANTIZER,
-        &[
-            ("topk", r#"{"sparsity": 0.95, "values": "uniform", "value_bits": 6}"#),
-            ("topk", r#"{"sparsity": 0.5, "values": "f16"}"#),
-            ("randk", r#"{"sparsity": 0.7, "values": "uniform", "rescale": true}"#),
-            ("threshold", r#"{"tau": 0.002, "values": "f32"}"#),
-            ("median", r#"{"sparsity": 0.995, "q": 1}"#),
-            ("median", r#"{"sparsity": 0.5, "q": 5}"#),
-        ],
-    );
+// The kit again with other parameters: the other value formats.
+gradcodec_sdk::conformance_test! {
+    QUANTIZER: [
+        ("topk", r#"{"sparsity": 0.95, "values": "uniform", "value_bits": 6}"#),
+        ("topk", r#"{"sparsity": 0.5, "values": "f16"}"#),
+        ("randk", r#"{"sparsity": 0.7, "values": "uniform", "rescale": true}"#),
+        ("threshold", r#"{"tau": 0.002, "values": "f32"}"#),
+        ("median", r#"{"sparsity": 0.995, "q": 1}"#),
+        ("median", r#"{"sparsity": 0.5, "q": 5}"#),
+    ],
 }
