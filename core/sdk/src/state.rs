@@ -60,6 +60,37 @@ pub fn read_vectors(tag: &[u8; 4], bytes: &[u8], expected_len: usize) -> SdkResu
     Ok(vectors)
 }
 
+/// Reads exactly `N` vectors written by [`write_vectors`] with `tag` (each of
+/// length 0 or `expected_len`).
+///
+/// ```
+/// use gradcodec_sdk::state::{read_exact, write_vectors};
+///
+/// let mut bytes = Vec::new();
+/// write_vectors(b"EXA1", &[&[1.0, 2.0], &[]], &mut bytes);
+/// let [memory, momentum] = read_exact::<2>(b"EXA1", &bytes, 2).unwrap();
+/// assert_eq!((memory, momentum.len()), (vec![1.0, 2.0], 0));
+/// assert!(read_exact::<1>(b"EXA1", &bytes, 2).is_err());
+/// assert!(read_exact::<2>(b"OTHR", &bytes, 2).is_err());
+/// ```
+pub fn read_exact<const N: usize>(
+    tag: &[u8; 4],
+    bytes: &[u8],
+    expected_len: usize,
+) -> SdkResult<[Vec<f32>; N]> {
+    let vectors = read_vectors(tag, bytes, expected_len)?;
+    let count = vectors.len();
+    vectors
+        .try_into()
+        .map_err(|_| corrupt(format!("state: expected {N} vectors, got {count}")))
+}
+
+/// Reads the one vector written by `write_vectors(tag, &[&v], ..)`.
+pub fn read_one(tag: &[u8; 4], bytes: &[u8], expected_len: usize) -> SdkResult<Vec<f32>> {
+    let [vector] = read_exact::<1>(tag, bytes, expected_len)?;
+    Ok(vector)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

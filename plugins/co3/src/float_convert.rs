@@ -41,11 +41,7 @@ use gradcodec_numerics::{
     gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
     GenNorm,
 };
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// A named float format.

@@ -55,10 +55,7 @@ use constriction::stream::{
     stack::DefaultAnsCoder,
     Decode, Encode,
 };
-use gradcodec_sdk::{
-    corrupt, ensure_data, invalid_input, EntropyCoder, JsonSchema, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::num::NonZeroU32;

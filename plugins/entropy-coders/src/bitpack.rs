@@ -9,11 +9,7 @@
 //! - entropy-coder: { use: bitpack }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    ensure_data, invalid_input, EntropyCoder, JsonSchema, RVec, SdkResult, Stage, StageConfig,
-    StageFlags, StageInfo, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// `bitpack` has no parameters.

@@ -2,7 +2,7 @@
 //! of `positions` streams, and the decode-side count guard.
 
 use crate::bits::{BitSink, BitSource};
-use gradcodec_sdk::{corrupt, ensure_data, invalid_input, SdkResult, StreamRole, SymbolStream};
+use gradcodec_sdk::prelude::*;
 
 /// Checks on the encoder side that every symbol lies in the alphabet.
 pub fn check_symbols(stream: &SymbolStream) -> SdkResult<()> {

@@ -18,10 +18,7 @@ use crate::bits::{BitReader, BitSink, BitSource, BitWriter};
 use crate::common::{
     check_count_fits, check_decoded, check_symbols, is_positions, positions_to_gaps, GapDecoder,
 };
-use gradcodec_sdk::{
-    ensure_data, unsupported, EntropyCoder, JsonSchema, RVec, SdkResult, Stage, StageConfig,
-    StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// `elias-gamma` has no parameters.

@@ -23,10 +23,7 @@ use crate::bits::{gamma_len, BitReader, BitSink, BitSource, BitWriter};
 use crate::common::{
     check_count_fits, check_decoded, check_symbols, is_positions, positions_to_gaps, GapDecoder,
 };
-use gradcodec_sdk::{
-    corrupt, ensure_data, unsupported, EntropyCoder, JsonSchema, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Unary quotients from this value on are escaped.

@@ -28,10 +28,7 @@
 use crate::bits::msb::{BitReader, BitWriter};
 use crate::bits::{BitSink, BitSource};
 use crate::huffman_code::{code_lengths, CanonicalCode};
-use gradcodec_sdk::{
-    corrupt, invalid_input, unsupported, EntropyCoder, JsonSchema, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Largest alphabet the coder accepts.

@@ -13,7 +13,7 @@
 use crate::bits::msb::BitReader;
 #[cfg(test)]
 use crate::bits::msb::BitWriter;
-use gradcodec_sdk::{corrupt, SdkResult};
+use gradcodec_sdk::prelude::*;
 
 /// Longest code length.
 pub const MAX_CODE_LENGTH: u32 = 24;

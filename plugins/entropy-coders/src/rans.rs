@@ -49,10 +49,7 @@
 use crate::bits::{BitReader, BitWriter};
 use crate::common::is_positions;
 use crate::rans_table::{self, Table, MAX_PRECISION, MIN_PRECISION};
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_data, invalid_input, unsupported, EntropyCoder, JsonSchema, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Largest alphabet coded.

@@ -32,7 +32,7 @@
 
 use crate::bits::{gamma_len, BitReader, BitSink, BitSource, BitWriter};
 use crate::common::{ceil_log2, frequency_bits, read_table_entries, write_table_entries};
-use gradcodec_sdk::{ensure_data, SdkResult};
+use gradcodec_sdk::prelude::*;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 

@@ -17,11 +17,7 @@
 use crate::common::{
     check_decoded, check_symbols, is_positions, positions_to_gaps, symbol_bits, GapDecoder,
 };
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_data, EntropyCoder, JsonSchema, RVec, SdkResult, Stage, StageConfig,
-    StageFlags, StageInfo, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `zstd`.

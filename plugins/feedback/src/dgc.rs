@@ -15,11 +15,8 @@
 //! - error-correction: { use: dgc, params: { momentum: 0.9 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_len, state, CallContext, ErrorCorrection, JsonSchema, RVec, SdkResult,
-    Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::state;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `dgc`.
@@ -149,10 +146,7 @@ impl ErrorCorrection for Dgc {
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let vectors = state::read_vectors(b"DGC1", bytes, self.len)?;
-        let [u, v]: [Vec<f32>; 2] = vectors
-            .try_into()
-            .map_err(|_| corrupt("state: expected two vectors"))?;
+        let [u, v] = state::read_exact(b"DGC1", bytes, self.len)?;
         self.u = u;
         self.v = v;
         self.pending_u.clear();

@@ -18,11 +18,8 @@
 //! - error-correction: { use: memory-decay, params: { gamma: 0.7 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_len, state, CallContext, ErrorCorrection, JsonSchema, RVec, SdkResult,
-    Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::state;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
@@ -199,11 +196,7 @@ impl<V: Variant> ErrorCorrection for ErrorFeedbackWith<V> {
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let mut vectors = state::read_vectors(&V::STATE_TAG, bytes, self.len)?;
-        if vectors.len() != 1 {
-            return Err(corrupt("state: expected one vector"));
-        }
-        self.memory = vectors.pop().unwrap_or_default();
+        self.memory = state::read_one(&V::STATE_TAG, bytes, self.len)?;
         Ok(())
     }
 

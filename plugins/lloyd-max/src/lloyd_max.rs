@@ -28,11 +28,7 @@ use gradcodec_numerics::{
     gennorm::{BETA_MAX, BETA_MIN},
     lloyd_max::{design_cached, snap_shape, Design, Model, MAX_BITS},
 };
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

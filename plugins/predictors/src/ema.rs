@@ -10,10 +10,8 @@
 //! - predictor: { use: ema, params: { decay: 0.9 } }
 //! ```
 
-use gradcodec_sdk::{
-    corrupt, ensure, ensure_len, state, CallContext, JsonSchema, Predictor, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::state;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `ema`.
@@ -99,11 +97,7 @@ impl Predictor for Ema {
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let mut vectors = state::read_vectors(b"EMA1", bytes, self.len)?;
-        if vectors.len() != 1 {
-            return Err(corrupt("state: expected one vector"));
-        }
-        self.average = vectors.pop().unwrap_or_default();
+        self.average = state::read_one(b"EMA1", bytes, self.len)?;
         Ok(())
     }
 

@@ -10,18 +10,8 @@
 //! - predictor: { use: last-sent }
 //! ```
 
-use gradcodec_sdk::{
-    corrupt, ensure_len, state, CallContext, JsonSchema, Predictor, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, TensorSpec,
-};
-use serde::{Deserialize, Serialize};
-
-/// `last-sent` has no parameters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LastSentConfig {}
-
-impl StageConfig for LastSentConfig {}
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::state;
 
 /// The Res-0 predictor.
 pub struct LastSent {
@@ -31,7 +21,7 @@ pub struct LastSent {
 }
 
 impl Stage for LastSent {
-    type Config = LastSentConfig;
+    type Config = NoParams;
     const INFO: StageInfo = StageInfo {
         name: "last-sent",
         version: 1,
@@ -42,7 +32,7 @@ impl Stage for LastSent {
         flags: StageFlags::STATEFUL,
     };
 
-    fn new(_config: LastSentConfig, tensor: &TensorSpec) -> SdkResult<Self> {
+    fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
             len: tensor.len() as usize,
             last: Vec::new(),
@@ -74,11 +64,7 @@ impl Predictor for LastSent {
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let mut vectors = state::read_vectors(b"LST1", bytes, self.len)?;
-        if vectors.len() != 1 {
-            return Err(corrupt("state: expected one vector"));
-        }
-        self.last = vectors.pop().unwrap_or_default();
+        self.last = state::read_one(b"LST1", bytes, self.len)?;
         Ok(())
     }
 

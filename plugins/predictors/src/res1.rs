@@ -15,11 +15,8 @@
 //! - predictor: { use: res1 }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    corrupt, ensure_len, state, CallContext, JsonSchema, Predictor, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::state;
 use serde::{Deserialize, Serialize};
 
 /// `res1` has no parameters.
@@ -115,10 +112,7 @@ impl Predictor for Res1 {
     }
 
     fn load_state(&mut self, bytes: &[u8]) -> SdkResult<()> {
-        let vectors = state::read_vectors(b"RES1", bytes, self.len)?;
-        let [sent, previous, last]: [Vec<f32>; 3] = vectors
-            .try_into()
-            .map_err(|_| corrupt("state: expected three vectors"))?;
+        let [sent, previous, last] = state::read_exact(b"RES1", bytes, self.len)?;
         if !previous.is_empty() && last.is_empty() {
             return Err(corrupt("state: O[-2] present without O[-1]"));
         }

@@ -21,14 +21,8 @@
 //! - quantizer: { use: powersgd, params: { rank: 4, seed: 0 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, invalid_config, random::call_rng, state, CallContext,
-    JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo,
-    StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::{state, streams::check_count};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `powersgd`.

@@ -18,17 +18,10 @@
 //! - quantizer: { use: qsgd, params: { levels: 16, norm: l2, bucket_size: 512, seed: 0 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::random::unit_interval;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::side_info::SideInfoWriter;
-use gradcodec_sdk::streams::check_alphabet;
-use gradcodec_sdk::streams::check_count;
+use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized,
-    Quantizer, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole,
-    SymbolStream, TensorSpec,
+    random::unit_interval, side_info::SideInfoReader, side_info::SideInfoWriter,
+    streams::check_alphabet, streams::check_count,
 };
 use serde::{Deserialize, Serialize};
 

@@ -23,15 +23,10 @@
 //! ```
 
 use crate::sparse::{check_indexable, keep_count, scatter, top_k_indices, validate_sparsity};
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::side_info::SideInfoWriter;
-use gradcodec_sdk::streams::check_alphabet;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::streams::check_positions;
+use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
+    side_info::SideInfoReader, side_info::SideInfoWriter, streams::check_alphabet,
+    streams::check_count, streams::check_positions,
 };
 use serde::{Deserialize, Serialize};
 

@@ -18,13 +18,8 @@ use crate::sparse::{
     check_indexable, keep_count, scatter, validate_sparsity, validate_value_bits, ValueCodec,
     ValueFormat,
 };
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::{
-    ensure_data, ensure_len, random::call_rng, CallContext, JsonSchema, Quantized, Quantizer, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::{side_info::SideInfoReader, streams::check_count};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `randk`.

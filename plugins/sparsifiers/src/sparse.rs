@@ -2,13 +2,10 @@
 //! kept values, and the value formats kept values are sent in. (Side info,
 //! stream checks and randomness come from the SDK.)
 
-use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
+use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::side_info::{SideInfoReader, SideInfoWriter};
 use gradcodec_sdk::streams::{check_alphabet, StreamShape};
-use gradcodec_sdk::{
-    ensure, ensure_data, unsupported, JsonSchema, RVec, SdkResult, SymbolStream, TensorSpec,
-};
 use serde::{Deserialize, Serialize};
 
 /// The tensor's length, if its positions fit in u32 symbols.

@@ -20,14 +20,8 @@ use crate::sparse::{
     check_indexable, keep_count, scatter, top_k_indices, validate_sparsity, validate_value_bits,
     ValueCodec, ValueFormat,
 };
-use gradcodec_sdk::ensure_finite;
-use gradcodec_sdk::side_info::SideInfoReader;
-use gradcodec_sdk::streams::check_count;
-use gradcodec_sdk::streams::check_positions;
-use gradcodec_sdk::{
-    ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec, SdkResult, Stage,
-    StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::{side_info::SideInfoReader, streams::check_count, streams::check_positions};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `topk`.

@@ -7,7 +7,7 @@
 //! error.
 
 use super::{BitSink, BitSource};
-use gradcodec_sdk::{corrupt, SdkResult};
+use gradcodec_sdk::prelude::*;
 
 /// Appends bits to a byte vector.
 #[derive(Default)]

@@ -12,7 +12,7 @@ pub mod msb;
 
 pub use lsb::{exp_golomb_len, gamma_len, BitReader, BitWriter};
 
-use gradcodec_sdk::{corrupt, SdkResult};
+use gradcodec_sdk::prelude::*;
 
 /// Something bits are written to, fields in its own bit order.
 pub trait BitSink {

@@ -4,7 +4,7 @@
 //! bits and counts them, and callers check [`BitReader::overrun`].
 
 use super::{BitSink, BitSource};
-use gradcodec_sdk::{RVec, SdkResult};
+use gradcodec_sdk::prelude::*;
 
 /// Appends bits, most significant first, to a byte vector. Whole 32-bit words go
 /// to a local buffer (a plain `Vec` push), copied to the output once by
