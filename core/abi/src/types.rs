@@ -151,6 +151,14 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    /// The spec of tensor `name` of `shape`.
+    pub fn new(name: &str, shape: &[u64]) -> Self {
+        Self {
+            name: name.into(),
+            shape: shape.to_vec().into(),
+        }
+    }
+
     /// Number of entries (product of the shape; 1 for a scalar).
     pub fn len(&self) -> u64 {
         self.shape.iter().product()

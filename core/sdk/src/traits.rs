@@ -26,6 +26,49 @@ pub struct StageInfo {
     pub flags: StageFlags,
 }
 
+impl StageInfo {
+    /// Version 1 of stage `name` and of its bitstream, no flags, no parameters
+    /// (`{}` as example); the `with_*` methods set the rest:
+    ///
+    /// ```
+    /// use gradcodec_sdk::{StageFlags, StageInfo};
+    ///
+    /// const INFO: StageInfo = StageInfo::new("my-quantizer", "What it computes; the paper.")
+    ///     .with_example(r#"{"bits": 4}"#)
+    ///     .with_flags(StageFlags::RANDOMIZED);
+    /// assert_eq!((INFO.version, INFO.format_version), (1, 1));
+    /// ```
+    pub const fn new(name: &'static str, doc: &'static str) -> Self {
+        Self {
+            name,
+            version: 1,
+            format_version: 1,
+            doc,
+            example_params: "{}",
+            flags: StageFlags::NONE,
+        }
+    }
+
+    /// With example parameters (JSON).
+    pub const fn with_example(mut self, example_params: &'static str) -> Self {
+        self.example_params = example_params;
+        self
+    }
+
+    /// With capability flags.
+    pub const fn with_flags(mut self, flags: StageFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// With a stage version and a bitstream version.
+    pub const fn with_versions(mut self, version: u32, format_version: u32) -> Self {
+        self.version = version;
+        self.format_version = format_version;
+        self
+    }
+}
+
 /// Common part of every stage: facts, config type, constructor.
 pub trait Stage: Send + Sized + 'static {
     /// The strict parameter type.

@@ -607,18 +607,12 @@ impl FloatConvert {
 
 impl Stage for FloatConvert {
     type Config = FloatConvertConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "float-convert",
-        version: 1,
-        format_version: 1,
-        doc: "CO3 convert step (Chen, Hernandez, Huang, Rini 2022-2023): Q(a) = fp(s*a)/s, rounding to \
+    const INFO: StageInfo = StageInfo::new("float-convert", "CO3 convert step (Chen, Hernandez, Huang, Rini 2022-2023): Q(a) = fp(s*a)/s, rounding to \
               the nearest level of a tiny float format (fp4 E2M1, fp8 E5M2, E4M3 or any 1+E+M <= 16; \
               ties to the smaller magnitude, saturating). The pre-scale s comes from a GenNorm fit of \
               the non-zero entries (fp4 polynomial p(beta)/alpha, else an MSE search). Side info: s, \
-              beta, alpha, zero fraction; the stream model is the fitted cell pmf for parametric coders.",
-        example_params: r#"{"format": "fp4", "prescale": "gennorm"}"#,
-        flags: StageFlags::NONE,
-    };
+              beta, alpha, zero fraction; the stream model is the fitted cell pmf for parametric coders.")
+        .with_example(r#"{"format": "fp4", "prescale": "gennorm"}"#);
 
     fn new(config: FloatConvertConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let (e, m) = config.resolve().map_err(gradcodec_sdk::invalid_config)?;
@@ -736,10 +730,7 @@ mod tests {
     use gradcodec_sdk::parse_config;
 
     fn tensor(len: u64) -> TensorSpec {
-        TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        }
+        TensorSpec::new("t", &[len])
     }
 
     #[test]

@@ -26,10 +26,7 @@ fn gennorm_tensor(beta: f64, alpha: f64, seed: u64) -> Vec<f32> {
 }
 
 fn spec(len: usize) -> TensorSpec {
-    TensorSpec {
-        name: "layer.weight".into(),
-        shape: vec![len as u64].into(),
-    }
+    TensorSpec::new("layer.weight", &[len as u64])
 }
 
 fn quantize(params: &str, input: &[f32]) -> Quantized {

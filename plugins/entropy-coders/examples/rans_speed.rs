@@ -70,10 +70,7 @@ fn measure(coder: &mut impl EntropyCoder, stream: &SymbolStream, runs: usize) ->
 }
 
 fn main() {
-    let tensor = TensorSpec {
-        name: "speed".into(),
-        shape: vec![N as u64].into(),
-    };
+    let tensor = TensorSpec::new("speed", &[N as u64]);
     let mut stream = SymbolStream::new(StreamRole::VALUES, 33);
     stream.symbols = qsgd_like(N, 0.6, 1).into();
     let h = entropy(&stream.symbols);

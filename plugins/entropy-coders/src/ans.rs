@@ -677,17 +677,15 @@ fn parametric_model(model: &[f32]) -> Result<Fixed, String> {
 
 impl Stage for Ans {
     type Config = AnsConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "ans",
-        version: 1,
-        format_version: 1,
-        doc: "rANS / range coding (Duda 2013; constriction) with a static model (compact \
+    const INFO: StageInfo = StageInfo::new(
+        "ans",
+        "rANS / range coding (Duda 2013; constriction) with a static model (compact \
               quantized histogram sent), an adaptive one (Fenwick-tree counts, nothing sent) \
               or the quantizer's parametric model (nothing sent). Positions coded as gaps; \
               large alphabets as log buckets, raw f32 words as four byte contexts.",
-        example_params: r#"{"model": "static"}"#,
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_example(r#"{"model": "static"}"#)
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(config: AnsConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

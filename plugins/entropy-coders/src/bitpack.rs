@@ -33,15 +33,12 @@ pub fn symbol_width(alphabet: u64) -> u32 {
 
 impl Stage for Bitpack {
     type Config = BitpackConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "bitpack",
-        version: 1,
-        format_version: 1,
-        doc: "Fixed-width bit packing: ceil(log2(alphabet)) bits per symbol, LSB first. \
+    const INFO: StageInfo = StageInfo::new(
+        "bitpack",
+        "Fixed-width bit packing: ceil(log2(alphabet)) bits per symbol, LSB first. \
               The no-model reference for entropy coders.",
-        example_params: "{}",
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(_config: BitpackConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self)

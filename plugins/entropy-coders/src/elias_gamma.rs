@@ -33,16 +33,13 @@ pub struct EliasGamma;
 
 impl Stage for EliasGamma {
     type Config = EliasGammaConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "elias-gamma",
-        version: 1,
-        format_version: 1,
-        doc: "Elias gamma coding (Elias 1975): positions as gaps gamma(p_i - p_{i-1}) (first \
+    const INFO: StageInfo = StageInfo::new(
+        "elias-gamma",
+        "Elias gamma coding (Elias 1975): positions as gaps gamma(p_i - p_{i-1}) (first \
               gamma(p_0 + 1)), values as gamma(v + 1); no header, no model. Raw-word streams \
               are unsupported.",
-        example_params: "{}",
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(_config: EliasGammaConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self)

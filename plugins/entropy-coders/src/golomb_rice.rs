@@ -78,17 +78,14 @@ pub fn k_from_mean(mean: f64) -> u32 {
 
 impl Stage for GolombRice {
     type Config = GolombRiceConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "golomb-rice",
-        version: 1,
-        format_version: 1,
-        doc: "Golomb-Rice coding (Golomb 1966; Rice 1979) of position gaps (p_i - p_{i-1} - 1) \
+    const INFO: StageInfo = StageInfo::new(
+        "golomb-rice",
+        "Golomb-Rice coding (Golomb 1966; Rice 1979) of position gaps (p_i - p_{i-1} - 1) \
               or values: unary quotient (escaped past 32) plus k low bits, with the k that \
               gives the shortest stream (about log2 of the mean gap) in a one-byte header. \
               Raw-word streams are unsupported.",
-        example_params: "{}",
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(_config: GolombRiceConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self)

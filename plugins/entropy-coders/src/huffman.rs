@@ -63,17 +63,15 @@ pub struct Huffman {
 
 impl Stage for Huffman {
     type Config = HuffmanConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "huffman",
-        version: 1,
-        format_version: 1,
-        doc: "Canonical Huffman coding (Huffman 1952), table-driven, code lengths limited to 24 bits. \
+    const INFO: StageInfo = StageInfo::new(
+        "huffman",
+        "Canonical Huffman coding (Huffman 1952), table-driven, code lengths limited to 24 bits. \
               model: empirical builds the code from the stream's histogram and sends the code \
               lengths; model: parametric builds it from the stream's model (e.g. the GenNorm cell \
               masses of CO3, Chen-Hernandez-Huang-Rini 2022-2023) and sends only the symbols.",
-        example_params: r#"{"model": "empirical"}"#,
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_example(r#"{"model": "empirical"}"#)
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(config: HuffmanConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self { config })

@@ -107,18 +107,16 @@ pub struct Rans {
 
 impl Stage for Rans {
     type Config = RansConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "rans",
-        version: 1,
-        format_version: 1,
-        doc: "Static rANS (Duda 2013) with four interleaved 64-bit states (Giesen 2014; \
+    const INFO: StageInfo = StageInfo::new(
+        "rans",
+        "Static rANS (Duda 2013) with four interleaved 64-bit states (Giesen 2014; \
               ryg_rans) for alphabets up to 4096: histogram quantized to 2^precision \
               (10..=15; by default chosen per stream) and sent as a compact table, \
               reciprocal-based encoder, table-lookup decoder. Positions streams and larger \
               alphabets are unsupported.",
-        example_params: r#"{"precision": 12}"#,
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_example(r#"{"precision": 12}"#)
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(config: RansConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

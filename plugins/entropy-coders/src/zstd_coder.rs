@@ -56,15 +56,13 @@ fn width(alphabet: u64) -> usize {
 
 impl Stage for Zstd {
     type Config = ZstdConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "zstd",
-        version: 1,
-        format_version: 1,
-        doc: "Generic baseline: symbols packed at the minimal byte width of the alphabet \
+    const INFO: StageInfo = StageInfo::new(
+        "zstd",
+        "Generic baseline: symbols packed at the minimal byte width of the alphabet \
               (positions as gaps), then one Zstandard frame (RFC 8878) at `level`.",
-        example_params: r#"{"level": 3}"#,
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_example(r#"{"level": 3}"#)
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(config: ZstdConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

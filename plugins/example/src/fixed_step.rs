@@ -153,10 +153,7 @@ mod tests {
     use super::*;
 
     fn quantizer() -> FixedStep {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![5u64].into(),
-        };
+        let tensor = TensorSpec::new("t", &[5u64]);
         FixedStep::new(
             FixedStepConfig {
                 step: 0.5,

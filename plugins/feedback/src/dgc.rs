@@ -57,16 +57,14 @@ pub struct Dgc {
 
 impl Stage for Dgc {
     type Config = DgcConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "dgc",
-        version: 1,
-        format_version: 1,
-        doc: "Deep Gradient Compression momentum correction (Lin et al. 2018): u = m*u + r, \
+    const INFO: StageInfo = StageInfo::new(
+        "dgc",
+        "Deep Gradient Compression momentum correction (Lin et al. 2018): u = m*u + r, \
               v = v + u, v is quantized; then u and v are zeroed where the entry was sent \
               (a_hat != 0) and kept elsewhere.",
-        example_params: r#"{"momentum": 0.9}"#,
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_example(r#"{"momentum": 0.9}"#)
+    .with_flags(StageFlags::STATEFUL);
 
     fn new(config: DgcConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
@@ -165,10 +163,7 @@ mod tests {
     use super::*;
 
     fn stage(momentum: f32, len: u64) -> Dgc {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len]);
         Dgc::new(DgcConfig { momentum }, &tensor).unwrap()
     }
 

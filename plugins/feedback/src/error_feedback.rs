@@ -96,15 +96,13 @@ pub struct Classic;
 
 impl Variant for Classic {
     const DEFAULT_GAMMA: f32 = 1.0;
-    const INFO: StageInfo = StageInfo {
-        name: "error-feedback",
-        version: 1,
-        format_version: 1,
-        doc: "Classic error feedback (Seide et al. 2014; Stich et al. 2018; Karimireddy et al. \
+    const INFO: StageInfo = StageInfo::new(
+        "error-feedback",
+        "Classic error feedback (Seide et al. 2014; Stich et al. 2018; Karimireddy et al. \
               2019): a = r + gamma*e, then e = a - a_hat. gamma defaults to 1.",
-        example_params: r#"{"gamma": 1.0}"#,
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_example(r#"{"gamma": 1.0}"#)
+    .with_flags(StageFlags::STATEFUL);
     const STATE_TAG: [u8; 4] = *b"EFB1";
 }
 
@@ -113,15 +111,13 @@ pub struct Co3MemoryDecay;
 
 impl Variant for Co3MemoryDecay {
     const DEFAULT_GAMMA: f32 = 0.7;
-    const INFO: StageInfo = StageInfo {
-        name: "memory-decay",
-        version: 1,
-        format_version: 1,
-        doc: "Error feedback with memory decay (CO3): a = r + gamma*e, then e = a - a_hat. \
+    const INFO: StageInfo = StageInfo::new(
+        "memory-decay",
+        "Error feedback with memory decay (CO3): a = r + gamma*e, then e = a - a_hat. \
               gamma = 1 is classic error feedback; CO3 uses 0.7.",
-        example_params: r#"{"gamma": 0.7}"#,
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_example(r#"{"gamma": 0.7}"#)
+    .with_flags(StageFlags::STATEFUL);
     const STATE_TAG: [u8; 4] = *b"MDE1";
 }
 
@@ -211,10 +207,7 @@ mod tests {
     use gradcodec_sdk::parse_config;
 
     fn stage(gamma: f32, len: u64) -> ErrorFeedback {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len]);
         ErrorFeedback::new(ErrorFeedbackConfig::new(gamma), &tensor).unwrap()
     }
 

@@ -348,10 +348,7 @@ mod tests {
 
     fn stage(params: &str, len: usize) -> LloydMax {
         let config: LloydMaxConfig = parse_config(params).unwrap();
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len as u64].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len as u64]);
         LloydMax::new(config, &tensor).unwrap()
     }
 

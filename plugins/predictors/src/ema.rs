@@ -48,15 +48,13 @@ pub struct Ema {
 
 impl Stage for Ema {
     type Config = EmaConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "ema",
-        version: 1,
-        format_version: 1,
-        doc: "Exponential moving average of the committed reconstructions: m = d*m + (1-d)*x_hat \
+    const INFO: StageInfo = StageInfo::new(
+        "ema",
+        "Exponential moving average of the committed reconstructions: m = d*m + (1-d)*x_hat \
               (m = x_hat at the first commit); predicts m, zeros before any commit.",
-        example_params: r#"{"decay": 0.9}"#,
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_example(r#"{"decay": 0.9}"#)
+    .with_flags(StageFlags::STATEFUL);
 
     fn new(config: EmaConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
@@ -112,10 +110,7 @@ mod tests {
 
     #[test]
     fn averages_commits() {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![1].into(),
-        };
+        let tensor = TensorSpec::new("t", &[1]);
         let ctx = CallContext::new(0, 0);
         let mut ema = Ema::new(EmaConfig { decay: 0.75 }, &tensor).unwrap();
         let mut out = RVec::new();

@@ -22,15 +22,12 @@ pub struct LastSent {
 
 impl Stage for LastSent {
     type Config = NoParams;
-    const INFO: StageInfo = StageInfo {
-        name: "last-sent",
-        version: 1,
-        format_version: 1,
-        doc: "ResFed Res-0 predictor: the prediction is the last reconstruction both ends hold \
+    const INFO: StageInfo = StageInfo::new(
+        "last-sent",
+        "ResFed Res-0 predictor: the prediction is the last reconstruction both ends hold \
               (zeros at first), so only the residual is sent.",
-        example_params: "{}",
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_flags(StageFlags::STATEFUL);
 
     fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

@@ -39,16 +39,13 @@ pub struct Res1 {
 
 impl Stage for Res1 {
     type Config = Res1Config;
-    const INFO: StageInfo = StageInfo {
-        name: "res1",
-        version: 1,
-        format_version: 1,
-        doc: "ResFed Res-1 predictor: pred = S[-1] + (O[-1] - O[-2])/2 with S the committed \
+    const INFO: StageInfo = StageInfo::new(
+        "res1",
+        "ResFed Res-1 predictor: pred = S[-1] + (O[-1] - O[-2])/2 with S the committed \
               reconstructions and O the tensors observed on the opposite link; S[-1] while \
               fewer than two were observed, zeros before the first commit.",
-        example_params: "{}",
-        flags: StageFlags::STATEFUL,
-    };
+    )
+    .with_flags(StageFlags::STATEFUL);
 
     fn new(_config: Res1Config, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
@@ -141,10 +138,7 @@ mod tests {
 
     #[test]
     fn follows_the_res1_rule_with_its_fallbacks() {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![2].into(),
-        };
+        let tensor = TensorSpec::new("t", &[2]);
         let ctx = CallContext::new(0, 0);
         let mut res1 = Res1::new(Res1Config {}, &tensor).unwrap();
         assert_eq!(predict(&mut res1), vec![0.0, 0.0]);

@@ -41,15 +41,11 @@ pub struct F16Format;
 pub struct Bf16Format;
 
 impl HalfFormat for F16Format {
-    const INFO: StageInfo = StageInfo {
-        name: "fp16",
-        version: 1,
-        format_version: 1,
-        doc: "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
+    const INFO: StageInfo = StageInfo::new(
+        "fp16",
+        "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
               values stream of 16-bit patterns (alphabet 65536), no side info.",
-        example_params: "{}",
-        flags: StageFlags::NONE,
-    };
+    );
     fn encode(value: f32) -> u32 {
         to_f16_bits(value)
     }
@@ -59,15 +55,11 @@ impl HalfFormat for F16Format {
 }
 
 impl HalfFormat for Bf16Format {
-    const INFO: StageInfo = StageInfo {
-        name: "bf16",
-        version: 1,
-        format_version: 1,
-        doc: "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
+    const INFO: StageInfo = StageInfo::new(
+        "bf16",
+        "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
               16-bit patterns (alphabet 65536), no side info.",
-        example_params: "{}",
-        flags: StageFlags::NONE,
-    };
+    );
     fn encode(value: f32) -> u32 {
         to_bf16_bits(value)
     }
@@ -138,10 +130,7 @@ mod tests {
     use gradcodec_sdk::conformance::sample_tensor;
 
     fn round_trip<Q: Quantizer>(input: &[f32]) -> Vec<f32> {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![input.len() as u64].into(),
-        };
+        let tensor = TensorSpec::new("t", &[input.len() as u64]);
         let config: Q::Config = gradcodec_sdk::parse_config("{}").unwrap();
         let mut q = Q::new(config, &tensor).unwrap();
         let ctx = CallContext::new(0, 0);

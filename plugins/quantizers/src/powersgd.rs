@@ -102,16 +102,14 @@ fn orthonormalize(p: &mut [f64], m: usize, r: usize) {
 
 impl Stage for PowerSgd {
     type Config = PowerSgdConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "powersgd",
-        version: 1,
-        format_version: 1,
-        doc: "PowerSGD (Vogels et al. 2019): rank-r approximation P*Q^T of the tensor viewed as \
+    const INFO: StageInfo = StageInfo::new(
+        "powersgd",
+        "PowerSGD (Vogels et al. 2019): rank-r approximation P*Q^T of the tensor viewed as \
               (first dim) x (rest), one power-iteration step with Q warm-started across rounds \
               (seeded normal init); P and Q sent as f32 words. Non-matrix tensors are sent raw.",
-        example_params: r#"{"rank": 3, "seed": 1}"#,
-        flags: StageFlags::STATEFUL.union(StageFlags::RANDOMIZED),
-    };
+    )
+    .with_example(r#"{"rank": 3, "seed": 1}"#)
+    .with_flags(StageFlags::STATEFUL.union(StageFlags::RANDOMIZED));
 
     fn new(config: PowerSgdConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = tensor.len();

@@ -99,16 +99,14 @@ impl Qsgd {
 
 impl Stage for Qsgd {
     type Config = QsgdConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "qsgd",
-        version: 1,
-        format_version: 1,
-        doc: "QSGD (Alistarh et al. 2017): unbiased seeded stochastic rounding of |x|/norm to s \
+    const INFO: StageInfo = StageInfo::new(
+        "qsgd",
+        "QSGD (Alistarh et al. 2017): unbiased seeded stochastic rounding of |x|/norm to s \
               levels per bucket of entries; one f32 norm (L2 or max) per bucket as side info; \
               signed levels zigzag-mapped to an alphabet of 2s+1.",
-        example_params: r#"{"levels": 4, "norm": "l2", "bucket_size": 100, "seed": 3}"#,
-        flags: StageFlags::RANDOMIZED,
-    };
+    )
+    .with_example(r#"{"levels": 4, "norm": "l2", "bucket_size": 100, "seed": 3}"#)
+    .with_flags(StageFlags::RANDOMIZED);
 
     fn new(config: QsgdConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = tensor.len();
@@ -299,10 +297,7 @@ mod tests {
     use gradcodec_sdk::{conformance::sample_tensor, parse_config};
 
     fn make(levels: u32, norm: QsgdNorm, seed: u64, len: u64) -> Qsgd {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len]);
         let config = QsgdConfig {
             levels,
             norm,
@@ -446,10 +441,7 @@ mod tests {
     #[test]
     fn buckets_carry_their_own_norms_and_lower_the_error() {
         let input = sample_tensor(10_000, 17);
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![100, 100].into(),
-        };
+        let tensor = TensorSpec::new("t", &[100, 100]);
         let ctx = CallContext::new(0, 0);
         let mut errors = Vec::new();
         for bucket_size in [0u64, 512, 64] {

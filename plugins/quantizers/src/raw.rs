@@ -19,15 +19,12 @@ const STREAMS: [StreamShape; 1] = [StreamShape::raw_words()];
 
 impl Stage for Raw {
     type Config = NoParams;
-    const INFO: StageInfo = StageInfo {
-        name: "raw",
-        version: 1,
-        format_version: 1,
-        doc: "f32 passthrough: one stream of the raw IEEE-754 bits of every entry, no side info. \
+    const INFO: StageInfo = StageInfo::new(
+        "raw",
+        "f32 passthrough: one stream of the raw IEEE-754 bits of every entry, no side info. \
               The uncompressed baseline (32 bits per entry with bitpack).",
-        example_params: "{}",
-        flags: StageFlags::LOSSLESS,
-    };
+    )
+    .with_flags(StageFlags::LOSSLESS);
 
     fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self { len: tensor.len() })

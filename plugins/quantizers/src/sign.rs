@@ -27,16 +27,12 @@ fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
 
 impl Stage for Sign {
     type Config = NoParams;
-    const INFO: StageInfo = StageInfo {
-        name: "sign",
-        version: 1,
-        format_version: 1,
-        doc: "Scaled sign (signSGD, Bernstein et al. 2018; EF-signSGD, Karimireddy et al. \
+    const INFO: StageInfo = StageInfo::new(
+        "sign",
+        "Scaled sign (signSGD, Bernstein et al. 2018; EF-signSGD, Karimireddy et al. \
               2019): one bit per entry, reconstruction mean|x| * sign(x) (zero counts as \
               positive); the scale is one f32.",
-        example_params: "{}",
-        flags: StageFlags::NONE,
-    };
+    );
 
     fn new(_config: NoParams, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self { len: tensor.len() })
@@ -95,10 +91,7 @@ mod tests {
 
     #[test]
     fn scale_is_the_mean_magnitude() {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![4].into(),
-        };
+        let tensor = TensorSpec::new("t", &[4]);
         let mut q = Sign::new(NoParams {}, &tensor).unwrap();
         let ctx = CallContext::new(0, 0);
         let mut coded = Quantized::default();

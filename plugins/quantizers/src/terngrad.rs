@@ -55,16 +55,14 @@ fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
 
 impl Stage for TernGrad {
     type Config = TernGradConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "terngrad",
-        version: 1,
-        format_version: 1,
-        doc: "TernGrad (Wen et al. 2017): scale s = max|x| (optionally after clipping at \
+    const INFO: StageInfo = StageInfo::new(
+        "terngrad",
+        "TernGrad (Wen et al. 2017): scale s = max|x| (optionally after clipping at \
               c*sigma), each entry becomes s*sign(x)*Bernoulli(|x|/s), seeded and unbiased; \
               s sent as one f32, symbols 0/+1/-1 as 0/1/2.",
-        example_params: r#"{"clip_sigma": 2.5, "seed": 11}"#,
-        flags: StageFlags::RANDOMIZED,
-    };
+    )
+    .with_example(r#"{"clip_sigma": 2.5, "seed": 11}"#)
+    .with_flags(StageFlags::RANDOMIZED);
 
     fn new(config: TernGradConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
@@ -149,10 +147,7 @@ mod tests {
     use gradcodec_sdk::{conformance::sample_tensor, parse_config};
 
     fn run(config: TernGradConfig, input: &[f32], round: u64) -> Vec<f32> {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![input.len() as u64].into(),
-        };
+        let tensor = TensorSpec::new("t", &[input.len() as u64]);
         let mut q = TernGrad::new(config, &tensor).unwrap();
         let ctx = CallContext::new(round, 0);
         let mut coded = Quantized::default();

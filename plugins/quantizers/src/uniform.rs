@@ -70,15 +70,10 @@ fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
 
 impl Stage for Uniform {
     type Config = UniformConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "uniform",
-        version: 1,
-        format_version: 1,
-        doc: "Uniform scalar quantizer: 2^bits levels spanning [-max|x|, max|x|] of the tensor, \
-              round to nearest or seeded unbiased stochastic rounding; the scale is sent as one f32.",
-        example_params: r#"{"bits": 4, "stochastic": true, "seed": 7}"#,
-        flags: StageFlags::RANDOMIZED,
-    };
+    const INFO: StageInfo = StageInfo::new("uniform", "Uniform scalar quantizer: 2^bits levels spanning [-max|x|, max|x|] of the tensor, \
+              round to nearest or seeded unbiased stochastic rounding; the scale is sent as one f32.")
+        .with_example(r#"{"bits": 4, "stochastic": true, "seed": 7}"#)
+        .with_flags(StageFlags::RANDOMIZED);
 
     fn new(config: UniformConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

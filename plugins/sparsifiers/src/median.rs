@@ -109,17 +109,14 @@ impl Median {
 
 impl Stage for Median {
     type Config = MedianConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "median",
-        version: 1,
-        format_version: 1,
-        doc: "ResFed median quantizer (Song et al. 2023): top-k with sparsity s, zero the \
+    const INFO: StageInfo = StageInfo::new(
+        "median",
+        "ResFed median quantizer (Song et al. 2023): top-k with sparsity s, zero the \
               survivors below their median magnitude, then per sign split at the median q-1 \
               times and replace each leaf by its median (q=1: ternary). Positions + level \
               symbols; count and leaf medians as side info.",
-        example_params: r#"{"sparsity": 0.9, "q": 2}"#,
-        flags: StageFlags::NONE,
-    };
+    )
+    .with_example(r#"{"sparsity": 0.9, "q": 2}"#);
 
     fn new(config: MedianConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = check_indexable(tensor)?;
@@ -257,10 +254,7 @@ mod tests {
     use gradcodec_sdk::conformance::sample_tensor;
 
     fn run(config: MedianConfig, input: &[f32]) -> (Quantized, Vec<f32>) {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![input.len() as u64].into(),
-        };
+        let tensor = TensorSpec::new("t", &[input.len() as u64]);
         let mut q = Median::new(config, &tensor).unwrap();
         let ctx = CallContext::new(0, 0);
         let mut coded = Quantized::default();

@@ -93,16 +93,14 @@ impl RandK {
 
 impl Stage for RandK {
     type Config = RandKConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "randk",
-        version: 1,
-        format_version: 1,
-        doc: "Random-k sparsification (Stich et al. 2018; Wangni et al. 2018): k = \
+    const INFO: StageInfo = StageInfo::new(
+        "randk",
+        "Random-k sparsification (Stich et al. 2018; Wangni et al. 2018): k = \
               floor(n*(1-sparsity)) indices drawn from (seed, round, tensor index) on both \
               ends, so only the values are sent; optional n/k rescaling for unbiasedness.",
-        example_params: r#"{"sparsity": 0.9, "seed": 5}"#,
-        flags: StageFlags::RANDOMIZED,
-    };
+    )
+    .with_example(r#"{"sparsity": 0.9, "seed": 5}"#)
+    .with_flags(StageFlags::RANDOMIZED);
 
     fn new(config: RandKConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = check_indexable(tensor)?;
@@ -173,10 +171,7 @@ mod tests {
     use gradcodec_sdk::conformance::sample_tensor;
 
     fn make(config: RandKConfig, len: u64) -> RandK {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len]);
         RandK::new(config, &tensor).unwrap()
     }
 

@@ -75,16 +75,13 @@ impl Threshold {
 
 impl Stage for Threshold {
     type Config = ThresholdConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "threshold",
-        version: 1,
-        format_version: 1,
-        doc: "Threshold sparsification (Strom 2015): keeps the entries with |x| >= tau; the \
+    const INFO: StageInfo = StageInfo::new(
+        "threshold",
+        "Threshold sparsification (Strom 2015): keeps the entries with |x| >= tau; the \
               count (u32) is side info; positions stream (alphabet n) plus the kept values \
               (f32 bits, f16, bf16 or uniform levels).",
-        example_params: r#"{"tau": 0.01, "values": "bf16"}"#,
-        flags: StageFlags::NONE,
-    };
+    )
+    .with_example(r#"{"tau": 0.01, "values": "bf16"}"#);
 
     fn new(config: ThresholdConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = check_indexable(tensor)?;
@@ -173,10 +170,7 @@ mod tests {
 
     #[test]
     fn keeps_exactly_the_entries_at_or_above_tau() {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![6].into(),
-        };
+        let tensor = TensorSpec::new("t", &[6]);
         let mut q = Threshold::new(
             ThresholdConfig {
                 tau: 0.5,

@@ -74,17 +74,14 @@ impl TopK {
 
 impl Stage for TopK {
     type Config = TopKConfig;
-    const INFO: StageInfo = StageInfo {
-        name: "topk",
-        version: 1,
-        format_version: 1,
-        doc: "Global top-k sparsification (Stich et al. 2018; Aji & Heafield 2017; DGC 2018): \
+    const INFO: StageInfo = StageInfo::new(
+        "topk",
+        "Global top-k sparsification (Stich et al. 2018; Aji & Heafield 2017; DGC 2018): \
               keeps the floor(n*(1-sparsity)) largest magnitudes; sends a positions stream \
               (strictly increasing, alphabet n) and the kept values (f32 bits, f16, bf16 or \
               uniform levels).",
-        example_params: r#"{"sparsity": 0.9, "values": "f32"}"#,
-        flags: StageFlags::NONE,
-    };
+    )
+    .with_example(r#"{"sparsity": 0.9, "values": "f32"}"#);
 
     fn new(config: TopKConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = check_indexable(tensor)?;
@@ -163,10 +160,7 @@ mod tests {
     use gradcodec_sdk::{conformance::sample_tensor, parse_config};
 
     fn make(config: TopKConfig, len: u64) -> TopK {
-        let tensor = TensorSpec {
-            name: "t".into(),
-            shape: vec![len].into(),
-        };
+        let tensor = TensorSpec::new("t", &[len]);
         TopK::new(config, &tensor).unwrap()
     }
 
