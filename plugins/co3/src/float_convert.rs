@@ -235,48 +235,22 @@ pub const SIDE_INFO_BYTES: usize = 16;
 
 impl SideInfo {
     fn write(&self, out: &mut RVec<u8>) {
-        for value in [self.scale, self.beta, self.alpha, self.zero_fraction] {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
+        SideInfoWriter::new(out).f32s(&[self.scale, self.beta, self.alpha, self.zero_fraction]);
     }
 
     /// Parses and checks side info.
     pub fn read(bytes: &[u8]) -> SdkResult<Self> {
-        ensure_data(bytes.len() == SIDE_INFO_BYTES, || {
-            format!(
-                "float-convert side info must be {SIDE_INFO_BYTES} bytes, got {}",
-                bytes.len()
-            )
-        })?;
-        let word = |i: usize| {
-            f32::from_le_bytes([
-                bytes[4 * i],
-                bytes[4 * i + 1],
-                bytes[4 * i + 2],
-                bytes[4 * i + 3],
-            ])
-        };
+        let mut reader = SideInfoReader::new(bytes);
+        reader.expect_len("float-convert", SIDE_INFO_BYTES)?;
         let side = Self {
-            scale: word(0),
-            beta: word(1),
-            alpha: word(2),
-            zero_fraction: word(3),
+            scale: reader.raw_f32("pre-scale")?,
+            beta: reader.f32_in("shape β", BETA_MIN as f32..=BETA_MAX as f32)?,
+            alpha: reader.non_negative_f32("scale α")?,
+            zero_fraction: reader.f32_in("zero fraction", 0.0..=1.0)?,
         };
+        reader.finish()?;
         ensure_data(side.scale.is_finite() && side.scale > 0.0, || {
             format!("float-convert: invalid pre-scale {}", side.scale)
-        })?;
-        ensure_data(
-            (BETA_MIN as f32..=BETA_MAX as f32).contains(&side.beta),
-            || format!("float-convert: invalid shape β = {}", side.beta),
-        )?;
-        ensure_data(side.alpha.is_finite() && side.alpha >= 0.0, || {
-            format!("float-convert: invalid scale α = {}", side.alpha)
-        })?;
-        ensure_data((0.0..=1.0).contains(&side.zero_fraction), || {
-            format!(
-                "float-convert: invalid zero fraction {}",
-                side.zero_fraction
-            )
         })?;
         Ok(side)
     }

@@ -73,6 +73,62 @@ pub fn check_decoded(symbol: u64, alphabet: u64) -> SdkResult<u32> {
     }
 }
 
+/// The integers a gap coder writes for `stream`: the gaps of a positions
+/// stream (see [`positions_to_gaps`]), the symbols of any other.
+pub fn coded_integers(stream: &SymbolStream) -> SdkResult<std::borrow::Cow<'_, [u32]>> {
+    Ok(if is_positions(stream) {
+        std::borrow::Cow::Owned(positions_to_gaps(&stream.symbols)?)
+    } else {
+        std::borrow::Cow::Borrowed(stream.symbols.as_slice())
+    })
+}
+
+/// Turns the integers a decoder reads back into symbols: positions from their
+/// gaps (strictly increasing, inside the alphabet), other symbols checked
+/// against the alphabet.
+pub struct SymbolRebuilder {
+    positions: Option<GapDecoder>,
+    alphabet: u64,
+}
+
+impl SymbolRebuilder {
+    /// For the stream being decoded.
+    pub fn new(stream: &SymbolStream) -> Self {
+        Self {
+            positions: is_positions(stream).then(|| GapDecoder::new(stream.alphabet_size)),
+            alphabet: stream.alphabet_size,
+        }
+    }
+
+    /// The symbol of the next decoded integer.
+    #[inline]
+    pub fn symbol(&mut self, value: u64) -> SdkResult<u32> {
+        match self.positions.as_mut() {
+            Some(decoder) => decoder.position(value),
+            None => check_decoded(value, self.alphabet),
+        }
+    }
+}
+
+/// For coders of small integers (gaps and levels): refuses raw-words streams.
+pub fn refuse_raw_words(coder: &str, stream: &SymbolStream) -> SdkResult<()> {
+    if stream.role == StreamRole::RAW_WORDS {
+        Err(unsupported(format!(
+            "{coder} codes positions and values, not raw words; route raw-words \
+             streams to another coder"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// An empty stream must come with no bytes.
+pub fn expect_no_bytes(coder: &str, bytes: &[u8]) -> SdkResult<()> {
+    ensure_data(bytes.is_empty(), || {
+        format!("{coder}: bytes for an empty stream")
+    })
+}
+
 /// The bits to hold `alphabet - 1` (0 for alphabets of one symbol).
 pub fn symbol_bits(alphabet: u64) -> u32 {
     if alphabet <= 1 {

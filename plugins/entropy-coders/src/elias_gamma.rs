@@ -16,7 +16,8 @@
 
 use crate::bits::{BitReader, BitSink, BitSource, BitWriter};
 use crate::common::{
-    check_count_fits, check_decoded, check_symbols, is_positions, positions_to_gaps, GapDecoder,
+    check_count_fits, check_symbols, coded_integers, expect_no_bytes, refuse_raw_words,
+    SymbolRebuilder,
 };
 use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -46,33 +47,12 @@ impl Stage for EliasGamma {
     }
 }
 
-fn refuse_raw_words(stream: &SymbolStream) -> SdkResult<()> {
-    if stream.role == StreamRole::RAW_WORDS {
-        Err(unsupported(
-            "elias-gamma codes positions and values, not raw words; route raw-words \
-             streams to another coder",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 impl EntropyCoder for EliasGamma {
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
-        refuse_raw_words(stream)?;
+        refuse_raw_words("elias-gamma", stream)?;
         check_symbols(stream)?;
-        if stream.symbols.is_empty() {
-            return Ok(());
-        }
-        let gaps;
-        let values: &[u32] = if is_positions(stream) {
-            gaps = positions_to_gaps(&stream.symbols)?;
-            &gaps
-        } else {
-            &stream.symbols
-        };
         let mut writer = BitWriter::new();
-        for value in values {
+        for value in coded_integers(stream)?.iter() {
             writer.put_gamma(u64::from(*value) + 1);
         }
         out.extend_from_slice(&writer.finish());
@@ -80,25 +60,18 @@ impl EntropyCoder for EliasGamma {
     }
 
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()> {
-        refuse_raw_words(stream)?;
+        refuse_raw_words("elias-gamma", stream)?;
         stream.symbols.clear();
         if count == 0 {
-            return ensure_data(bytes.is_empty(), || {
-                "elias-gamma: bytes for an empty stream".into()
-            });
+            return expect_no_bytes("elias-gamma", bytes);
         }
         let mut reader = BitReader::new(bytes);
         check_count_fits(count, reader.remaining(), 1)?;
         stream.symbols.reserve(count as usize);
-        let alphabet = stream.alphabet_size;
-        let mut positions = is_positions(stream).then(|| GapDecoder::new(alphabet));
+        let mut rebuild = SymbolRebuilder::new(stream);
         for _ in 0..count {
             let value = reader.get_gamma(32)? - 1;
-            let symbol = match positions.as_mut() {
-                Some(decoder) => decoder.position(value)?,
-                None => check_decoded(value, alphabet)?,
-            };
-            stream.symbols.push(symbol);
+            stream.symbols.push(rebuild.symbol(value)?);
         }
         reader.finish()
     }

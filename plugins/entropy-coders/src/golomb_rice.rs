@@ -21,7 +21,8 @@
 
 use crate::bits::{gamma_len, BitReader, BitSink, BitSource, BitWriter};
 use crate::common::{
-    check_count_fits, check_decoded, check_symbols, is_positions, positions_to_gaps, GapDecoder,
+    check_count_fits, check_symbols, coded_integers, expect_no_bytes, refuse_raw_words,
+    SymbolRebuilder,
 };
 use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -92,35 +93,18 @@ impl Stage for GolombRice {
     }
 }
 
-fn refuse_raw_words(stream: &SymbolStream) -> SdkResult<()> {
-    if stream.role == StreamRole::RAW_WORDS {
-        Err(unsupported(
-            "golomb-rice codes positions and values, not raw words; route raw-words \
-             streams to another coder",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 impl EntropyCoder for GolombRice {
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
-        refuse_raw_words(stream)?;
+        refuse_raw_words("golomb-rice", stream)?;
         check_symbols(stream)?;
         if stream.symbols.is_empty() {
             return Ok(());
         }
-        let gaps;
-        let values: &[u32] = if is_positions(stream) {
-            gaps = positions_to_gaps(&stream.symbols)?;
-            &gaps
-        } else {
-            &stream.symbols
-        };
-        let k = choose_k(values);
+        let values = coded_integers(stream)?;
+        let k = choose_k(&values);
         let mut writer = BitWriter::new();
         writer.write(u64::from(k), 8);
-        for value in values {
+        for value in values.iter() {
             let value = u64::from(*value);
             let q = value >> k;
             if q < ESCAPE {
@@ -141,12 +125,10 @@ impl EntropyCoder for GolombRice {
     }
 
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()> {
-        refuse_raw_words(stream)?;
+        refuse_raw_words("golomb-rice", stream)?;
         stream.symbols.clear();
         if count == 0 {
-            return ensure_data(bytes.is_empty(), || {
-                "golomb-rice: bytes for an empty stream".into()
-            });
+            return expect_no_bytes("golomb-rice", bytes);
         }
         let mut reader = BitReader::new(bytes);
         let k = reader.read(8)? as u32;
@@ -155,8 +137,7 @@ impl EntropyCoder for GolombRice {
         }
         check_count_fits(count, reader.remaining(), 1 + u64::from(k))?;
         stream.symbols.reserve(count as usize);
-        let alphabet = stream.alphabet_size;
-        let mut positions = is_positions(stream).then(|| GapDecoder::new(alphabet));
+        let mut rebuild = SymbolRebuilder::new(stream);
         for _ in 0..count {
             let mut q = u64::from(reader.ones(ESCAPE as u32)?);
             if q == ESCAPE {
@@ -166,11 +147,7 @@ impl EntropyCoder for GolombRice {
                 return Err(corrupt("golomb-rice: value overflows 32 bits"));
             }
             let value = (q << k) | reader.read(k)?;
-            let symbol = match positions.as_mut() {
-                Some(decoder) => decoder.position(value)?,
-                None => check_decoded(value, alphabet)?,
-            };
-            stream.symbols.push(symbol);
+            stream.symbols.push(rebuild.symbol(value)?);
         }
         reader.finish()
     }
@@ -179,6 +156,7 @@ impl EntropyCoder for GolombRice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::positions_to_gaps;
 
     #[test]
     fn parameter_tracks_the_mean_gap_and_outliers_are_cheap() {

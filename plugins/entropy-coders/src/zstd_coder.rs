@@ -14,9 +14,7 @@
 //! - entropy-coder: { use: zstd, params: { level: 3 } }
 //! ```
 
-use crate::common::{
-    check_decoded, check_symbols, is_positions, positions_to_gaps, symbol_bits, GapDecoder,
-};
+use crate::common::{check_symbols, coded_integers, symbol_bits, SymbolRebuilder};
 use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -78,15 +76,9 @@ impl EntropyCoder for Zstd {
         if stream.symbols.is_empty() || width == 0 {
             return Ok(());
         }
-        let gaps;
-        let values: &[u32] = if is_positions(stream) {
-            gaps = positions_to_gaps(&stream.symbols)?;
-            &gaps
-        } else {
-            &stream.symbols
-        };
+        let values = coded_integers(stream)?;
         let mut packed = Vec::with_capacity(values.len() * width);
-        for value in values {
+        for value in values.iter() {
             packed.extend_from_slice(&value.to_le_bytes()[..width]);
         }
         let compressed = zstd::bulk::compress(&packed, self.level)
@@ -120,8 +112,7 @@ impl EntropyCoder for Zstd {
         // what the frame really holds (a frame without a stated size may claim
         // anything: reserving the claim let a 412-byte message demand 16 GiB),
         // and no second copy of the stream's bytes is held.
-        let alphabet = stream.alphabet_size;
-        let mut positions = is_positions(stream).then(|| GapDecoder::new(alphabet));
+        let mut rebuild = SymbolRebuilder::new(stream);
         let symbols = &mut stream.symbols;
         let mut decoded: Vec<u32> = Vec::new();
         let total = decompress_in_chunks(bytes, expected, width, |chunk| {
@@ -130,10 +121,7 @@ impl EntropyCoder for Zstd {
                 let mut word = [0u8; 4];
                 word[..width].copy_from_slice(word_bytes);
                 let value = u64::from(u32::from_le_bytes(word));
-                decoded.push(match positions.as_mut() {
-                    Some(decoder) => decoder.position(value)?,
-                    None => check_decoded(value, alphabet)?,
-                });
+                decoded.push(rebuild.symbol(value)?);
             }
             symbols.extend_copied(&decoded);
             Ok(())

@@ -113,42 +113,19 @@ pub const SIDE_INFO_BYTES: usize = 12;
 
 impl SideInfo {
     fn write(&self, out: &mut RVec<u8>) {
-        for value in [self.shape, self.scale, self.zero_fraction] {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
+        SideInfoWriter::new(out).f32s(&[self.shape, self.scale, self.zero_fraction]);
     }
 
     /// Parses and checks side info.
     pub fn read(bytes: &[u8]) -> SdkResult<Self> {
-        ensure_data(bytes.len() == SIDE_INFO_BYTES, || {
-            format!(
-                "lloyd-max side info must be {SIDE_INFO_BYTES} bytes, got {}",
-                bytes.len()
-            )
-        })?;
-        let word = |i: usize| {
-            f32::from_le_bytes([
-                bytes[4 * i],
-                bytes[4 * i + 1],
-                bytes[4 * i + 2],
-                bytes[4 * i + 3],
-            ])
-        };
+        let mut reader = SideInfoReader::new(bytes);
+        reader.expect_len("lloyd-max", SIDE_INFO_BYTES)?;
         let side = Self {
-            shape: word(0),
-            scale: word(1),
-            zero_fraction: word(2),
+            shape: reader.f32_in("shape", BETA_MIN as f32..=BETA_MAX as f32)?,
+            scale: reader.non_negative_f32("scale")?,
+            zero_fraction: reader.f32_in("zero fraction", 0.0..=1.0)?,
         };
-        ensure_data(
-            (BETA_MIN as f32..=BETA_MAX as f32).contains(&side.shape),
-            || format!("lloyd-max: invalid shape {}", side.shape),
-        )?;
-        ensure_data(side.scale.is_finite() && side.scale >= 0.0, || {
-            format!("lloyd-max: invalid scale {}", side.scale)
-        })?;
-        ensure_data((0.0..=1.0).contains(&side.zero_fraction), || {
-            format!("lloyd-max: invalid zero fraction {}", side.zero_fraction)
-        })?;
+        reader.finish()?;
         Ok(side)
     }
 }

@@ -22,12 +22,11 @@
 //! - quantizer: { use: median, params: { sparsity: 0.995, q: 1 } }
 //! ```
 
-use crate::sparse::{check_indexable, keep_count, scatter, top_k_indices, validate_sparsity};
-use gradcodec_sdk::prelude::*;
-use gradcodec_sdk::{
-    side_info::SideInfoReader, side_info::SideInfoWriter, streams::check_alphabet,
-    streams::check_count, streams::check_positions,
+use crate::sparse::{
+    check_indexable, keep_count, positions_and, received_sparse, scatter, top_k_indices,
+    validate_sparsity,
 };
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `median`.
@@ -105,6 +104,11 @@ impl Median {
         reader.finish()?;
         Ok((count, medians))
     }
+
+    /// Positions, then one level symbol per kept entry (leaves per sign).
+    fn streams(&self) -> [StreamShape; 2] {
+        positions_and(self.len, StreamShape::values(2 * self.leaves as u64))
+    }
 }
 
 impl Stage for Median {
@@ -180,28 +184,18 @@ impl Quantizer for Median {
                 }
             }
         }
-        SideInfoWriter::new(&mut out.side_info).u32(kept.len() as u32);
-        for median in &medians {
-            SideInfoWriter::new(&mut out.side_info).f32(*median);
-        }
-        let mut positions = SymbolStream::new(StreamRole::POSITIONS, self.len);
-        positions.symbols.extend_from_slice(&kept);
-        let mut levels = SymbolStream::new(StreamRole::VALUES, 2 * self.leaves as u64);
-        levels.symbols.extend_from_slice(&symbols);
-        out.streams.push(positions);
-        out.streams.push(levels);
+        SideInfoWriter::new(&mut out.side_info)
+            .u32(kept.len() as u32)
+            .f32s(&medians);
+        describe(out, &self.streams());
+        out.streams[0].symbols.extend_copied(&kept);
+        out.streams[1].symbols.extend_copied(&symbols);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_side_info(&out.side_info)?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::POSITIONS, self.len));
-        out.streams.push(SymbolStream::new(
-            StreamRole::VALUES,
-            2 * self.leaves as u64,
-        ));
+        describe(out, &self.streams());
         Ok(())
     }
 
@@ -212,15 +206,7 @@ impl Quantizer for Median {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let (count, medians) = self.read_side_info(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 2, || {
-            "median expects two streams".into()
-        })?;
-        let positions = &coded.streams[0].symbols;
-        let levels = &coded.streams[1].symbols;
-        check_count("median positions", positions, count)?;
-        check_count("median levels", levels, count)?;
-        check_positions(positions, self.len)?;
-        check_alphabet("median level", levels, 2 * self.leaves as u64)?;
+        let (positions, levels) = received_sparse("median", coded, &self.streams(), count)?;
         let values: Vec<f32> = levels
             .iter()
             .map(|s| {

@@ -15,11 +15,10 @@
 //! ```
 
 use crate::sparse::{
-    check_indexable, keep_count, scatter, validate_sparsity, validate_value_bits, ValueCodec,
-    ValueFormat,
+    check_indexable, gather, keep_count, kept_summary, scatter, validate_sparsity,
+    validate_value_bits, ValueCodec, ValueFormat,
 };
 use gradcodec_sdk::prelude::*;
-use gradcodec_sdk::{side_info::SideInfoReader, streams::check_count};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `randk`.
@@ -76,10 +75,7 @@ impl RandK {
     }
 
     fn read_side_info(&self, side_info: &[u8]) -> SdkResult<Option<f32>> {
-        let mut reader = SideInfoReader::new(side_info);
-        let scale = self.codec.read_side_info(&mut reader)?;
-        reader.finish()?;
-        Ok(scale)
+        self.codec.finish_side_info(SideInfoReader::new(side_info))
     }
 
     fn factor(&self) -> f32 {
@@ -121,12 +117,7 @@ impl Quantizer for RandK {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
         out.clear();
-        let factor = self.factor();
-        let values: Vec<f32> = self
-            .indices(ctx)
-            .iter()
-            .map(|i| input[*i as usize] * factor)
-            .collect();
+        let values = gather(input, &self.indices(ctx), self.factor());
         let stream = self.codec.encode(&values, &mut out.side_info);
         out.streams.push(stream);
         Ok(())
@@ -134,8 +125,7 @@ impl Quantizer for RandK {
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_side_info(&out.side_info)?;
-        out.streams.clear();
-        out.streams.push(self.codec.stream());
+        describe(out, &[self.codec.shape()]);
         Ok(())
     }
 
@@ -146,22 +136,14 @@ impl Quantizer for RandK {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let scale = self.read_side_info(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 1, || {
-            "randk expects one stream".into()
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        check_count("randk values", symbols, self.k)?;
+        let [symbols] = received_streams("randk", coded, &[self.codec.shape()], [self.k])?;
         let values = self.codec.decode(scale, symbols)?;
         scatter(self.len as usize, &self.indices(ctx), &values, out);
         Ok(())
     }
 
     fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
-        let scale = self.read_side_info(side_info)?;
-        Ok(match scale {
-            Some(scale) => format!("{{\"k\":{},\"value_scale\":{scale}}}", self.k),
-            None => format!("{{\"k\":{}}}", self.k),
-        })
+        Ok(kept_summary("k", self.k, self.read_side_info(side_info)?))
     }
 }
 

@@ -5,7 +5,7 @@
 use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::side_info::{SideInfoReader, SideInfoWriter};
-use gradcodec_sdk::streams::{check_alphabet, StreamShape};
+use gradcodec_sdk::streams::{check_alphabet, check_positions, received_streams, StreamShape};
 use serde::{Deserialize, Serialize};
 
 /// The tensor's length, if its positions fit in u32 symbols.
@@ -186,6 +186,23 @@ impl ValueCodec {
         stream
     }
 
+    /// Encoder side: appends the positions stream and the stream of `values`
+    /// (their side info, if any, to `out.side_info`).
+    pub fn push_sparse(&self, out: &mut Quantized, len: u64, positions: &[u32], values: &[f32]) {
+        let mut stream = StreamShape::positions(len).empty();
+        stream.symbols.extend_copied(positions);
+        out.streams.push(stream);
+        let values = self.encode(values, &mut out.side_info);
+        out.streams.push(values);
+    }
+
+    /// Reads the rest of the side info: this format's part, then nothing more.
+    pub fn finish_side_info(&self, mut reader: SideInfoReader<'_>) -> SdkResult<Option<f32>> {
+        let scale = self.read_side_info(&mut reader)?;
+        reader.finish()?;
+        Ok(scale)
+    }
+
     /// Reads this format's side info (the uniform scale, or nothing).
     pub fn read_side_info(&self, reader: &mut SideInfoReader<'_>) -> SdkResult<Option<f32>> {
         match self.format {
@@ -232,6 +249,42 @@ impl ValueCodec {
             }
         }
     }
+}
+
+/// The two streams of a sparsifier that sends positions: the positions into a
+/// tensor of `len` entries, then the kept values as `values`.
+pub fn positions_and(len: u64, values: StreamShape) -> [StreamShape; 2] {
+    [StreamShape::positions(len), values]
+}
+
+/// Decoder side: the positions and value symbols of `count` kept entries,
+/// checked (counts, alphabets, positions strictly increasing).
+pub fn received_sparse<'a>(
+    stage: &str,
+    coded: &'a Quantized,
+    shapes: &[StreamShape; 2],
+    count: u64,
+) -> SdkResult<(&'a [u32], &'a [u32])> {
+    let [positions, values] = received_streams(stage, coded, shapes, [count, count])?;
+    check_positions(positions, shapes[0].alphabet_size)?;
+    Ok((positions, values))
+}
+
+/// The side-info summary of a sparsifier: the kept count under `count_key`,
+/// and the value scale of the uniform format.
+pub fn kept_summary(count_key: &str, count: u64, scale: Option<f32>) -> String {
+    match scale {
+        Some(scale) => format!("{{\"{count_key}\":{count},\"value_scale\":{scale}}}"),
+        None => format!("{{\"{count_key}\":{count}}}"),
+    }
+}
+
+/// `input`'s entries at `indices`, times `factor`.
+pub fn gather(input: &[f32], indices: &[u32], factor: f32) -> Vec<f32> {
+    indices
+        .iter()
+        .map(|i| input[*i as usize] * factor)
+        .collect()
 }
 
 /// Writes a dense tensor of `n` entries with `values` at `positions` into `out`.

@@ -12,12 +12,11 @@
 //! - quantizer: { use: threshold, params: { tau: 0.001 } }
 //! ```
 
-use crate::sparse::{check_indexable, scatter, validate_value_bits, ValueCodec, ValueFormat};
-use gradcodec_sdk::prelude::*;
-use gradcodec_sdk::{
-    side_info::SideInfoReader, side_info::SideInfoWriter, streams::check_count,
-    streams::check_positions,
+use crate::sparse::{
+    check_indexable, gather, kept_summary, positions_and, received_sparse, scatter,
+    validate_value_bits, ValueCodec, ValueFormat,
 };
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `threshold`.
@@ -67,9 +66,11 @@ impl Threshold {
         ensure_data(count <= self.len, || {
             format!("count {count} larger than the tensor ({})", self.len)
         })?;
-        let scale = self.codec.read_side_info(&mut reader)?;
-        reader.finish()?;
-        Ok((count, scale))
+        Ok((count, self.codec.finish_side_info(reader)?))
+    }
+
+    fn streams(&self) -> [StreamShape; 2] {
+        positions_and(self.len, self.codec.shape())
     }
 }
 
@@ -111,27 +112,18 @@ impl Quantizer for Threshold {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
         out.clear();
-        let mut positions = SymbolStream::new(StreamRole::POSITIONS, self.len);
-        let mut values = Vec::new();
-        for (index, value) in input.iter().enumerate() {
-            if value.abs() >= self.tau {
-                positions.symbols.push(index as u32);
-                values.push(*value);
-            }
-        }
+        let positions: Vec<u32> = (0..input.len() as u32)
+            .filter(|i| input[*i as usize].abs() >= self.tau)
+            .collect();
+        let values = gather(input, &positions, 1.0);
         SideInfoWriter::new(&mut out.side_info).u32(values.len() as u32);
-        let values = self.codec.encode(&values, &mut out.side_info);
-        out.streams.push(positions);
-        out.streams.push(values);
+        self.codec.push_sparse(out, self.len, &positions, &values);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_side_info(&out.side_info)?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::POSITIONS, self.len));
-        out.streams.push(self.codec.stream());
+        describe(out, &self.streams());
         Ok(())
     }
 
@@ -142,14 +134,7 @@ impl Quantizer for Threshold {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let (count, scale) = self.read_side_info(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 2, || {
-            "threshold expects two streams".into()
-        })?;
-        let positions = &coded.streams[0].symbols;
-        let values = &coded.streams[1].symbols;
-        check_count("threshold positions", positions, count)?;
-        check_count("threshold values", values, count)?;
-        check_positions(positions, self.len)?;
+        let (positions, values) = received_sparse("threshold", coded, &self.streams(), count)?;
         let values = self.codec.decode(scale, values)?;
         scatter(self.len as usize, positions, &values, out);
         Ok(())
@@ -157,10 +142,7 @@ impl Quantizer for Threshold {
 
     fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
         let (count, scale) = self.read_side_info(side_info)?;
-        Ok(match scale {
-            Some(scale) => format!("{{\"count\":{count},\"value_scale\":{scale}}}"),
-            None => format!("{{\"count\":{count}}}"),
-        })
+        Ok(kept_summary("count", count, scale))
     }
 }
 

@@ -17,11 +17,10 @@
 //! ```
 
 use crate::sparse::{
-    check_indexable, keep_count, scatter, top_k_indices, validate_sparsity, validate_value_bits,
-    ValueCodec, ValueFormat,
+    check_indexable, gather, keep_count, kept_summary, positions_and, received_sparse, scatter,
+    top_k_indices, validate_sparsity, validate_value_bits, ValueCodec, ValueFormat,
 };
 use gradcodec_sdk::prelude::*;
-use gradcodec_sdk::{side_info::SideInfoReader, streams::check_count, streams::check_positions};
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `topk`.
@@ -65,10 +64,11 @@ pub struct TopK {
 
 impl TopK {
     fn read_side_info(&self, side_info: &[u8]) -> SdkResult<Option<f32>> {
-        let mut reader = SideInfoReader::new(side_info);
-        let scale = self.codec.read_side_info(&mut reader)?;
-        reader.finish()?;
-        Ok(scale)
+        self.codec.finish_side_info(SideInfoReader::new(side_info))
+    }
+
+    fn streams(&self) -> [StreamShape; 2] {
+        positions_and(self.len, self.codec.shape())
     }
 }
 
@@ -107,21 +107,14 @@ impl Quantizer for TopK {
         ensure_finite(input)?;
         out.clear();
         let indices = top_k_indices(input, self.k as usize);
-        let values: Vec<f32> = indices.iter().map(|i| input[*i as usize]).collect();
-        let mut positions = SymbolStream::new(StreamRole::POSITIONS, self.len);
-        positions.symbols.extend_from_slice(&indices);
-        let values = self.codec.encode(&values, &mut out.side_info);
-        out.streams.push(positions);
-        out.streams.push(values);
+        let values = gather(input, &indices, 1.0);
+        self.codec.push_sparse(out, self.len, &indices, &values);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_side_info(&out.side_info)?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::POSITIONS, self.len));
-        out.streams.push(self.codec.stream());
+        describe(out, &self.streams());
         Ok(())
     }
 
@@ -132,25 +125,14 @@ impl Quantizer for TopK {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let scale = self.read_side_info(&coded.side_info)?;
-        ensure_data(coded.streams.len() == 2, || {
-            "topk expects two streams".into()
-        })?;
-        let positions = &coded.streams[0].symbols;
-        let values = &coded.streams[1].symbols;
-        check_count("topk positions", positions, self.k)?;
-        check_count("topk values", values, self.k)?;
-        check_positions(positions, self.len)?;
+        let (positions, values) = received_sparse("topk", coded, &self.streams(), self.k)?;
         let values = self.codec.decode(scale, values)?;
         scatter(self.len as usize, positions, &values, out);
         Ok(())
     }
 
     fn summarize_side_info(&self, side_info: &[u8]) -> SdkResult<String> {
-        let scale = self.read_side_info(side_info)?;
-        Ok(match scale {
-            Some(scale) => format!("{{\"k\":{},\"value_scale\":{scale}}}", self.k),
-            None => format!("{{\"k\":{}}}", self.k),
-        })
+        Ok(kept_summary("k", self.k, self.read_side_info(side_info)?))
     }
 }
 
