@@ -1,13 +1,15 @@
 //! `gradcodec bench`: bits per entry, relative MSE, M-weighted distortion, and
 //! encode / decode throughput of a pipeline on an input; with `--bound`, the bits
 //! per entry next to the rate-distortion limit at the distortion achieved
-//! (see `bench_bound`).
+//! (see `bench_bound`). By default the input is coded as round 0 of a fresh
+//! stream (stateful stages start empty); `--rounds N` codes a stream of N rounds
+//! (the input repeated, or a folder's updates in name order, cycled).
 
 use crate::bench_bound::{self, InputSources};
 use crate::PluginArgs;
 use clap::Args;
 use gradcodec::{bench, PipelineSpec, Update};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,9 +19,17 @@ pub struct BenchArgs {
     /// Pipeline spec (YAML); repeat to compare several on the same input.
     #[arg(long, required = true)]
     pipeline: Vec<PathBuf>,
-    /// Update (.npy or .safetensors).
+    /// Update (.npy or .safetensors), or a folder of them (with --rounds, the
+    /// stream's rounds in file-name order, cycled).
     #[arg(long)]
     input: PathBuf,
+    /// Code a stream of N rounds on one fresh encoder and decoder, so stateful
+    /// stages (error feedback, predictors) warm up: bits and errors are means
+    /// over the rounds (the last round's in JSON), speeds cover the stream.
+    /// Default: one round, i.e. an error-feedback pipeline measures like the
+    /// plain one.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    rounds: u32,
     /// Minimum timing per direction, seconds.
     #[arg(long, default_value_t = 1.0)]
     min_time: f64,
@@ -66,13 +76,55 @@ fn run_bound(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The input's updates: the file, or every tensor file of the folder in name order.
+fn read_inputs(input: &Path) -> anyhow::Result<Vec<Update>> {
+    if !input.is_dir() {
+        return Ok(vec![Update::read(input)?]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(input)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|e| e == "npy" || e == "safetensors")
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!("{}: no .npy or .safetensors file", input.display());
+    }
+    files.iter().map(|f| Ok(Update::read(f)?)).collect()
+}
+
 pub fn run(plugin_args: &PluginArgs, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let registry = plugin_args.registry()?;
-    let update = Update::read(&args.input)?;
+    let updates = read_inputs(&args.input)?;
     if args.bound {
-        return run_bound(&registry, &update, args);
+        if updates.len() > 1 || args.rounds > 1 {
+            anyhow::bail!("--bound compares one update: give a file and no --rounds");
+        }
+        return run_bound(&registry, &updates[0], args);
+    }
+    if updates.len() > 1 && args.rounds == 1 {
+        anyhow::bail!(
+            "{} holds {} updates: give --rounds N to code them as a stream",
+            args.input.display(),
+            updates.len()
+        );
     }
     if !args.json {
+        if args.rounds == 1 {
+            println!("one round per pipeline, fresh encoder (stateful stages start empty; --rounds N for a stream)");
+        } else {
+            println!(
+                "a stream of {} rounds per pipeline ({}), one fresh encoder and decoder; bits and errors: means over the rounds",
+                args.rounds,
+                if updates.len() == 1 {
+                    "the same update each round".to_string()
+                } else {
+                    format!("{} updates in name order, cycled", updates.len())
+                }
+            );
+        }
         println!(
             "{:<22} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12}",
             "pipeline", "entries", "bits/entry", "rel. MSE", "M=2 dist.", "enc. M/s", "dec. M/s"
@@ -80,11 +132,12 @@ pub fn run(plugin_args: &PluginArgs, args: &BenchArgs) -> anyhow::Result<ExitCod
     }
     for path in &args.pipeline {
         let pipeline = registry.build(&PipelineSpec::from_file(path)?)?;
-        let report = bench::measure(
-            &pipeline,
-            &update,
-            Duration::from_secs_f64(args.min_time.max(0.0)),
-        )?;
+        let min_time = Duration::from_secs_f64(args.min_time.max(0.0));
+        let report = if args.rounds == 1 {
+            bench::measure(&pipeline, &updates[0], min_time)?
+        } else {
+            bench::measure_stream(&pipeline, &updates, args.rounds as usize, min_time)?
+        };
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

@@ -628,3 +628,63 @@ fn names_are_escaped_reasons_go_to_stderr_and_receivers_can_expect_a_layout() {
     );
     assert!(stderr.contains("1 of 1 specs failed"), "{stderr}");
 }
+
+/// `bench --rounds N` codes a stream, so error feedback warms up; the default
+/// says that it ran one round.
+#[test]
+fn bench_rounds_codes_a_stream_and_says_what_it_ran() {
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--pipeline",
+            "pipelines/topk-ef-1pct.yaml",
+            "--min-time",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let one: serde_json::Value = serde_json::from_str(
+        bench(&[
+            "--input",
+            "snapshots/fixtures/lenet5-steps/round-0.safetensors",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(one["rounds"], 1);
+    let stream: serde_json::Value = serde_json::from_str(
+        bench(&[
+            "--input",
+            "snapshots/fixtures/lenet5-steps",
+            "--rounds",
+            "5",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(stream["rounds"], 5);
+    // Later rounds carry the remembered error: their bits differ from round 0's.
+    assert_ne!(stream["bits_per_entry_last"], one["bits_per_entry"]);
+    assert!(stream["bytes"].as_u64().unwrap() > one["bytes"].as_u64().unwrap());
+    let table = bench(&[
+        "--input",
+        "snapshots/fixtures/lenet5-steps",
+        "--rounds",
+        "3",
+    ]);
+    assert!(table.contains("a stream of 3 rounds"), "{table}");
+    let table = bench(&["--input", "snapshots/fixtures/lenet5-grad.safetensors"]);
+    assert!(table.contains("one round per pipeline"), "{table}");
+    let folder_without_rounds = gradcodec(&[
+        "bench",
+        "--pipeline",
+        "pipelines/f32.yaml",
+        "--input",
+        "snapshots/fixtures/lenet5-steps",
+    ]);
+    assert!(!folder_without_rounds.status.success());
+    assert!(String::from_utf8_lossy(&folder_without_rounds.stderr).contains("--rounds"));
+}

@@ -1,6 +1,10 @@
-//! Measuring a pipeline on one update: real message size, distortion, and
-//! encode / decode throughput (median over repetitions, fresh stream each time,
-//! so stateful pipelines are timed on the same round-0 work).
+//! Measuring a pipeline: real message size, distortion, and encode / decode
+//! throughput (median over repetitions, fresh stream each time).
+//!
+//! [`measure`] codes one update as round 0 of a fresh stream, so stateful
+//! stages (error feedback, predictors) start empty; [`measure_stream`] codes a
+//! stream of rounds, so they warm up, and reports means over the rounds and the
+//! last round.
 
 use crate::error::{Error, Result};
 use crate::metrics::{bits_per_entry, relative_mse, relative_weighted_distortion};
@@ -15,11 +19,11 @@ use std::time::{Duration, Instant};
 pub struct BenchReport {
     /// Pipeline name.
     pub pipeline: String,
-    /// Entries in the update.
+    /// Entries in the update (the last round's).
     pub entries: u64,
-    /// Message bytes.
+    /// Message bytes (all rounds).
     pub bytes: u64,
-    /// 8 × bytes / entries.
+    /// 8 × bytes / entries (the mean over rounds).
     pub bits_per_entry: f64,
     /// Σ(x-x̂)² / Σx².
     pub relative_mse: f64,
@@ -31,6 +35,12 @@ pub struct BenchReport {
     pub decode_mentries_per_s: f64,
     /// Timed repetitions of each.
     pub repetitions: usize,
+    /// Rounds coded as one stream (1 for [`measure`]).
+    pub rounds: usize,
+    /// Bits per entry of the last round.
+    pub bits_per_entry_last: f64,
+    /// Relative MSE of the last round.
+    pub relative_mse_last: f64,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -92,5 +102,79 @@ pub fn measure(
         encode_mentries_per_s: rate(median(encode_times.clone())),
         decode_mentries_per_s: rate(median(decode_times)),
         repetitions: encode_times.len(),
+        rounds: 1,
+        bits_per_entry_last: bits_per_entry(message.len() as u64, entries),
+        relative_mse_last: relative_mse(update, &reconstruction),
+    })
+}
+
+/// Measures `pipeline` on a stream of `rounds` updates, round `r` coding
+/// `updates[r % len]`: bits and distortions are means over the rounds (and the
+/// last round's), speeds cover the whole stream, timed for at least `min_time`
+/// per direction with a fresh encoder and decoder each repetition.
+pub fn measure_stream(
+    pipeline: &Arc<Pipeline>,
+    updates: &[Update],
+    rounds: usize,
+    min_time: Duration,
+) -> Result<BenchReport> {
+    if updates.is_empty() || rounds == 0 {
+        return Err(Error::Update(
+            "a stream needs at least one update and one round".into(),
+        ));
+    }
+    let round_update = |round: usize| &updates[round % updates.len()];
+    let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
+    let mut messages = Vec::with_capacity(rounds);
+    let (mut bits, mut errors, mut weighted) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let update = round_update(round);
+        let message = encoder.encode(update)?;
+        let decoded = decoder.decode(&message)?;
+        if &decoded != encoder.last_reconstruction() {
+            return Err(Error::Message(format!(
+                "round {round}: the decoder's output differs from the encoder's reconstruction"
+            )));
+        }
+        bits.push(bits_per_entry(
+            message.len() as u64,
+            update.entries() as u64,
+        ));
+        errors.push(relative_mse(update, &decoded));
+        weighted.push(relative_weighted_distortion(update, &decoded, 2.0));
+        messages.push(message);
+    }
+    let encode_times = repeat(min_time, || {
+        let mut encoder = pipeline.encoder();
+        let start = Instant::now();
+        for round in 0..rounds {
+            encoder.encode(round_update(round))?;
+        }
+        Ok(start.elapsed())
+    })?;
+    let decode_times = repeat(min_time, || {
+        let mut decoder = pipeline.decoder();
+        let start = Instant::now();
+        for message in &messages {
+            decoder.decode(message)?;
+        }
+        Ok(start.elapsed())
+    })?;
+    let entries: u64 = (0..rounds).map(|r| round_update(r).entries() as u64).sum();
+    let rate = |d: Duration| entries as f64 / d.as_secs_f64().max(1e-9) / 1e6;
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    Ok(BenchReport {
+        pipeline: pipeline.name().to_string(),
+        entries: round_update(rounds - 1).entries() as u64,
+        bytes: messages.iter().map(|m| m.len() as u64).sum(),
+        bits_per_entry: mean(&bits),
+        relative_mse: mean(&errors),
+        weighted_distortion_m2: mean(&weighted),
+        encode_mentries_per_s: rate(median(encode_times.clone())),
+        decode_mentries_per_s: rate(median(decode_times)),
+        repetitions: encode_times.len(),
+        rounds,
+        bits_per_entry_last: bits[rounds - 1],
+        relative_mse_last: errors[rounds - 1],
     })
 }
