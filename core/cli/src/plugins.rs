@@ -1,4 +1,5 @@
-//! `gradcodec plugins`: every stage of every library found.
+//! `gradcodec plugins`: every stage of every library found; for entropy
+//! coders, what they were found to accept (see `gradcodec::probe`).
 
 use crate::PluginArgs;
 use clap::Args;
@@ -20,6 +21,7 @@ pub fn run(plugin_args: &PluginArgs, args: &PluginsArgs) -> anyhow::Result<ExitC
     let registry = plugin_args.registry()?;
     for stage in registry.stages() {
         let d = &stage.descriptor;
+        let capabilities = gradcodec::probe::probe_coder(stage, &d.example_params);
         if args.json {
             let schema: serde_json::Value =
                 serde_json::from_str(&d.params_schema).unwrap_or(serde_json::Value::Null);
@@ -40,6 +42,9 @@ pub fn run(plugin_args: &PluginArgs, args: &PluginsArgs) -> anyhow::Result<ExitC
                 object["params_schema"] = schema;
                 object["example_params"] = example;
             }
+            if let Some(capabilities) = &capabilities {
+                object["capabilities"] = serde_json::to_value(capabilities)?;
+            }
             println!("{object}");
         } else {
             println!(
@@ -51,9 +56,18 @@ pub fn run(plugin_args: &PluginArgs, args: &PluginsArgs) -> anyhow::Result<ExitC
                 d.flags.names().join(","),
                 stage.library.path.display()
             );
+            if let Some(capabilities) = &capabilities {
+                println!("    takes: {}", capabilities.summary());
+            }
             if args.verbose {
                 println!("    {}", d.doc);
                 println!("    example params: {}", d.example_params);
+                if capabilities.is_some() {
+                    println!(
+                        "    (takes: found by coding probe streams with the example params; \
+                         other params may take other streams: `gradcodec check` a pipeline)"
+                    );
+                }
             }
         }
     }

@@ -23,6 +23,7 @@ mod layout;
 pub mod loader;
 pub mod metrics;
 mod pipeline;
+pub mod probe;
 mod registry;
 pub mod report;
 mod scan;

@@ -101,3 +101,27 @@ fn the_trial_fails_exactly_when_a_real_update_fails() {
         mismatches.len()
     );
 }
+
+/// `gradcodec plugins` shows what each coder takes, found by probing.
+#[test]
+fn probing_finds_each_coders_limits() {
+    let registry = registry();
+    let probe = |name: &str, params: &str| {
+        let stage = registry.find(StageKind::ENTROPY_CODER, name, None).unwrap();
+        gradcodec::probe::probe_coder(stage, params).unwrap()
+    };
+    let rans = probe("rans", "{}");
+    assert_eq!(rans.max_values_alphabet, Some(1 << 12));
+    assert!(!rans.positions && !rans.raw_words && rans.works_without_model);
+    let bitpack = probe("bitpack", "{}");
+    assert_eq!(bitpack.max_values_alphabet, Some(1 << 32));
+    assert!(bitpack.positions && bitpack.raw_words);
+    let parametric = probe("huffman", r#"{"model": "parametric"}"#);
+    assert!(!parametric.works_without_model, "{parametric:?}");
+    assert!(parametric
+        .summary()
+        .contains("only with the quantizer's model"));
+    assert!(probe("huffman", r#"{"model": "empirical"}"#).works_without_model);
+    let quantizer = registry.find(StageKind::QUANTIZER, "raw", None).unwrap();
+    assert!(gradcodec::probe::probe_coder(quantizer, "{}").is_none());
+}
