@@ -11,11 +11,9 @@
 //! - quantizer: { use: fixed-step, params: { step: 0.001, max_level: 127 } }
 //! ```
 
-use gradcodec_sdk::buffers::RVecExt;
-use gradcodec_sdk::{
-    ensure, ensure_data, ensure_len, CallContext, JsonSchema, Quantized, Quantizer, RVec,
-    SdkResult, Stage, StageConfig, StageFlags, StageInfo, StreamRole, SymbolStream, TensorSpec,
-};
+// The prelude: the stage traits, the ABI's data types, error helpers, stream
+// and side-info helpers, `RVecExt`'s fast appends and the seeded generator.
+use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Parameters. `deny_unknown_fields` makes typos errors; `default` fills in
@@ -61,8 +59,12 @@ pub struct FixedStep {
 }
 
 impl FixedStep {
-    fn alphabet(&self) -> u64 {
-        2 * u64::from(self.config.max_level) + 1
+    /// The stream's shape, stated once for `quantize`, `describe_streams` and
+    /// `dequantize`: one values stream of `2K + 1` levels.
+    fn streams(&self) -> [StreamShape; 1] {
+        [StreamShape::values(
+            2 * u64::from(self.config.max_level) + 1,
+        )]
     }
 }
 
@@ -70,17 +72,15 @@ impl Stage for FixedStep {
     type Config = FixedStepConfig;
 
     /// Published in the manifest (`gradcodec plugins --verbose` shows it).
-    const INFO: StageInfo = StageInfo {
-        name: "fixed-step",
-        // Bump `version` when the config or behaviour changes, `format_version`
-        // when the bytes it writes change.
-        version: 1,
-        format_version: 1,
-        doc: "Scalar quantization on a fixed grid k*step, |k| <= max_level, no side info; \
-              the error is at most step/2 inside the range (Gish & Pierce 1968).",
-        example_params: r#"{"step": 0.001, "max_level": 127}"#,
-        flags: StageFlags::NONE,
-    };
+    /// Versions start at 1: bump the stage version with `.with_versions(v, f)`
+    /// when the config or behaviour changes, the format version when the bytes
+    /// it writes change.
+    const INFO: StageInfo = StageInfo::new(
+        "fixed-step",
+        "Scalar quantization on a fixed grid k*step, |k| <= max_level, no side info; \
+         the error is at most step/2 inside the range (Gish & Pierce 1968).",
+    )
+    .with_example(r#"{"step": 0.001, "max_level": 127}"#);
 
     fn new(config: FixedStepConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
@@ -99,48 +99,35 @@ impl Quantizer for FixedStep {
     ) -> SdkResult<()> {
         // Inputs are finite (the host checks); their length is the tensor's.
         ensure_len("input", input.len(), self.len)?;
-        // `out` is reused across rounds: clear it, keep its allocations.
-        out.clear();
+        // `out` is reused across rounds: `begin_streams` clears it (keeping its
+        // allocations) and adds the empty streams this quantizer fills.
+        begin_streams(out, &self.streams());
         let max = self.config.max_level as f32;
         let inverse_step = 1.0 / self.config.step;
-        let mut stream = SymbolStream::new(StreamRole::VALUES, self.alphabet());
-        stream.symbols.extend_mapped(input, |x| {
+        // `extend_mapped`, not `extend`: one resize, then a loop that vectorizes.
+        out.streams[0].symbols.extend_mapped(input, |x| {
             ((x * inverse_step).round().clamp(-max, max) + max) as u32
         });
-        out.streams.push(stream);
         Ok(())
     }
 
     /// The decoder calls this first: it must rebuild the same stream
     /// descriptors from the side info alone (here there is none).
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
-        ensure_data(out.side_info.is_empty(), || {
-            "fixed-step has no side info".into()
-        })?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::VALUES, self.alphabet()));
+        expect_no_side_info("fixed-step", &out.side_info)?;
+        describe(out, &self.streams());
         Ok(())
     }
 
-    /// Untrusted data: check the stream count, the length and every symbol.
+    /// Untrusted data: `received_streams` checks the stream count, each
+    /// stream's length and every symbol against its alphabet.
     fn dequantize(
         &mut self,
         _ctx: &CallContext,
         coded: &Quantized,
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
-        ensure_data(coded.streams.len() == 1, || {
-            "fixed-step expects one stream".into()
-        })?;
-        let symbols = &coded.streams[0].symbols;
-        ensure_data(symbols.len() as u64 == self.len, || {
-            format!("{} symbols for a tensor of {}", symbols.len(), self.len)
-        })?;
-        let alphabet = self.alphabet();
-        ensure_data(symbols.iter().all(|s| u64::from(*s) < alphabet), || {
-            format!("symbol outside 0..{alphabet}")
-        })?;
+        let [symbols] = received_streams("fixed-step", coded, &self.streams(), [self.len])?;
         let max = self.config.max_level as i64;
         out.clear();
         out.extend_mapped(symbols, |s| (i64::from(s) - max) as f32 * self.config.step);

@@ -192,9 +192,7 @@ impl Quantizer for PowerSgd {
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
-        ensure_data(out.side_info.is_empty(), || {
-            "powersgd has no side info".into()
-        })?;
+        expect_no_side_info("powersgd", &out.side_info)?;
         out.streams.clear();
         out.streams.push(raw_stream());
         if self.matrix.is_some() {
@@ -209,9 +207,7 @@ impl Quantizer for PowerSgd {
         coded: &Quantized,
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
-        ensure_data(coded.side_info.is_empty(), || {
-            "powersgd has no side info".into()
-        })?;
+        expect_no_side_info("powersgd", &coded.side_info)?;
         out.clear();
         let Some((m, c)) = self.matrix else {
             ensure_data(coded.streams.len() == 1, || {
