@@ -56,10 +56,9 @@ fn the_trial_fails_exactly_when_a_real_update_fails() {
         "{quantizers:?} {coders:?}"
     );
     // The models that need the quantizer's help, beside the examples.
-    for params in [r#"{"model": "parametric"}"#] {
-        coders.push(("huffman".into(), params.into()));
-        coders.push(("ans".into(), params.into()));
-    }
+    let parametric = r#"{"model": "parametric"}"#;
+    coders.push(("huffman".into(), parametric.into()));
+    coders.push(("ans".into(), parametric.into()));
     let (mut mismatches, mut pairs) = (Vec::new(), 0);
     for (quantizer, q_params) in &quantizers {
         for (coder, c_params) in &coders {
