@@ -65,6 +65,13 @@ pub use gradcodec_abi::{
 pub use schemars::JsonSchema;
 pub use traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage, StageInfo};
 
+/// The plugin author's guide, `docs/writing-a-plugin.md`, included only when
+/// rustdoc collects doctests, so `cargo test --doc` compiles and runs every
+/// Rust block in it.
+#[doc = include_str!("../../../docs/writing-a-plugin.md")]
+#[cfg(doctest)]
+pub struct WritingAPluginGuide;
+
 /// Exports a plugin library's stages as its `abi_stable` root module.
 ///
 /// The calling crate must depend on `abi_stable` (pinned like the workspace).
