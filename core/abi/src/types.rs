@@ -278,7 +278,11 @@ pub struct StageFlags(pub u32);
 impl StageFlags {
     /// Reconstruction is exact.
     pub const LOSSLESS: Self = Self(1);
-    /// Keeps state across rounds (needs a per-stream instance and `reset`).
+    /// Keeps state across rounds. The engine always keeps one instance per
+    /// tensor and stream and feeds it every round; this flag makes a pipeline
+    /// stateful, so its decoder accepts only consecutive rounds (a stage that
+    /// keeps state without it would decode a skipped or repeated round wrongly,
+    /// without an error).
     pub const STATEFUL: Self = Self(2);
     /// Uses pseudo-randomness (always seeded from its config).
     pub const RANDOMIZED: Self = Self(4);

@@ -481,7 +481,8 @@ fn check_quantizer(root: PluginRootRef, stage: &StageDescriptor, params: &str, l
     );
     ok(label, fresh.quantize(&ctx, input.as_slice().into(), &mut b));
     assert_eq!(a, b, "{label}: reset differs from a fresh instance");
-    // Wrong input length and non-finite input.
+    // Wrong input length (non-finite input is the host's to refuse, and the
+    // quantizer's when it cannot handle it: not checked here).
     let short = sample_tensor(len - 1, 3);
     expect_clean_error(
         &format!("{label}: quantize(wrong length)"),

@@ -45,9 +45,9 @@ pub mod prelude {
     };
     pub use crate::{
         corrupt, ensure, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input,
-        unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema, NoParams, Predictor,
-        Quantized, Quantizer, RSlice, RString, RVec, SdkResult, Stage, StageConfig, StageFlags,
-        StageInfo, StreamRole, SymbolStream, TensorSpec,
+        parse_config, unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema,
+        NoParams, Predictor, Quantized, Quantizer, RSlice, RString, RVec, SdkResult, Stage,
+        StageConfig, StageFlags, StageInfo, StageKind, StreamRole, SymbolStream, TensorSpec,
     };
 }
 

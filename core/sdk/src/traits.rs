@@ -161,7 +161,12 @@ pub trait Quantizer: Stage {
 pub trait EntropyCoder: Stage {
     /// Appends the coded bytes of `stream.symbols` to `out`.
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()>;
-    /// Decodes exactly `count` symbols into `stream.symbols`.
+    /// Decodes exactly `count` symbols into `stream.symbols`. The role,
+    /// alphabet and model of `stream` are set (as the quantizer described them)
+    /// and its symbols are empty; `count` was checked against
+    /// [`crate::abi::max_stream_symbols`] before the call, but the bytes are
+    /// untrusted: never allocate more than `count` symbols, refuse symbols
+    /// outside the alphabet and truncated or trailing data.
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()>;
     /// Forgets adaptive state (default: nothing to forget).
     fn reset(&mut self) {}
