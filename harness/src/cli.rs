@@ -71,6 +71,23 @@ pub enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Compare runs of several seeds: every `<pipeline>@seed<N>` folder of a
+    /// directory (each a `train` run), as mean and spread over the seeds, in
+    /// comparison.md and comparison.{png,svg} (mean curves with min-max bands).
+    Aggregate {
+        /// The folder holding the `<pipeline>@seed<N>` runs.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The pipeline the savings are measured against.
+        #[arg(long, default_value = "f32")]
+        baseline: String,
+        /// The accuracy "bits to target" counts to.
+        #[arg(long)]
+        target_accuracy: f64,
+        /// The table's and plot's title line.
+        #[arg(long, default_value = "")]
+        about: String,
+    },
     /// List the models and their parameter counts.
     Models,
 }

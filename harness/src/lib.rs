@@ -31,5 +31,22 @@ pub mod models;
 pub mod optim;
 pub mod params;
 pub mod plot;
+pub mod seeds;
 pub mod sweep;
 pub mod train;
+
+/// An error with its causes, `a: b: c`, for tables and logs: causes with an
+/// empty message are left out (never an empty "Caused by"), and an error with
+/// no text at all says so.
+pub fn error_text(error: &anyhow::Error) -> String {
+    let parts: Vec<String> = error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.trim().is_empty())
+        .collect();
+    if parts.is_empty() {
+        format!("an error without a message ({error:?})")
+    } else {
+        parts.join(": ")
+    }
+}

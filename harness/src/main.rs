@@ -40,9 +40,18 @@ fn ensure_passive_omp() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     ensure_passive_omp();
-    let cli = Cli::parse();
+    match run_cli(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", gradcodec_harness::error_text(&error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train {
             run: args,
@@ -93,6 +102,19 @@ fn main() -> anyhow::Result<()> {
         } => {
             let cfg = args.to_config()?;
             capture(&cfg, what, warmup, steps, &output)?;
+        }
+        Command::Aggregate {
+            dir,
+            baseline,
+            target_accuracy,
+            about,
+        } => {
+            let (table, written) =
+                gradcodec_harness::seeds::report(&dir, &baseline, target_accuracy, &about)?;
+            println!("{table}");
+            for path in written {
+                println!("wrote {}", path.display());
+            }
         }
         Command::Models => {
             println!("{:<12} {:>14} {:>14}", "model", "1x28x28", "3x32x32");

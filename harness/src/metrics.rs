@@ -279,6 +279,19 @@ pub struct Summary {
     /// Real uplink message bits against the CEO limit, per round and in total.
     #[serde(default)]
     pub ceo: CeoSummary,
+    /// Set when training diverged: the run stopped at that round, and the
+    /// other fields describe the rounds before it.
+    #[serde(default)]
+    pub diverged: Option<Divergence>,
+}
+
+/// Where and how a run diverged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The round that produced the non-finite value.
+    pub round: usize,
+    /// What was not finite (the loss, or an update the codec refused).
+    pub reason: String,
 }
 
 /// Rounds averaged in [`Summary::tail_accuracy`].

@@ -361,3 +361,112 @@ pub fn comparison_plot(
         &|a| both(a, title, series, target),
     )
 }
+
+/// One point of a multi-seed curve: mean cumulative uplink MB, and the mean,
+/// smallest and largest accuracy over the seeds at that round.
+#[derive(Debug, Clone, Copy)]
+pub struct BandPoint {
+    /// Mean cumulative uplink volume, MB.
+    pub x: f64,
+    /// Mean accuracy.
+    pub mean: f64,
+    /// Smallest accuracy.
+    pub low: f64,
+    /// Largest accuracy.
+    pub high: f64,
+}
+
+/// A pipeline's mean curve with its band over seeds.
+#[derive(Debug, Clone)]
+pub struct Band {
+    /// Pipeline label.
+    pub label: String,
+    /// Points in round order.
+    pub points: Vec<BandPoint>,
+}
+
+fn draw_bands<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    bands: &[Band],
+    target: f64,
+) -> anyhow::Result<()> {
+    let area = area.titled(title, ("sans-serif", 22)).map_err(err)?;
+    let xs = bands.iter().flat_map(|b| b.points.iter().map(|p| p.x));
+    let (xmin, xmax) = xs.fold((f64::INFINITY, 0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (xmin, xmax) = if xmin.is_finite() && xmax > 0.0 {
+        (xmin * 0.8, xmax * 1.25)
+    } else {
+        (0.01, 1.0)
+    };
+    let ys = bands
+        .iter()
+        .flat_map(|b| b.points.iter().flat_map(|p| [p.low, p.high]));
+    let (ylo, yhi) = ys.fold((target, target), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let (ylo, yhi) = ((ylo - 0.02).max(0.0), (yhi + 0.02).min(1.0));
+    let mut chart = ChartBuilder::on(&area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d((xmin..xmax).log_scale(), ylo..yhi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("cumulative uplink volume, MB (log), mean over seeds")
+        .y_desc("test accuracy: mean, band = min..max over seeds")
+        .light_line_style(BLACK.mix(0.04))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            [(xmin, target), (xmax, target)],
+            BLACK.mix(0.35).stroke_width(1),
+        ))
+        .map_err(err)?;
+    for (i, band) in bands.iter().enumerate() {
+        let c = color(i);
+        let outline: Vec<(f64, f64)> = band
+            .points
+            .iter()
+            .map(|p| (p.x, p.high))
+            .chain(band.points.iter().rev().map(|p| (p.x, p.low)))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(outline, c.mix(0.15).filled())))
+            .map_err(err)?;
+        let mean: Vec<(f64, f64)> = band.points.iter().map(|p| (p.x, p.mean)).collect();
+        chart
+            .draw_series(LineSeries::new(mean, c.stroke_width(2)))
+            .map_err(err)?
+            .label(band.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Writes `<stem>.{png,svg}`: every pipeline's mean accuracy against mean
+/// cumulative uplink volume, with its min..max band over seeds.
+pub fn band_plot(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    bands: &[Band],
+    target: f64,
+) -> anyhow::Result<()> {
+    render(
+        dir,
+        stem,
+        (1000, 650),
+        &|a| draw_bands(a, title, bands, target),
+        &|a| draw_bands(a, title, bands, target),
+    )
+}

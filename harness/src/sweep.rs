@@ -80,6 +80,7 @@ pub fn sweep(
     sub_opts.baseline = None;
 
     let mut runs: Vec<(String, Vec<RoundRecord>, Summary)> = Vec::new();
+    let mut failures: Vec<(String, String)> = Vec::new();
     for e in entries {
         let cfg = RunConfig {
             name: e.label.clone(),
@@ -89,27 +90,40 @@ pub fn sweep(
         if opts.progress {
             eprintln!("== sweep {}: {}", base.name, e.label);
         }
-        let result = run(&cfg, registry, &sub_opts)
-            .with_context(|| format!("sweep {}: pipeline {}", base.name, e.label))?;
+        // A run that fails is recorded and the sweep goes on with the others
+        // (a diverged run is not a failure: its summary says where it stopped).
+        let result = match run(&cfg, registry, &sub_opts) {
+            Ok(result) => result,
+            Err(error) => {
+                let reason = crate::error_text(&error);
+                eprintln!("sweep {}: pipeline {} failed: {reason}", base.name, e.label);
+                failures.push((e.label.clone(), reason));
+                continue;
+            }
+        };
         let Some(summary) = result.summary else {
             anyhow::bail!("sweep {}: run {} stopped early", base.name, e.label);
         };
         runs.push((e.label.clone(), result.records, summary));
     }
 
-    let bi = runs
+    let baseline_run = runs
         .iter()
         .position(|r| r.0 == baseline)
-        .expect("checked above");
-    let (brec, bsum) = (runs[bi].1.clone(), runs[bi].2.clone());
+        .map(|bi| (runs[bi].1.clone(), runs[bi].2.clone()));
     for (label, records, summary) in runs.iter_mut() {
-        metrics::compare_with_baseline(summary, records, &baseline, &brec, &bsum);
+        if let Some((brec, bsum)) = &baseline_run {
+            metrics::compare_with_baseline(summary, records, &baseline, brec, bsum);
+        }
         std::fs::write(
             dir.join(label.as_str()).join("summary.json"),
             serde_json::to_string_pretty(summary)?,
         )?;
     }
-    let table = table(&runs, base, &baseline);
+    let mut table = table(&runs, base, &baseline);
+    for (label, reason) in &failures {
+        let _ = writeln!(table, "\n`{label}` failed: {reason}");
+    }
     std::fs::write(dir.join("comparison.md"), &table).context("writing comparison.md")?;
     let series: Vec<plot::Series<'_>> = runs
         .iter()
@@ -132,6 +146,7 @@ pub fn sweep(
             "baseline": baseline,
             "entries": entries,
             "summaries": summaries,
+            "failures": failures,
         }))?,
     )?;
     Ok(SweepResult {
@@ -197,6 +212,10 @@ fn table(runs: &[(String, Vec<RoundRecord>, Summary)], base: &RunConfig, baselin
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (label, _, s) in runs {
+        let label = match &s.diverged {
+            Some(d) => format!("{label} (diverged at round {}: {})", d.round, d.reason),
+            None => label.clone(),
+        };
         let _ = writeln!(
             t,
             "| {label} | {:.4} | {:.4} | {}; {} | {} | {:.3} | {} | {} | {} | {:.3e} | {:.2e} | {:.1} |",

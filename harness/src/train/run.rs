@@ -22,7 +22,7 @@ use super::{evaluate, mix_seed, prepare, trainable, Prepared};
 use crate::checkpoint::Checkpoint;
 use crate::codec::{discover_registry, has_predictor, load_pipeline, Link};
 use crate::config::{Mode, Payload, RunConfig};
-use crate::metrics::{self, RoundRecord, Summary};
+use crate::metrics::{self, Divergence, RoundRecord, Summary};
 use crate::models::Model;
 use crate::params::{var_specs, VarSpec};
 use crate::plot;
@@ -416,14 +416,34 @@ pub fn run(
     let start = records.last().map(|r| r.round).unwrap_or(0) + 1;
 
     let bar = progress_bar(cfg, opts, start - 1);
+    let mut diverged = None;
     for r in start..=cfg.rounds {
         let t0 = Instant::now();
         tch::manual_seed(mix_seed(&[cfg.seed, r as u64]) as i64);
-        let mut rec = state.round(&mut ctx, r)?;
+        let mut rec = match state.round(&mut ctx, r) {
+            Ok(rec) => rec,
+            Err(error) => match non_finite_update(&error) {
+                Some(reason) => {
+                    diverged = Some(Divergence { round: r, reason });
+                    break;
+                }
+                None => return Err(error),
+            },
+        };
         state.sync_model(&ctx);
         let (acc, loss) = evaluate(&model, &prep.test);
         rec.test_accuracy = acc;
         rec.test_loss = loss;
+        if !(rec.train_loss.is_finite() && rec.test_loss.is_finite()) {
+            diverged = Some(Divergence {
+                round: r,
+                reason: format!(
+                    "non-finite loss (train {}, test {})",
+                    rec.train_loss, rec.test_loss
+                ),
+            });
+            break;
+        }
         let prev = records.last().expect("round 0 recorded");
         rec.cum_uplink_bits =
             prev.cum_uplink_bits + 8.0 * (rec.uplink_bytes + rec.uplink_buffer_bytes) as f64;
@@ -453,11 +473,19 @@ pub fn run(
         }
     }
     if let Some(b) = &bar {
-        b.finish();
+        match &diverged {
+            Some(d) => {
+                b.abandon_with_message(format!("diverged at round {}: {}", d.round, d.reason))
+            }
+            None => b.finish(),
+        }
+    } else if let Some(d) = &diverged {
+        eprintln!("{}: diverged at round {}: {}", cfg.name, d.round, d.reason);
     }
     metrics::write_csv(&dir.join("metrics.csv"), &records).context("writing metrics.csv")?;
 
     let mut summary = metrics::summarize(&cfg.name, &records, cfg.target_accuracy, param_entries);
+    summary.diverged = diverged;
     summary.uplink_pipeline = up_pipeline
         .as_ref()
         .map_or("none".into(), |p| p.name().to_string());
@@ -486,6 +514,19 @@ pub fn run(
         records,
         summary: Some(summary),
     })
+}
+
+/// The codec's refusal of an update with NaN or infinite values (training
+/// diverged), if that is what `error` is.
+fn non_finite_update(error: &anyhow::Error) -> Option<String> {
+    error
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<gradcodec::Error>() {
+            Some(gradcodec::Error::Update(message)) if message.contains("NaN or infinite") => {
+                Some(format!("non-finite update: {message}"))
+            }
+            _ => None,
+        })
 }
 
 fn progress_bar(cfg: &RunConfig, opts: &RunOptions, done: usize) -> Option<ProgressBar> {
