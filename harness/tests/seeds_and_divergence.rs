@@ -92,3 +92,32 @@ fn seeds_aggregate_into_mean_and_spread_with_failures_reported() {
         assert!(path.metadata().unwrap().len() > 100, "{}", path.display());
     }
 }
+
+#[test]
+fn a_pipeline_run_in_the_other_mode_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data(tmp.path());
+    let reg = registry();
+    let warnings = |name: &str, pipeline: &str| {
+        let cfg = RunConfig {
+            rounds: 1,
+            uplink: Some(common::spec(pipeline)),
+            ..common::tiny_config(name, &data)
+        };
+        let result = run(&cfg, Some(&reg), &opts(tmp.path())).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(result.dir.join("config.json")).unwrap())
+                .unwrap();
+        config["resolved"]["warnings"].clone()
+    };
+    // dgc says `meant_for: dsgd`; the tiny config is FedAvg.
+    let dgc = warnings("dgc-in-fedavg", "dgc");
+    assert!(
+        dgc[0]
+            .as_str()
+            .unwrap()
+            .contains("meant for per-step gradients"),
+        "{dgc}"
+    );
+    assert_eq!(warnings("f32-in-fedavg", "f32"), serde_json::json!([]));
+}

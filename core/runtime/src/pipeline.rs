@@ -193,6 +193,7 @@ impl CanonicalPipeline {
 pub struct Pipeline {
     name: String,
     about: String,
+    meant_for: crate::spec::MeantFor,
     stages: Vec<ResolvedStage>,
     uncompressed_below: u64,
     codec_json: String,
@@ -223,6 +224,7 @@ impl Pipeline {
         Ok(Self {
             name,
             about,
+            meant_for: crate::spec::MeantFor::Any,
             stages,
             uncompressed_below,
             codec_json,
@@ -239,6 +241,17 @@ impl Pipeline {
     /// Description.
     pub fn about(&self) -> &str {
         &self.about
+    }
+
+    /// What kind of update the spec says the pipeline was designed for
+    /// (`any` for a pipeline rebuilt from a message: messages do not carry it).
+    pub fn meant_for(&self) -> crate::spec::MeantFor {
+        self.meant_for
+    }
+
+    pub(crate) fn with_meant_for(mut self, meant_for: crate::spec::MeantFor) -> Self {
+        self.meant_for = meant_for;
+        self
     }
 
     /// Stages in order.

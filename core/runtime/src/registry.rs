@@ -210,12 +210,15 @@ impl Registry {
             })?;
             stages.push(ResolvedStage::new(found, config, stage.roles.clone()));
         }
-        Ok(Arc::new(Pipeline::new(
-            spec.name.clone(),
-            spec.about.clone(),
-            stages,
-            spec.uncompressed_below,
-        )?))
+        Ok(Arc::new(
+            Pipeline::new(
+                spec.name.clone(),
+                spec.about.clone(),
+                stages,
+                spec.uncompressed_below,
+            )?
+            .with_meant_for(spec.meant_for),
+        ))
     }
 
     /// Rebuilds a pipeline from its canonical form (as embedded in messages):

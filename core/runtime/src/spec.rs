@@ -9,6 +9,7 @@
 //!   - entropy-coder:    { use: elias-gamma, roles: [positions] }
 //!   - entropy-coder:    { use: huffman@1, params: { model: parametric } }
 //! uncompressed: { below_entries: 256 }
+//! meant_for: any          # or dsgd / fedavg: advisory, not fingerprinted
 //! ```
 //!
 //! Stage order is canonical (predictor, error-correction, quantizer,
@@ -33,6 +34,36 @@ struct SpecFile {
     stages: Vec<StageEntry>,
     #[serde(default)]
     uncompressed: Option<UncompressedRule>,
+    #[serde(default)]
+    meant_for: MeantFor,
+}
+
+/// The kind of update a pipeline was designed for (spec key `meant_for`).
+/// Advisory: it is not part of the canonical pipeline or the fingerprint, and
+/// messages do not carry it; the training harness warns when a pipeline runs
+/// in the other mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeantFor {
+    /// Any update (the default).
+    #[default]
+    Any,
+    /// Per-step gradients of distributed SGD (e.g. DGC's momentum correction,
+    /// PowerSGD's warm start).
+    Dsgd,
+    /// FedAvg's model deltas or models (e.g. ResFed's predictors).
+    Fedavg,
+}
+
+impl MeantFor {
+    /// `any`, `dsgd` or `fedavg`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeantFor::Any => "any",
+            MeantFor::Dsgd => "dsgd",
+            MeantFor::Fedavg => "fedavg",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -93,6 +124,8 @@ pub struct PipelineSpec {
     pub stages: Vec<SpecStage>,
     /// Tensors with fewer entries are sent raw.
     pub uncompressed_below: u64,
+    /// What kind of update the pipeline was designed for.
+    pub meant_for: MeantFor,
 }
 
 /// Parses a role name.
@@ -143,6 +176,7 @@ impl PipelineSpec {
             about: file.about,
             stages,
             uncompressed_below: file.uncompressed.unwrap_or_default().below_entries,
+            meant_for: file.meant_for,
         };
         spec.validate_structure()?;
         Ok(spec)
@@ -436,6 +470,32 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "name: t\nabout: test\nstages:\n  - error-correction: { use: memory-decay, params: { gamma: 0.5 } }\n  - quantizer: { use: uniform@1, params: { bits: 4 } }\n  - entropy-coder: { use: bitpack, roles: [positions] }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 16 }\n";
+
+    #[test]
+    fn meant_for_is_optional_checked_and_not_fingerprinted() {
+        assert_eq!(
+            PipelineSpec::parse(GOOD, "g.yaml").unwrap().meant_for,
+            MeantFor::Any
+        );
+        for (value, expected) in [
+            ("dsgd", MeantFor::Dsgd),
+            ("fedavg", MeantFor::Fedavg),
+            ("any", MeantFor::Any),
+        ] {
+            let text = format!("{GOOD}meant_for: {value}\n");
+            assert_eq!(
+                PipelineSpec::parse(&text, "m.yaml").unwrap().meant_for,
+                expected
+            );
+        }
+        let err = PipelineSpec::parse(&format!("{GOOD}meant_for: training\n"), "m.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meant_for") || err.contains("unknown variant"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn parses_a_good_spec_with_lines_versions_and_roles() {

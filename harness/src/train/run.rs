@@ -288,6 +288,13 @@ pub fn run(
     };
     let up_pipeline = load(&cfg.uplink)?;
     let down_pipeline = load(&cfg.downlink)?;
+    let warnings: Vec<String> = [("uplink", &up_pipeline), ("downlink", &down_pipeline)]
+        .into_iter()
+        .filter_map(|(link, pipeline)| mode_warning(pipeline.as_deref()?, cfg.mode, link))
+        .collect();
+    for warning in &warnings {
+        eprintln!("warning: {}: {warning}", cfg.name);
+    }
     let payload = resolve_payload(cfg, up_pipeline.as_ref());
 
     let prep = prepare(cfg, device)?;
@@ -395,6 +402,7 @@ pub fn run(
             "downlink_pipeline": pipeline_json(down_pipeline.as_ref(), cfg.downlink.as_deref()),
             "fingerprint": fingerprint,
             "harness_version": env!("CARGO_PKG_VERSION"),
+            "warnings": &warnings,
         }
     });
     std::fs::write(
@@ -514,6 +522,22 @@ pub fn run(
         records,
         summary: Some(summary),
     })
+}
+
+/// A warning when the spec says the pipeline was designed for the other mode
+/// (`meant_for: dsgd` in a FedAvg run, or `fedavg` in a DSGD run).
+fn mode_warning(pipeline: &Pipeline, mode: Mode, link: &str) -> Option<String> {
+    use gradcodec::spec::MeantFor;
+    let (meant, running) = match (pipeline.meant_for(), mode) {
+        (MeantFor::Dsgd, Mode::Fedavg) => ("per-step gradients (dsgd)", "fedavg"),
+        (MeantFor::Fedavg, Mode::Dsgd) => ("FedAvg deltas or models (fedavg)", "dsgd"),
+        _ => return None,
+    };
+    Some(format!(
+        "the {link} pipeline `{}` is meant for {meant}, and this run is {running}: \
+         expect it to do worse than in its own mode",
+        pipeline.name()
+    ))
 }
 
 /// The codec's refusal of an update with NaN or infinite values (training
