@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -55,6 +56,60 @@ fn acc_range(series: &[Series<'_>], target: f64) -> (f64, f64) {
     ((lo - 0.02).max(0.0), (hi + 0.02).min(1.0))
 }
 
+/// A chart with a log-scale volume axis and an accuracy axis, its mesh and the
+/// target line drawn.
+#[allow(clippy::too_many_arguments)]
+fn accuracy_vs_volume_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: Option<&str>,
+    (xmin, xmax): (f64, f64),
+    (ylo, yhi): (f64, f64),
+    x_desc: &str,
+    y_desc: &str,
+    target: f64,
+) -> anyhow::Result<ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, RangedCoordf64>>> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, ("sans-serif", 20));
+    }
+    let mut chart = builder
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d((xmin..xmax).log_scale(), ylo..yhi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .light_line_style(BLACK.mix(0.04))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(
+            [(xmin, target), (xmax, target)],
+            BLACK.mix(0.35).stroke_width(1),
+        ))
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// The legend, lower right.
+fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, RangedCoordf64>>,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
 fn draw_vs_bits<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     series: &[Series<'_>],
@@ -74,28 +129,15 @@ fn draw_vs_bits<DB: DrawingBackend>(
     } else {
         (xmin * 0.8, xmax * 1.25)
     };
-    let (ylo, yhi) = acc_range(series, target);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d((xmin..xmax).log_scale(), ylo..yhi)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("cumulative uplink volume, MB (log)")
-        .y_desc("test accuracy")
-        .light_line_style(BLACK.mix(0.04))
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(
-            [(xmin, target), (xmax, target)],
-            BLACK.mix(0.35).stroke_width(1),
-        ))
-        .map_err(err)?;
+    let mut chart = accuracy_vs_volume_chart(
+        area,
+        Some(title),
+        (xmin, xmax),
+        acc_range(series, target),
+        "cumulative uplink volume, MB (log)",
+        "test accuracy",
+        target,
+    )?;
     for (i, (label, recs)) in series.iter().enumerate() {
         let c = color(i);
         let pts: Vec<(f64, f64)> = recs
@@ -113,14 +155,7 @@ fn draw_vs_bits<DB: DrawingBackend>(
             .map_err(err)?;
     }
     if series.len() > 1 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
+        draw_legend(&mut chart)?;
     }
     Ok(())
 }
@@ -403,27 +438,15 @@ fn draw_bands<DB: DrawingBackend>(
         .iter()
         .flat_map(|b| b.points.iter().flat_map(|p| [p.low, p.high]));
     let (ylo, yhi) = ys.fold((target, target), |(lo, hi), y| (lo.min(y), hi.max(y)));
-    let (ylo, yhi) = ((ylo - 0.02).max(0.0), (yhi + 0.02).min(1.0));
-    let mut chart = ChartBuilder::on(&area)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d((xmin..xmax).log_scale(), ylo..yhi)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("cumulative uplink volume, MB (log), mean over seeds")
-        .y_desc("test accuracy: mean, band = min..max over seeds")
-        .light_line_style(BLACK.mix(0.04))
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(
-            [(xmin, target), (xmax, target)],
-            BLACK.mix(0.35).stroke_width(1),
-        ))
-        .map_err(err)?;
+    let mut chart = accuracy_vs_volume_chart(
+        &area,
+        None,
+        (xmin, xmax),
+        ((ylo - 0.02).max(0.0), (yhi + 0.02).min(1.0)),
+        "cumulative uplink volume, MB (log), mean over seeds",
+        "test accuracy: mean, band = min..max over seeds",
+        target,
+    )?;
     for (i, band) in bands.iter().enumerate() {
         let c = color(i);
         let outline: Vec<(f64, f64)> = band
@@ -442,15 +465,7 @@ fn draw_bands<DB: DrawingBackend>(
             .label(band.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    draw_legend(&mut chart)
 }
 
 /// Writes `<stem>.{png,svg}`: every pipeline's mean accuracy against mean
