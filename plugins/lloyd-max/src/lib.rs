@@ -5,7 +5,8 @@
 //!   Weibull model to each tensor, quantizes with the weighted Lloyd-Max design
 //!   for that model (made on the standardized variable, cached, scaled back),
 //!   and exposes the design's cell probabilities as the stream model so a
-//!   parametric entropy coder (`huffman` with `model: parametric`) needs no table.
+//!   parametric entropy coder (`huffman` with `model: parametric`) needs no table;
+//!   `design: data` refines the design on the tensor and sends its centroids.
 
 pub mod lloyd_max;
 
@@ -20,5 +21,7 @@ gradcodec_sdk::conformance_test! {
         ("lloyd-max", r#"{"bits": 4, "m": 1.5, "model": "double-weibull"}"#),
         ("lloyd-max", r#"{"bits": 3, "m": 0, "estimator": "mle"}"#),
         ("lloyd-max", r#"{"bits": 12, "m": 16}"#),
+        ("lloyd-max", r#"{"bits": 2, "m": 2, "design": "data"}"#),
+        ("lloyd-max", r#"{"bits": 5, "m": 0, "model": "double-weibull", "design": "data"}"#),
     ],
 }

@@ -8,6 +8,8 @@
 //!   tiny tensors, and the Wasserstein-2 fit quality against Normal and Laplace;
 //! - [`lloyd_max`]: M-magnitude weighted Lloyd-Max design on the standardized
 //!   variable, cached by (shape grid, R, M) (ALGORITHMS.md §2);
+//! - [`lloyd_data`]: the same weighted Lloyd-Max conditions on a tensor's own
+//!   magnitudes, refining a model design where the model's tail is wrong;
 //! - [`special`]: total wrappers over `statrs`' gamma functions.
 //!
 //! ```
@@ -26,6 +28,7 @@
 
 pub mod fit;
 pub mod gennorm;
+pub mod lloyd_data;
 pub mod lloyd_max;
 pub mod special;
 pub mod weibull;

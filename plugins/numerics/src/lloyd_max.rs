@@ -301,6 +301,12 @@ pub fn design(model: Model, shape: f64, bits: u32, m: f64) -> Design {
     }
 }
 
+/// Probability of the positive-half cell `[a, b)` of the unit-scale `model`
+/// of `shape` (the positive cells of a design sum to ½).
+pub fn unit_half_mass(model: Model, shape: f64, a: f64, b: f64) -> f64 {
+    HalfDensity::new(model, shape).mass(a, b)
+}
+
 /// The grid shape used for `shape`: clamped to [`SHAPE_RANGE`], rounded to a
 /// multiple of [`SHAPE_STEP`]. Both ends of a link snap the same `f32` value.
 pub fn snap_shape(shape: f64) -> f64 {
