@@ -41,8 +41,14 @@ impl WeightedMagnitudes {
         weight.push(0.0);
         first.push(0.0);
         second.push(0.0);
+        // Whole exponents (the usual M = 0, 1, 2) by multiplication: powf is
+        // the slowest step of a refinement.
+        let whole = (m.fract() == 0.0 && m <= 16.0).then_some(m as i32);
         for &x in &sorted {
-            let w = if m == 0.0 { 1.0 } else { x.powf(m) };
+            let w = match whole {
+                Some(k) => x.powi(k),
+                None => x.powf(m),
+            };
             w_sum += w;
             first_sum += w * x;
             second_sum += w * x * x;
