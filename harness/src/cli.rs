@@ -196,6 +196,10 @@ pub struct RunArgs {
     /// Mem-AOP-GD selection: top-k or random.
     #[arg(long, default_value = "top-k")]
     pub mem_aop_policy: AopPolicy,
+    /// Mem-AOP-GD without its memory: the dropped outer products are discarded
+    /// instead of folded into the next step (plain AOP-GD, for ablations).
+    #[arg(long)]
+    pub mem_aop_no_memory: bool,
 }
 
 fn parse_dataset(s: &str) -> Result<DatasetKind, String> {
@@ -248,7 +252,16 @@ impl RunArgs {
             c.mem_aop = Some(AopConfig {
                 keep,
                 policy: self.mem_aop_policy,
+                memory: true,
             });
+        }
+        if self.mem_aop_no_memory {
+            match c.mem_aop.as_mut() {
+                Some(aop) => aop.memory = false,
+                None => anyhow::bail!(
+                    "--mem-aop-no-memory needs Mem-AOP-GD on (--mem-aop K, or mem_aop in --config)"
+                ),
+            }
         }
         Ok(c)
     }

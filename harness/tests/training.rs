@@ -175,6 +175,7 @@ fn resume_reproduces_fedavg_with_predictive_links_sampling_and_mem_aop() {
         mem_aop: Some(AopConfig {
             keep: 0.5,
             policy: AopPolicy::TopK,
+            memory: true,
         }),
         ..common::tiny_config("resume-fedavg", &data)
     };
@@ -194,10 +195,69 @@ fn resume_reproduces_dsgd_with_error_feedback() {
         mem_aop: Some(AopConfig {
             keep: 0.25,
             policy: AopPolicy::Random,
+            memory: true,
         }),
         ..common::tiny_config("resume-dsgd", &data)
     };
     interrupted_equals_uninterrupted(cfg, 1);
+}
+
+#[test]
+fn mem_aop_without_memory_is_recorded_and_changes_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data(tmp.path());
+    let reg = registry();
+    let aop = |memory| AopConfig {
+        keep: 0.25,
+        policy: AopPolicy::TopK,
+        memory,
+    };
+    let with = RunConfig {
+        mode: Mode::Dsgd,
+        model: ModelKind::Lenet5,
+        steps_per_round: Some(3),
+        rounds: 2,
+        mem_aop: Some(aop(true)),
+        ..common::tiny_config("aop-memory", &data)
+    };
+    let without = RunConfig {
+        name: "aop-no-memory".into(),
+        mem_aop: Some(aop(false)),
+        ..with.clone()
+    };
+    let a = run(&with, Some(&reg), &opts(tmp.path())).unwrap();
+    let b = run(&without, Some(&reg), &opts(tmp.path())).unwrap();
+    // Same kept products and compute saved; different trajectories.
+    assert_eq!(
+        a.records[1].aop_saved_fraction,
+        b.records[1].aop_saved_fraction
+    );
+    assert!((b.records[1].aop_saved_fraction - 0.75).abs() < 1e-9);
+    assert!(!common::same_trajectory(&a.records, &b.records));
+    // config.json records the choice (and reads back into the same config).
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["config"]["mem_aop"]["memory"], serde_json::json!(false));
+    let back = RunConfig::from_file(&b.dir.join("config.json")).unwrap();
+    assert_eq!(back.mem_aop, Some(aop(false)));
+    // The command line: --mem-aop-no-memory, and an error without --mem-aop.
+    use clap::Parser;
+    let parse = |args: &[&str]| {
+        let cli = gradcodec_harness::cli::Cli::try_parse_from(
+            ["gradcodec-harness", "train"].iter().chain(args),
+        )
+        .unwrap();
+        match cli.command {
+            gradcodec_harness::cli::Command::Train { run, .. } => run.to_config(),
+            _ => unreachable!(),
+        }
+    };
+    let c = parse(&["--mem-aop", "0.5", "--mem-aop-no-memory"]).unwrap();
+    assert_eq!(c.mem_aop.map(|a| a.memory), Some(false));
+    let c = parse(&["--mem-aop", "0.5"]).unwrap();
+    assert_eq!(c.mem_aop.map(|a| a.memory), Some(true));
+    let err = parse(&["--mem-aop-no-memory"]).unwrap_err().to_string();
+    assert!(err.contains("--mem-aop"), "{err}");
 }
 
 #[test]

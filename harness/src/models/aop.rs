@@ -6,6 +6,9 @@
 //! them — the top k by `‖x_b‖·‖δ_b‖`, or k at random (seeded) — and folds the ones
 //! it dropped into a memory that is added to the next step's gradient (like error
 //! feedback): `G_t = Σ_{b∈S} δ_b x_bᵀ + M_{t-1}`, `M_t = Σ_{b∉S} δ_b x_bᵀ`.
+//! With `memory: false` (plain AOP-GD, the ablation) the dropped products are
+//! discarded: `G_t = Σ_{b∈S} δ_b x_bᵀ` (not rescaled by B/k), and the memory
+//! map stays empty.
 //!
 //! How it is wired: in training with Mem-AOP on, an [`AopLinear`] computes
 //! `y = x·detach(W)ᵀ + b + z` where `z` is a zero "probe" leaf; autograd then
@@ -15,8 +18,9 @@
 //!
 //! Compute saved is reported as the share of the weight-gradient multiply-adds
 //! (`B·in·out` per layer and step) that the applied gradient skips, `1 - k/B`.
-//! This simulation still forms the dropped products to keep the memory, so it
-//! measures the accuracy side of the trade, not a wall-clock speed-up.
+//! With memory this simulation still forms the dropped products to keep the
+//! memory, so it measures the accuracy side of the trade, not a wall-clock
+//! speed-up (without memory only the kept products are formed).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -60,6 +64,15 @@ pub struct AopConfig {
     pub keep: f64,
     /// Selection policy.
     pub policy: AopPolicy,
+    /// Keep the dropped products in a memory folded into the next step's
+    /// gradient (Mem-AOP-GD; default). `false`: discard them (AOP-GD without
+    /// memory).
+    #[serde(default = "default_memory")]
+    pub memory: bool,
+}
+
+fn default_memory() -> bool {
+    true
 }
 
 /// One linear layer's record of a forward pass.
@@ -124,9 +137,12 @@ impl AopTape {
             let b = x.size()[0];
             let (d_in, d_out) = (x.size()[1], delta.size()[1]);
             let k = ((config.keep * b as f64).round() as i64).clamp(1, b);
-            let full = delta.tr().matmul(&x);
+            let full = config.memory.then(|| delta.tr().matmul(&x));
             let kept = if k == b {
-                full.shallow_clone()
+                match &full {
+                    Some(f) => f.shallow_clone(),
+                    None => delta.tr().matmul(&x),
+                }
             } else {
                 let idx = match config.policy {
                     AopPolicy::TopK => {
@@ -150,12 +166,18 @@ impl AopTape {
                     .tr()
                     .matmul(&x.index_select(0, &idx))
             };
-            let dropped = &full - &kept;
-            let grad = match memory.get(&e.layer) {
-                Some(m) => &kept + m,
+            let grad = match full {
+                Some(full) => {
+                    let dropped = &full - &kept;
+                    let grad = match memory.get(&e.layer) {
+                        Some(m) => &kept + m,
+                        None => kept,
+                    };
+                    memory.insert(e.layer.clone(), dropped);
+                    grad
+                }
                 None => kept,
             };
-            memory.insert(e.layer.clone(), dropped);
             counts.exact_macs += (b * d_in * d_out) as f64;
             counts.kept_macs += (k * d_in * d_out) as f64;
             out.push((e.layer, grad));
@@ -283,6 +305,7 @@ mod tests {
         let cfg = AopConfig {
             keep: 1.0,
             policy: AopPolicy::TopK,
+            memory: true,
         };
         let (mut mem, mut counts) = (BTreeMap::new(), AopCounts::default());
         let g = aop_grad(&lin, &tape, &x, &c, &cfg, &mut mem, &mut counts);
@@ -296,7 +319,11 @@ mod tests {
         let (_vs, lin, tape, x, c) = setup();
         let exact = exact_grad(&lin, &x, &c);
         for policy in [AopPolicy::TopK, AopPolicy::Random] {
-            let cfg = AopConfig { keep: 0.25, policy };
+            let cfg = AopConfig {
+                keep: 0.25,
+                policy,
+                memory: true,
+            };
             let (mut mem, mut counts) = (BTreeMap::new(), AopCounts::default());
             let g1 = aop_grad(&lin, &tape, &x, &c, &cfg, &mut mem, &mut counts);
             let g2 = aop_grad(&lin, &tape, &x, &c, &cfg, &mut mem, &mut counts);
@@ -309,5 +336,55 @@ mod tests {
             assert!(!g1.allclose(&exact, 1e-3, 1e-4, false), "{policy:?}");
             assert!((counts.saved_fraction() - 0.75).abs() < 1e-12);
         }
+    }
+    #[test]
+    fn without_memory_the_gradient_is_the_kept_products_only() {
+        let (_vs, lin, tape, x, c) = setup();
+        let exact = exact_grad(&lin, &x, &c);
+        for policy in [AopPolicy::TopK, AopPolicy::Random] {
+            let with = AopConfig {
+                keep: 0.25,
+                policy,
+                memory: true,
+            };
+            let without = AopConfig {
+                memory: false,
+                ..with
+            };
+            let (mut mem_on, mut counts_on) = (BTreeMap::new(), AopCounts::default());
+            let on1 = aop_grad(&lin, &tape, &x, &c, &with, &mut mem_on, &mut counts_on);
+            let on2 = aop_grad(&lin, &tape, &x, &c, &with, &mut mem_on, &mut counts_on);
+            let (mut mem_off, mut counts_off) = (BTreeMap::new(), AopCounts::default());
+            let off1 = aop_grad(&lin, &tape, &x, &c, &without, &mut mem_off, &mut counts_off);
+            let off2 = aop_grad(&lin, &tape, &x, &c, &without, &mut mem_off, &mut counts_off);
+            // Nothing is remembered: every step applies exactly the kept
+            // products (the first step of the memory variant), and the
+            // dropped ones are lost.
+            assert!(mem_off.is_empty(), "{policy:?}");
+            assert!(off1.allclose(&on1, 1e-6, 1e-7, false), "{policy:?}");
+            assert!(off2.allclose(&on1, 1e-6, 1e-7, false), "{policy:?}");
+            assert!(!off2.allclose(&on2, 1e-3, 1e-4, false), "{policy:?}");
+            assert!(!(&off1 + &off2).allclose(&(&exact * 2.0), 1e-3, 1e-4, false));
+            assert_eq!(counts_off, counts_on);
+        }
+        // Keeping everything without memory is still the exact gradient.
+        let all = AopConfig {
+            keep: 1.0,
+            policy: AopPolicy::TopK,
+            memory: false,
+        };
+        let (mut mem, mut counts) = (BTreeMap::new(), AopCounts::default());
+        let g = aop_grad(&lin, &tape, &x, &c, &all, &mut mem, &mut counts);
+        assert!(g.allclose(&exact, 1e-5, 1e-6, false));
+        assert!(mem.is_empty());
+    }
+
+    #[test]
+    fn memory_defaults_to_on_in_configurations() {
+        let cfg: AopConfig = serde_json::from_str(r#"{"keep": 0.5, "policy": "random"}"#).unwrap();
+        assert!(cfg.memory);
+        let cfg: AopConfig =
+            serde_json::from_str(r#"{"keep": 0.5, "policy": "top-k", "memory": false}"#).unwrap();
+        assert!(!cfg.memory);
     }
 }
