@@ -57,7 +57,10 @@ def commit() -> str:
         ).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + (" + uncommitted changes" if git("status", "--porcelain") else "")
+    # The reproduction's own outputs do not count as changes to the code.
+    outputs = (":!docs/reproduction.md", ":!docs/reproduction")
+    changed = git("status", "--porcelain", "--", ".", *outputs)
+    return head + (" + uncommitted changes" if changed else "")
 
 
 def write_fragment(ctx: Ctx, part: Part, section, seconds: float) -> Path:
