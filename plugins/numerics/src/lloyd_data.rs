@@ -87,6 +87,16 @@ impl WeightedMagnitudes {
         bounds
     }
 
+    /// `(Σ w, Σ w|x|, Σ w|x|²)` over cell `j` of `bounds`.
+    fn cell_sums(&self, bounds: &[usize], j: usize) -> (f64, f64, f64) {
+        let (a, b) = (bounds[j], bounds[j + 1]);
+        (
+            self.weight[b] - self.weight[a],
+            self.first[b] - self.first[a],
+            self.second[b] - self.second[a],
+        )
+    }
+
     /// `Σ |x|^M (|x| - c(x))²` for the nearest-centroid assignment.
     pub fn distortion(&self, centroids: &[f64]) -> f64 {
         let bounds = self.cell_bounds(centroids);
@@ -94,10 +104,7 @@ impl WeightedMagnitudes {
             .iter()
             .enumerate()
             .map(|(j, c)| {
-                let (a, b) = (bounds[j], bounds[j + 1]);
-                let w = self.weight[b] - self.weight[a];
-                let s1 = self.first[b] - self.first[a];
-                let s2 = self.second[b] - self.second[a];
+                let (w, s1, s2) = self.cell_sums(&bounds, j);
                 (s2 - 2.0 * c * s1 + c * c * w).max(0.0)
             })
             .sum()
@@ -111,9 +118,7 @@ impl WeightedMagnitudes {
             .iter()
             .enumerate()
             .map(|(j, c)| {
-                let (a, b) = (bounds[j], bounds[j + 1]);
-                let w = self.weight[b] - self.weight[a];
-                let s1 = self.first[b] - self.first[a];
+                let (w, s1, _) = self.cell_sums(&bounds, j);
                 let mean = s1 / w;
                 if w > 0.0 && mean.is_finite() {
                     mean
