@@ -1,17 +1,24 @@
-//! The message container, format version 1 (see docs/format.md).
+//! The message container, format versions 1 and 2 (see docs/format.md).
 //!
 //! ```text
 //! magic "GCDC" | version u8 | flags u8 | round varint | fingerprint u64le
 //! [pipeline_len varint | pipeline JSON]            (flags bit 0)
 //! tensor_count varint
 //! per tensor: name_len varint | name | ndim varint | dims varint...
-//!             mode u8 (0 coded, 1 raw f32, 2 coded with a model check)
-//!             mode 0/2: side_len varint | side info | stream_count varint
-//!                     per stream: symbol_count varint | byte_len varint
-//!                     mode 2: model_crc u32le (CRC-32 of the streams' models)
+//!             mode u8 (0 coded, 1 raw f32, 2 coded with a model check,
+//!                      3 cut into blocks: version 2 only)
+//!             mode 0/2: one coded block body
+//!             mode 3: block_rows varint | block_count varint |
+//!                     per block: block mode u8 (0 or 2) | coded block body
+//! coded block body: side_len varint | side info | stream_count varint
+//!                   per stream: symbol_count varint | byte_len varint
+//!                   block mode 2: model_crc u32le (CRC-32 of the streams' models)
 //! payload: raw tensors and coded streams, in table order
 //! crc32 u32le over everything before it
 //! ```
+//!
+//! A message without a tensor cut into blocks is written as version 1, byte
+//! for byte what builds before blocks wrote.
 //!
 //! Parsing checks every length against the bytes present and against
 //! [`Limits`] before allocating anything.
@@ -21,8 +28,13 @@ use std::ops::Range;
 
 /// Magic bytes.
 pub const MAGIC: &[u8; 4] = b"GCDC";
-/// Container format version written by this build.
-pub const FORMAT_VERSION: u8 = 1;
+/// The newest container format version this build reads and writes (2: tensors
+/// cut into blocks). Messages without blocks are written as version 1.
+pub const FORMAT_VERSION: u8 = 2;
+/// The format version of messages without blocks.
+pub const FORMAT_VERSION_WHOLE: u8 = 1;
+/// Mode byte of a tensor cut into blocks (version 2).
+const MODE_BLOCKED: u8 = 3;
 /// Flag: the canonical pipeline JSON is embedded.
 pub const FLAG_PIPELINE: u8 = 1;
 
@@ -124,6 +136,17 @@ pub struct StreamRecord {
     pub bytes: Range<usize>,
 }
 
+/// One coded block of a tensor (the whole tensor when it is not cut).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRecord {
+    /// Side info byte range.
+    pub side_info: Range<usize>,
+    /// Streams.
+    pub streams: Vec<StreamRecord>,
+    /// CRC-32 of the encoder's stream models (see [`model_check`]).
+    pub model_crc: Option<u32>,
+}
+
 /// One tensor's record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorRecord {
@@ -133,14 +156,12 @@ pub struct TensorRecord {
     pub shape: Vec<u64>,
     /// Mode.
     pub mode: TensorMode,
-    /// Side info byte range.
-    pub side_info: Range<usize>,
-    /// Streams (mode `Coded`).
-    pub streams: Vec<StreamRecord>,
     /// Raw f32 byte range (mode `Raw`).
     pub raw: Range<usize>,
-    /// CRC-32 of the encoder's stream models (see [`model_check`]).
-    pub model_crc: Option<u32>,
+    /// Coded blocks (mode `Coded`; one unless the tensor is cut into blocks).
+    pub blocks: Vec<BlockRecord>,
+    /// Rows of the first axis per block, when the tensor is cut into blocks.
+    pub block_rows: Option<u64>,
 }
 
 impl TensorRecord {
@@ -197,19 +218,31 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     out.push(value as u8);
 }
 
-/// Builds a message.
-pub struct MessageWriter {
+/// Builds a message. The payload is borrowed until [`MessageWriter::finish`],
+/// which copies it once into the message.
+pub struct MessageWriter<'a> {
     table: Vec<u8>,
-    payload: Vec<u8>,
+    payload: Vec<PayloadPart<'a>>,
     tensors: u64,
+    blocked: bool,
 }
 
-/// A coded tensor to write.
-pub struct CodedTensor<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Shape.
-    pub shape: &'a [u64],
+enum PayloadPart<'a> {
+    Bytes(&'a [u8]),
+    Floats(&'a [f32]),
+}
+
+impl PayloadPart<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Floats(values) => values.len() * 4,
+        }
+    }
+}
+
+/// One coded block to write.
+pub struct CodedBlock<'a> {
     /// Side info.
     pub side_info: &'a [u8],
     /// Per stream: (symbol count, coded bytes).
@@ -218,13 +251,27 @@ pub struct CodedTensor<'a> {
     pub model_crc: Option<u32>,
 }
 
-impl MessageWriter {
+/// A coded tensor to write.
+pub struct CodedTensor<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Shape.
+    pub shape: &'a [u64],
+    /// Rows per block when the tensor is cut into blocks (then `blocks` has
+    /// one entry per block), `None` for one block.
+    pub block_rows: Option<u64>,
+    /// The coded blocks.
+    pub blocks: Vec<CodedBlock<'a>>,
+}
+
+impl<'a> MessageWriter<'a> {
     /// Starts a message.
     pub fn new() -> Self {
         Self {
             table: Vec::new(),
             payload: Vec::new(),
             tensors: 0,
+            blocked: false,
         }
     }
 
@@ -237,41 +284,57 @@ impl MessageWriter {
         }
     }
 
-    /// Adds a coded tensor.
-    pub fn add_coded(&mut self, tensor: &CodedTensor<'_>) {
-        self.tensors += 1;
-        self.put_name_shape(tensor.name, tensor.shape);
+    fn put_block(&mut self, block: &CodedBlock<'a>) {
         self.table
-            .push(if tensor.model_crc.is_some() { 2 } else { 0 });
-        put_varint(&mut self.table, tensor.side_info.len() as u64);
-        self.table.extend_from_slice(tensor.side_info);
-        put_varint(&mut self.table, tensor.streams.len() as u64);
-        for (symbols, bytes) in &tensor.streams {
+            .push(if block.model_crc.is_some() { 2 } else { 0 });
+        put_varint(&mut self.table, block.side_info.len() as u64);
+        self.table.extend_from_slice(block.side_info);
+        put_varint(&mut self.table, block.streams.len() as u64);
+        for (symbols, bytes) in &block.streams {
             put_varint(&mut self.table, *symbols);
             put_varint(&mut self.table, bytes.len() as u64);
-            self.payload.extend_from_slice(bytes);
+            self.payload.push(PayloadPart::Bytes(bytes));
         }
-        if let Some(crc) = tensor.model_crc {
+        if let Some(crc) = block.model_crc {
             self.table.extend_from_slice(&crc.to_le_bytes());
         }
     }
 
+    /// Adds a coded tensor.
+    pub fn add_coded(&mut self, tensor: &CodedTensor<'a>) {
+        self.tensors += 1;
+        self.put_name_shape(tensor.name, tensor.shape);
+        if let Some(block_rows) = tensor.block_rows {
+            self.blocked = true;
+            self.table.push(MODE_BLOCKED);
+            put_varint(&mut self.table, block_rows);
+            put_varint(&mut self.table, tensor.blocks.len() as u64);
+        }
+        for block in &tensor.blocks {
+            self.put_block(block);
+        }
+    }
+
     /// Adds a raw f32 tensor.
-    pub fn add_raw(&mut self, name: &str, shape: &[u64], values: &[f32]) {
+    pub fn add_raw(&mut self, name: &str, shape: &[u64], values: &'a [f32]) {
         self.tensors += 1;
         self.put_name_shape(name, shape);
         self.table.push(1);
-        self.payload.reserve(values.len() * 4);
-        for value in values {
-            self.payload.extend_from_slice(&value.to_le_bytes());
-        }
+        self.payload.push(PayloadPart::Floats(values));
     }
 
     /// Finishes: header, table, payload, checksum.
     pub fn finish(self, round: u64, fingerprint: u64, pipeline_json: Option<&str>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.table.len() + self.payload.len() + 64);
+        let payload_len: usize = self.payload.iter().map(PayloadPart::len).sum();
+        let mut out = Vec::with_capacity(
+            self.table.len() + payload_len + pipeline_json.map_or(0, str::len) + 64,
+        );
         out.extend_from_slice(MAGIC);
-        out.push(FORMAT_VERSION);
+        out.push(if self.blocked {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_WHOLE
+        });
         out.push(if pipeline_json.is_some() {
             FLAG_PIPELINE
         } else {
@@ -285,14 +348,25 @@ impl MessageWriter {
         }
         put_varint(&mut out, self.tensors);
         out.extend_from_slice(&self.table);
-        out.extend_from_slice(&self.payload);
+        for part in &self.payload {
+            match part {
+                PayloadPart::Bytes(bytes) => out.extend_from_slice(bytes),
+                PayloadPart::Floats(values) => {
+                    let start = out.len();
+                    out.resize(start + values.len() * 4, 0);
+                    for (bytes, value) in out[start..].chunks_exact_mut(4).zip(values.iter()) {
+                        bytes.copy_from_slice(&value.to_le_bytes());
+                    }
+                }
+            }
+        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 }
 
-impl Default for MessageWriter {
+impl Default for MessageWriter<'_> {
     fn default() -> Self {
         Self::new()
     }
@@ -373,9 +447,10 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
         return Err(Error::Message("not a gradcodec message (bad magic)".into()));
     }
     let version = bytes[4];
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_WHOLE..=FORMAT_VERSION).contains(&version) {
         return Err(Error::Message(format!(
-            "container format version {version} is not supported (this build reads {FORMAT_VERSION})"
+            "container format version {version} is not supported (this build reads \
+             {FORMAT_VERSION_WHOLE} to {FORMAT_VERSION})"
         )));
     }
     let body_len = bytes.len() - 4;
@@ -415,7 +490,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
     let mut total_symbols: u64 = 0;
     let mut payload_cursor: u64 = 0;
     for index in 0..count {
-        let record = parse_record(&mut reader, limits, index, &mut payload_cursor)?;
+        let record = parse_record(&mut reader, limits, version, index, &mut payload_cursor)?;
         total_entries = total_entries.saturating_add(record.entries());
         if total_entries > limits.max_total_entries {
             return Err(reader.fail(&format!(
@@ -423,7 +498,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
                 limits.max_total_entries
             )));
         }
-        for stream in &record.streams {
+        for stream in record.blocks.iter().flat_map(|b| &b.streams) {
             total_symbols = total_symbols.saturating_add(stream.symbols);
         }
         if total_symbols > limits.max_total_symbols {
@@ -444,7 +519,7 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
     // Turn payload-relative offsets into message offsets.
     for tensor in &mut tensors {
         tensor.raw = shift(&tensor.raw, header_bytes);
-        for stream in &mut tensor.streams {
+        for stream in tensor.blocks.iter_mut().flat_map(|b| &mut b.streams) {
             stream.bytes = shift(&stream.bytes, header_bytes);
         }
     }
@@ -466,6 +541,7 @@ fn shift(range: &Range<usize>, by: usize) -> Range<usize> {
 fn parse_record(
     reader: &mut Reader<'_>,
     limits: &Limits,
+    version: u8,
     index: u64,
     payload: &mut u64,
 ) -> Result<TensorRecord> {
@@ -490,59 +566,118 @@ fn parse_record(
     }
     let entries = if shape.contains(&0) { 0 } else { spanned };
     let mode_byte = reader.byte(&what("mode"))?;
-    let mode = match mode_byte {
-        0 | 2 => TensorMode::Coded,
-        1 => TensorMode::Raw,
-        other => return Err(reader.fail(&format!("tensor `{name}`: unknown mode {other}"))),
-    };
     let mut record = TensorRecord {
         name,
         shape,
-        mode,
-        side_info: 0..0,
-        streams: Vec::new(),
+        mode: TensorMode::Coded,
         raw: 0..0,
-        model_crc: None,
+        blocks: Vec::new(),
+        block_rows: None,
     };
-    match mode {
-        TensorMode::Raw => {
+    match mode_byte {
+        1 => {
+            record.mode = TensorMode::Raw;
             let len = entries * 4;
             record.raw = *payload as usize..(*payload + len) as usize;
             *payload = payload.saturating_add(len);
         }
-        TensorMode::Coded => {
-            let side_len = reader.varint(&what("side info length"))?;
-            let start = reader.at;
-            reader.take(side_len, &what("side info"))?;
-            record.side_info = start..reader.at;
-            let streams = reader.bounded(&what("stream count"), limits.max_streams)?;
-            let max_symbols = entries.saturating_mul(4).saturating_add(65_536);
-            for stream in 0..streams {
-                let symbols =
-                    reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
-                let len = reader.varint(&what(&format!("stream {stream} length")))?;
-                let end = payload.saturating_add(len);
-                if end > reader.bytes.len() as u64 {
+        0 | 2 => {
+            let block = parse_block(reader, limits, mode_byte, entries, payload, &what)?;
+            record.blocks.push(block);
+        }
+        MODE_BLOCKED if version >= 2 => {
+            let rows = record.shape.first().copied().unwrap_or(0);
+            let row_entries = if entries == 0 {
+                0
+            } else {
+                entries / rows.max(1)
+            };
+            let block_rows = reader.varint(&what("block rows"))?;
+            if block_rows == 0 || block_rows >= rows {
+                return Err(reader.fail(&format!(
+                    "tensor `{}`: {block_rows} rows per block do not cut {rows} rows",
+                    record.name
+                )));
+            }
+            let count = reader.varint(&what("block count"))?;
+            if count != rows.div_ceil(block_rows) {
+                return Err(reader.fail(&format!(
+                    "tensor `{}`: {count} blocks of {block_rows} rows do not make {rows} rows",
+                    record.name
+                )));
+            }
+            record.block_rows = Some(block_rows);
+            for block_index in 0..count {
+                let block_what = |field: &str| what(&format!("block {block_index}: {field}"));
+                let block_rows_here = block_rows.min(rows - block_index * block_rows);
+                let block_mode = reader.byte(&block_what("mode"))?;
+                if !matches!(block_mode, 0 | 2) {
                     return Err(
-                        reader.fail(&what(&format!("stream {stream} runs past the message")))
+                        reader.fail(&block_what(&format!("unknown block mode {block_mode}")))
                     );
                 }
-                record.streams.push(StreamRecord {
-                    symbols,
-                    bytes: *payload as usize..end as usize,
-                });
-                *payload = end;
+                let block = parse_block(
+                    reader,
+                    limits,
+                    block_mode,
+                    block_rows_here * row_entries,
+                    payload,
+                    &block_what,
+                )?;
+                record.blocks.push(block);
             }
-            if mode_byte == 2 {
-                let crc = reader.take(4, &what("model check"))?;
-                record.model_crc = Some(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]));
-            }
+        }
+        other => {
+            return Err(reader.fail(&format!(
+                "tensor `{}`: unknown mode {other} in a version {version} message",
+                record.name
+            )))
         }
     }
     if *payload > reader.bytes.len() as u64 {
         return Err(reader.fail(&format!("tensor `{}` runs past the message", record.name)));
     }
     Ok(record)
+}
+
+/// One coded block body (side info, streams, model check) of `entries` entries.
+fn parse_block(
+    reader: &mut Reader<'_>,
+    limits: &Limits,
+    mode_byte: u8,
+    entries: u64,
+    payload: &mut u64,
+    what: &dyn Fn(&str) -> String,
+) -> Result<BlockRecord> {
+    let side_len = reader.varint(&what("side info length"))?;
+    let start = reader.at;
+    reader.take(side_len, &what("side info"))?;
+    let mut block = BlockRecord {
+        side_info: start..reader.at,
+        streams: Vec::new(),
+        model_crc: None,
+    };
+    let streams = reader.bounded(&what("stream count"), limits.max_streams)?;
+    let max_symbols = entries.saturating_mul(4).saturating_add(65_536);
+    for stream in 0..streams {
+        let symbols =
+            reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
+        let len = reader.varint(&what(&format!("stream {stream} length")))?;
+        let end = payload.saturating_add(len);
+        if end > reader.bytes.len() as u64 {
+            return Err(reader.fail(&what(&format!("stream {stream} runs past the message"))));
+        }
+        block.streams.push(StreamRecord {
+            symbols,
+            bytes: *payload as usize..end as usize,
+        });
+        *payload = end;
+    }
+    if mode_byte == 2 {
+        let crc = reader.take(4, &what("model check"))?;
+        block.model_crc = Some(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]));
+    }
+    Ok(block)
 }
 
 #[cfg(test)]
@@ -555,11 +690,83 @@ mod tests {
         writer.add_coded(&CodedTensor {
             name: "w",
             shape: &[2, 2],
-            side_info: &[9, 9],
-            streams: vec![(4, &[1, 2, 3][..]), (0, &[][..])],
-            model_crc: Some(0xABCD_0123),
+            block_rows: None,
+            blocks: vec![CodedBlock {
+                side_info: &[9, 9],
+                streams: vec![(4, &[1, 2, 3][..]), (0, &[][..])],
+                model_crc: Some(0xABCD_0123),
+            }],
         });
         writer.finish(7, 0xDEAD_BEEF, Some("{\"x\":1}"))
+    }
+
+    fn blocked_sample() -> Vec<u8> {
+        let mut writer = MessageWriter::new();
+        writer.add_coded(&CodedTensor {
+            name: "big",
+            shape: &[5, 3],
+            block_rows: Some(2),
+            blocks: vec![
+                CodedBlock {
+                    side_info: &[1],
+                    streams: vec![(6, &[7, 7][..])],
+                    model_crc: None,
+                },
+                CodedBlock {
+                    side_info: &[2],
+                    streams: vec![(6, &[8][..])],
+                    model_crc: Some(5),
+                },
+                CodedBlock {
+                    side_info: &[],
+                    streams: vec![(3, &[9, 9, 9][..])],
+                    model_crc: None,
+                },
+            ],
+        });
+        writer.finish(1, 42, None)
+    }
+
+    #[test]
+    fn blocked_tensors_round_trip_in_version_2() {
+        let bytes = blocked_sample();
+        assert_eq!(bytes[4], 2);
+        assert_eq!(sample()[4], 1, "messages without blocks stay version 1");
+        let parsed = parse(&bytes, &Limits::default()).unwrap();
+        let record = &parsed.tensors[0];
+        assert_eq!(record.block_rows, Some(2));
+        assert_eq!(record.blocks.len(), 3);
+        assert_eq!(parsed.slice(&record.blocks[1].side_info), &[2]);
+        assert_eq!(parsed.slice(&record.blocks[2].streams[0].bytes), &[9, 9, 9]);
+        assert_eq!(record.blocks[1].model_crc, Some(5));
+        for len in 0..bytes.len() {
+            assert!(parse(&bytes[..len], &Limits::default()).is_err());
+        }
+    }
+
+    #[test]
+    fn blocks_are_refused_in_version_1_and_when_they_do_not_tile() {
+        let mut body = blocked_sample();
+        body.truncate(body.len() - 4);
+        body[4] = 1;
+        let err = parse(&reseal(body), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown mode 3 in a version 1 message"),
+            "{err}"
+        );
+        // Claim 4 blocks of 2 rows for 5 rows.
+        let mut body = blocked_sample();
+        body.truncate(body.len() - 4);
+        // Header (16 bytes), name length and "big", ndim and dims 5, 3: the mode.
+        let at = 16 + 1 + 3 + 1 + 2;
+        assert_eq!(body[at..at + 3], [3, 2, 3]);
+        body[at + 2] = 4;
+        let err = parse(&reseal(body), &Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do not make 5 rows"), "{err}");
     }
 
     #[test]
@@ -573,13 +780,13 @@ mod tests {
         let raw = &parsed.tensors[0];
         assert_eq!(raw.mode, TensorMode::Raw);
         assert_eq!(parsed.slice(&raw.raw).len(), 12);
-        let coded = &parsed.tensors[1];
+        let coded = &parsed.tensors[1].blocks[0];
         assert_eq!(parsed.slice(&coded.side_info), &[9, 9]);
         assert_eq!(parsed.slice(&coded.streams[0].bytes), &[1, 2, 3]);
         assert_eq!(coded.streams[0].symbols, 4);
         assert!(coded.streams[1].bytes.is_empty());
         assert_eq!(coded.model_crc, Some(0xABCD_0123));
-        assert_eq!(raw.model_crc, None);
+        assert!(raw.blocks.is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod registry;
 pub mod report;
 mod scan;
 pub mod spec;
+mod stage;
 mod state;
 pub mod trial;
 mod update;

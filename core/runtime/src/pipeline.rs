@@ -1,9 +1,8 @@
 //! A resolved pipeline: stages bound to their libraries with canonical configs,
 //! its canonical JSON form (embedded in messages) and its fingerprint.
 
-use crate::engine::{Decoder, Encoder};
 use crate::error::{Error, Result};
-use crate::registry::RegisteredStage;
+use crate::stage::RegisteredStage;
 use abi_stable::std_types::{RResult, RStr};
 use gradcodec_abi::{
     EntropyCoderBox, ErrorCorrectionBox, PluginRootRef, PredictorBox, QuantizerBox, StageFlags,
@@ -11,7 +10,6 @@ use gradcodec_abi::{
 };
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Version of the canonical pipeline JSON layout.
 pub const CANONICAL_FORMAT: u32 = 1;
@@ -154,6 +152,9 @@ pub struct CanonicalCodec {
     pub stages: Vec<CanonicalStage>,
     /// Tensors with fewer entries are sent raw.
     pub uncompressed_below: u64,
+    /// Block size set by the spec (absent: the format's default, 2^20 entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_entries: Option<u64>,
 }
 
 /// A pipeline in canonical JSON, as embedded in messages.
@@ -196,6 +197,7 @@ pub struct Pipeline {
     meant_for: crate::spec::MeantFor,
     stages: Vec<ResolvedStage>,
     uncompressed_below: u64,
+    block_entries: Option<u64>,
     codec_json: String,
     embedded_json: String,
     fingerprint: u64,
@@ -207,7 +209,16 @@ impl Pipeline {
         about: String,
         stages: Vec<ResolvedStage>,
         uncompressed_below: u64,
+        block_entries: Option<u64>,
     ) -> Result<Self> {
+        if let Some(entries) = block_entries {
+            if entries < crate::engine::MIN_BLOCK_ENTRIES {
+                return Err(Error::Spec(format!(
+                    "blocks of {entries} entries are smaller than the minimum of {}",
+                    crate::engine::MIN_BLOCK_ENTRIES
+                )));
+            }
+        }
         let canonical = CanonicalPipeline {
             name: name.clone(),
             about: about.clone(),
@@ -215,6 +226,7 @@ impl Pipeline {
                 format: CANONICAL_FORMAT,
                 stages: stages.iter().map(ResolvedStage::describe).collect(),
                 uncompressed_below,
+                block_entries,
             },
         };
         let codec_json = canonical.codec_json()?;
@@ -227,6 +239,7 @@ impl Pipeline {
             meant_for: crate::spec::MeantFor::Any,
             stages,
             uncompressed_below,
+            block_entries,
             codec_json,
             embedded_json,
             fingerprint,
@@ -308,20 +321,15 @@ impl Pipeline {
 
     /// Index (among the coders) of the coder for a stream role.
     pub fn coder_for(&self, role: StreamRole) -> Option<usize> {
-        let coders: Vec<&ResolvedStage> = self.coders().collect();
-        coders
-            .iter()
+        self.coders()
             .position(|c| c.roles.contains(&role))
-            .or_else(|| coders.iter().position(|c| c.roles.is_empty()))
+            .or_else(|| self.coders().position(|c| c.roles.is_empty()))
     }
 
-    /// A new encoder (one per stream: learner and direction).
-    pub fn encoder(self: &Arc<Self>) -> Encoder {
-        Encoder::new(Arc::clone(self))
-    }
-
-    /// A new decoder (one per stream).
-    pub fn decoder(self: &Arc<Self>) -> Decoder {
-        Decoder::new(Arc::clone(self))
+    /// Tensors of more entries are cut into blocks of about this many
+    /// (the spec's `blocks: { entries }`, or the format's default).
+    pub fn block_entries(&self) -> u64 {
+        self.block_entries
+            .unwrap_or(crate::engine::DEFAULT_BLOCK_ENTRIES)
     }
 }

@@ -5,19 +5,11 @@ use crate::error::{Error, Result};
 use crate::loader::{load_library, LoadedLibrary, PluginSearch};
 use crate::pipeline::{CanonicalPipeline, Pipeline, ResolvedStage};
 use crate::spec::PipelineSpec;
+pub use crate::stage::RegisteredStage;
 use abi_stable::std_types::{RResult, RStr};
-use gradcodec_abi::{StageDescriptor, StageKind};
+use gradcodec_abi::StageKind;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// One stage offered by a loaded library.
-#[derive(Clone)]
-pub struct RegisteredStage {
-    /// What the library says about it.
-    pub descriptor: StageDescriptor,
-    /// The library (shared by its stages).
-    pub library: Arc<LoadedLibrary>,
-}
 
 /// A library file that failed to load, and why.
 #[derive(Clone, Debug)]
@@ -216,6 +208,7 @@ impl Registry {
                 spec.about.clone(),
                 stages,
                 spec.uncompressed_below,
+                spec.block_entries,
             )?
             .with_meant_for(spec.meant_for),
         ))
@@ -277,6 +270,7 @@ impl Registry {
             canonical.about.clone(),
             stages,
             canonical.codec.uncompressed_below,
+            canonical.codec.block_entries,
         )?;
         if pipeline.codec_json() != canonical.codec_json()? {
             return Err(Error::Message(

@@ -37,6 +37,10 @@ pub struct TensorReport {
     pub streams: Vec<StreamReport>,
     /// Payload bits per entry of this tensor (side info and streams).
     pub payload_bits_per_entry: f64,
+    /// Blocks the tensor is cut into (absent: one). Streams are then listed
+    /// block after block, and the side info summarized is the first block's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<u64>,
 }
 
 /// A whole message.
@@ -69,7 +73,7 @@ pub fn describe(message: &[u8], pipeline: Option<&Pipeline>) -> Result<MessageRe
     for record in &parsed.tensors {
         let entries = record.entries();
         entries_total += entries;
-        let side_info = parsed.slice(&record.side_info);
+        let side_info: usize = record.blocks.iter().map(|b| b.side_info.len()).sum();
         let (mode, streams, payload) = match record.mode {
             TensorMode::Raw => (
                 "raw",
@@ -81,20 +85,35 @@ pub fn describe(message: &[u8], pipeline: Option<&Pipeline>) -> Result<MessageRe
             ),
             TensorMode::Coded => {
                 let streams: Vec<StreamReport> = record
-                    .streams
+                    .blocks
                     .iter()
+                    .flat_map(|b| &b.streams)
                     .map(|s| StreamReport {
                         symbols: s.symbols,
                         bytes: s.bytes.len() as u64,
                     })
                     .collect();
-                let payload = side_info.len() as u64 + streams.iter().map(|s| s.bytes).sum::<u64>();
+                let payload = side_info as u64 + streams.iter().map(|s| s.bytes).sum::<u64>();
                 ("coded", streams, payload)
             }
         };
         let summary = match (record.mode, pipeline) {
             (TensorMode::Coded, Some(pipeline)) => {
-                summarize(pipeline, &record.name, &record.shape, side_info)
+                let first = &record.blocks[0];
+                let shape = match record.block_rows {
+                    Some(rows) => {
+                        let mut shape = record.shape.clone();
+                        shape[0] = rows;
+                        shape
+                    }
+                    None => record.shape.clone(),
+                };
+                summarize(
+                    pipeline,
+                    &record.name,
+                    &shape,
+                    parsed.slice(&first.side_info),
+                )
             }
             _ => None,
         };
@@ -102,10 +121,11 @@ pub fn describe(message: &[u8], pipeline: Option<&Pipeline>) -> Result<MessageRe
             name: record.name.clone(),
             shape: record.shape.clone(),
             mode,
-            side_info_bytes: side_info.len() as u64,
+            side_info_bytes: side_info as u64,
             side_info: summary,
             streams,
             payload_bits_per_entry: bits_per_entry(payload, entries),
+            blocks: record.block_rows.map(|_| record.blocks.len() as u64),
         });
     }
     Ok(MessageReport {

@@ -9,6 +9,7 @@
 //!   - entropy-coder:    { use: elias-gamma, roles: [positions] }
 //!   - entropy-coder:    { use: huffman@1, params: { model: parametric } }
 //! uncompressed: { below_entries: 256 }
+//! blocks: { entries: 1048576 }  # bigger tensors code as parallel blocks (the default)
 //! meant_for: any          # or dsgd / fedavg: advisory, not fingerprinted
 //! ```
 //!
@@ -35,7 +36,18 @@ struct SpecFile {
     #[serde(default)]
     uncompressed: Option<UncompressedRule>,
     #[serde(default)]
+    blocks: Option<BlockRule>,
+    #[serde(default)]
     meant_for: MeantFor,
+}
+
+/// How big tensors are cut into blocks (spec key `blocks`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRule {
+    /// Tensors of more entries are coded as blocks of whole rows of about
+    /// this many entries, in parallel.
+    pub entries: u64,
 }
 
 /// The kind of update a pipeline was designed for (spec key `meant_for`).
@@ -124,6 +136,8 @@ pub struct PipelineSpec {
     pub stages: Vec<SpecStage>,
     /// Tensors with fewer entries are sent raw.
     pub uncompressed_below: u64,
+    /// Block size (`blocks: { entries }`); `None`: the format's default.
+    pub block_entries: Option<u64>,
     /// What kind of update the pipeline was designed for.
     pub meant_for: MeantFor,
 }
@@ -176,6 +190,7 @@ impl PipelineSpec {
             about: file.about,
             stages,
             uncompressed_below: file.uncompressed.unwrap_or_default().below_entries,
+            block_entries: file.blocks.map(|rule| rule.entries),
             meant_for: file.meant_for,
         };
         spec.validate_structure()?;
@@ -197,6 +212,15 @@ impl PipelineSpec {
                 "{}: `name` must not be empty",
                 self.origin
             )));
+        }
+        if let Some(entries) = self.block_entries {
+            if entries < crate::engine::MIN_BLOCK_ENTRIES {
+                return Err(Error::Spec(format!(
+                    "{}: `blocks: {{ entries: {entries} }}` is below the minimum of {}",
+                    self.origin,
+                    crate::engine::MIN_BLOCK_ENTRIES
+                )));
+            }
         }
         let shapes: Vec<StageShape<'_>> = self
             .stages

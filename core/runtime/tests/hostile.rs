@@ -135,9 +135,12 @@ fn coded_message(p: &gradcodec::Pipeline, shape: &[u64], symbols: u64, bytes: &[
     writer.add_coded(&gradcodec::container::CodedTensor {
         name: "w",
         shape,
-        side_info: &[],
-        streams: vec![(symbols, bytes)],
-        model_crc: None,
+        block_rows: None,
+        blocks: vec![gradcodec::container::CodedBlock {
+            side_info: &[],
+            streams: vec![(symbols, bytes)],
+            model_crc: None,
+        }],
     });
     writer.finish(0, p.fingerprint(), Some(p.embedded_json()))
 }

@@ -1,7 +1,7 @@
 //! Seeded randomness for randomized stages.
 //!
-//! Both ends derive the same generator from (config seed, round, tensor index),
-//! so nothing random is ever sent and the same input gives the same bytes. A
+//! Both ends derive the same generator from (config seed, round, tensor index,
+//! and for a tensor cut into blocks the block index, `ctx.reserved`), so nothing random is ever sent and the same input gives the same bytes. A
 //! stage gets its generator with [`call_rng`] and draws only through
 //! [`StageRng`]'s methods: the draws depend on ChaCha8's output alone (stable by
 //! its specification), never on a `rand` version, and no `rand` type is part of
@@ -18,6 +18,9 @@
 //! assert_eq!(call_rng(7, &ctx).next_u64(), call_rng(7, &ctx).next_u64());
 //! // Another round or tensor gets other draws.
 //! assert_ne!(call_rng(7, &ctx).next_u64(), call_rng(7, &CallContext::new(4, 1)).next_u64());
+//! // And so does another block of a tensor cut into blocks.
+//! let block = CallContext { reserved: 2, ..ctx };
+//! assert_ne!(call_rng(7, &ctx).next_u64(), call_rng(7, &block).next_u64());
 //! ```
 
 use gradcodec_abi::CallContext;
@@ -29,9 +32,16 @@ use rand_chacha::ChaCha8Rng;
 #[derive(Clone, Debug)]
 pub struct StageRng(ChaCha8Rng);
 
-/// The generator for one call (see [`StageRng`]).
+/// The generator for one call (see [`StageRng`]). Block `b > 0` of a tensor
+/// cut into blocks keys ChaCha8 with the seed mixed with `b`, so every block
+/// draws its own stream; block 0 (and every tensor in one block) keeps the
+/// generator it always had.
 pub fn call_rng(seed: u64, ctx: &CallContext) -> StageRng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let key = match ctx.reserved {
+        0 => seed,
+        block => seed ^ u64::from(block).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
     rng.set_stream((ctx.round << 20) ^ u64::from(ctx.tensor_index));
     StageRng(rng)
 }

@@ -1,0 +1,444 @@
+//! The stage instances and buffers of one block of one tensor of a stream, and
+//! the per-block codec chain.
+//!
+//! Encode: `r = x - P` (predictor), `a = r + γe` (error correction),
+//! `a -> symbols + side info` (quantizer), symbols -> bytes (the entropy coder
+//! of each stream's role); then decode in the loop: `â = Q⁻¹(symbols)`, the
+//! error correction learns `e = a - â`, and the predictor commits `x̂ = P + â`,
+//! exactly what the decoder will compute, so the two ends never drift.
+//!
+//! Decode: bytes -> symbols -> `â`; [`BlockCodec::commit`] later forms
+//! `x̂ = P + â` once the whole message has decoded.
+
+use crate::container::{self, BlockRecord, ParsedMessage};
+use crate::error::{Error, Result};
+use crate::pipeline::Pipeline;
+use abi_stable::std_types::{RResult, RVec};
+use gradcodec_abi::{
+    CallContext, EntropyCoderBox, ErrorCorrectionBox, PredictorBox, Quantized, QuantizerBox,
+    StageError, StageKind, TensorSpec,
+};
+
+/// A stage's result, with the place it failed.
+pub(super) fn stage_result<T>(
+    context: impl FnOnce() -> String,
+    result: RResult<T, StageError>,
+) -> Result<T> {
+    match result {
+        RResult::ROk(value) => Ok(value),
+        RResult::RErr(error) => Err(Error::stage(context(), error)),
+    }
+}
+
+/// The stages and buffers of one block.
+pub(crate) struct BlockCodec {
+    spec: TensorSpec,
+    /// The block's index within its tensor (0 for a tensor in one block).
+    block: u32,
+    pub(super) predictor: Option<PredictorBox>,
+    pub(super) correction: Option<ErrorCorrectionBox>,
+    pub(super) quantizer: QuantizerBox,
+    coders: Vec<EntropyCoderBox>,
+    prediction: RVec<f32>,
+    residual: RVec<f32>,
+    compensated: RVec<f32>,
+    pub(super) quantized: Quantized,
+    dequantized: RVec<f32>,
+    pub(super) coded: Vec<RVec<u8>>,
+}
+
+impl BlockCodec {
+    /// New stage instances for a block of `shape` (the whole tensor's shape
+    /// when it is one block).
+    pub fn new(pipeline: &Pipeline, name: &str, shape: &[u64], block: u32) -> Result<Self> {
+        let spec = TensorSpec {
+            name: name.into(),
+            shape: RVec::from(shape.to_vec()),
+        };
+        let mut predictor = None;
+        let mut correction = None;
+        let mut quantizer = None;
+        let mut coders = Vec::new();
+        for stage in pipeline.stages() {
+            match stage.kind {
+                StageKind::PREDICTOR => predictor = Some(stage.new_predictor(&spec)?),
+                StageKind::ERROR_CORRECTION => {
+                    correction = Some(stage.new_error_correction(&spec)?)
+                }
+                StageKind::QUANTIZER => quantizer = Some(stage.new_quantizer(&spec)?),
+                _ => coders.push(stage.new_entropy_coder(&spec)?),
+            }
+        }
+        let quantizer =
+            quantizer.ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
+        Ok(Self {
+            spec,
+            block,
+            predictor,
+            correction,
+            quantizer,
+            coders,
+            prediction: RVec::new(),
+            residual: RVec::new(),
+            compensated: RVec::new(),
+            quantized: Quantized::default(),
+            dequantized: RVec::new(),
+            coded: Vec::new(),
+        })
+    }
+
+    /// The block's shape.
+    pub fn shape(&self) -> &[u64] {
+        self.spec.shape.as_slice()
+    }
+
+    fn len(&self) -> usize {
+        self.spec.len() as usize
+    }
+
+    /// The call context of this block in `round` for the tensor at `index`:
+    /// `reserved` carries the block index (0 for a tensor in one block), so
+    /// randomized stages draw a different stream per block.
+    pub fn context(&self, round: u64, index: usize) -> CallContext {
+        CallContext {
+            round,
+            tensor_index: index as u32,
+            reserved: self.block,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.spec.name.as_str()
+    }
+
+    /// `tensor `name`` or `tensor `name` block k`, for messages.
+    fn place(&self) -> String {
+        if self.block == 0 {
+            format!("tensor `{}`", self.name())
+        } else {
+            format!("tensor `{}` block {}", self.name(), self.block)
+        }
+    }
+
+    fn check_len(&self, what: &str, len: usize) -> Result<()> {
+        if len == self.len() {
+            Ok(())
+        } else {
+            Err(Error::Update(format!(
+                "{}: {what} has {len} entries, expected {}",
+                self.place(),
+                self.len()
+            )))
+        }
+    }
+
+    /// Writes the predictor's prediction (zeros without history) into `self.prediction`.
+    pub fn predict(&mut self, ctx: &CallContext) -> Result<()> {
+        let place = self.place();
+        match &mut self.predictor {
+            Some(predictor) => {
+                stage_result(
+                    || format!("{place}: predict"),
+                    predictor.predict(ctx, &mut self.prediction),
+                )?;
+                self.check_len("the prediction", self.prediction.len())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes `x` (this block's values); afterwards [`BlockCodec::reconstruction`]
+    /// holds x̂ and `quantized` / `coded` the block's side info, streams and bytes.
+    /// Returns the check of the stream models.
+    pub fn encode(
+        &mut self,
+        ctx: &CallContext,
+        x: &[f32],
+        pipeline: &Pipeline,
+    ) -> Result<Option<u32>> {
+        let place = self.place();
+        // r = x - P (without a predictor, r is x itself: no copy).
+        if self.predictor.is_some() {
+            self.predict(ctx)?;
+            fill_zipped(&mut self.residual, x, &self.prediction, |x, p| x - p);
+        }
+        let residual: &[f32] = if self.predictor.is_some() {
+            &self.residual
+        } else {
+            x
+        };
+        // a = r + γe
+        let input: &[f32] = match &mut self.correction {
+            Some(correction) => {
+                stage_result(
+                    || format!("{place}: compensate"),
+                    correction.compensate(ctx, residual.into(), &mut self.compensated),
+                )?;
+                if self.compensated.len() != residual.len() {
+                    return Err(Error::Update(format!(
+                        "{place}: the compensated tensor has {} entries, expected {}",
+                        self.compensated.len(),
+                        residual.len()
+                    )));
+                }
+                &self.compensated
+            }
+            None => residual,
+        };
+        stage_result(
+            || format!("{place}: quantize"),
+            self.quantizer
+                .quantize(ctx, input.into(), &mut self.quantized),
+        )?;
+        self.coded
+            .resize_with(self.quantized.streams.len(), RVec::new);
+        let max_symbols = gradcodec_abi::max_stream_symbols(self.spec.len());
+        for (index, stream) in self.quantized.streams.iter().enumerate() {
+            if stream.symbols.len() as u64 > max_symbols {
+                return Err(Error::Update(format!(
+                    "{place}: the quantizer emitted {} symbols in stream {index}, more than {max_symbols}",
+                    stream.symbols.len()
+                )));
+            }
+            // A symbol outside the alphabet would reach a coder that may mask
+            // it: the two ends would then silently disagree.
+            if stream.alphabet_size <= u64::from(u32::MAX) {
+                let alphabet = stream.alphabet_size;
+                if let Some(bad) = crate::scan::first_outside_alphabet(&stream.symbols, alphabet) {
+                    return Err(Error::Update(format!(
+                        "{place}: the quantizer emitted symbol {bad} outside 0..{alphabet} in stream {index}"
+                    )));
+                }
+            }
+            let coder_index = pipeline.coder_for(stream.role).ok_or_else(|| {
+                Error::Spec(format!(
+                    "{place}: no entropy-coder takes streams of role `{}`",
+                    stream.role.as_str()
+                ))
+            })?;
+            let out = &mut self.coded[index];
+            out.clear();
+            stage_result(
+                || format!("{place}: entropy-code stream {index}"),
+                self.coders[coder_index].encode(stream, out),
+            )?;
+        }
+        // Decode in the loop: exactly what the receiver will reconstruct.
+        stage_result(
+            || format!("{place}: dequantize"),
+            self.quantizer
+                .dequantize(ctx, &self.quantized, &mut self.dequantized),
+        )?;
+        self.check_len("the dequantized tensor", self.dequantized.len())?;
+        if let Some(correction) = &mut self.correction {
+            stage_result(
+                || format!("{place}: error feedback"),
+                correction.feedback(ctx, input.into(), self.dequantized.as_slice().into()),
+            )?;
+        }
+        self.commit(ctx)?;
+        Ok(container::model_check(&self.quantized.streams))
+    }
+
+    /// Entropy-decodes and dequantizes one coded block into â; nothing is
+    /// committed (see [`BlockCodec::commit`]).
+    pub fn decode(
+        &mut self,
+        ctx: &CallContext,
+        parsed: &ParsedMessage<'_>,
+        record: &BlockRecord,
+        pipeline: &Pipeline,
+    ) -> Result<()> {
+        let place = self.place();
+        self.quantized.clear();
+        self.quantized
+            .side_info
+            .extend_from_slice(parsed.slice(&record.side_info));
+        stage_result(
+            || format!("{place}: read side info"),
+            self.quantizer.describe_streams(ctx, &mut self.quantized),
+        )?;
+        if self.quantized.streams.len() != record.streams.len() {
+            return Err(Error::Message(format!(
+                "{place}: {} streams in the message, the quantizer expects {}",
+                record.streams.len(),
+                self.quantized.streams.len()
+            )));
+        }
+        let models = container::model_check(&self.quantized.streams);
+        if models != record.model_crc {
+            return Err(Error::Message(format!(
+                "{place}: the decoder's stream models differ from the encoder's \
+                 (model check {models:?} vs {:?}); the two ends disagree on the quantizer's model \
+                 (different stage build or platform math)",
+                record.model_crc
+            )));
+        }
+        for (stream_index, (stream, stored)) in self
+            .quantized
+            .streams
+            .iter_mut()
+            .zip(&record.streams)
+            .enumerate()
+        {
+            let coder = pipeline.coder_for(stream.role).ok_or_else(|| {
+                Error::Message(format!(
+                    "{place}: no entropy-coder for role `{}`",
+                    stream.role.as_str()
+                ))
+            })?;
+            stream.symbols.clear();
+            stage_result(
+                || format!("{place}: entropy-decode stream {stream_index}"),
+                self.coders[coder].decode(
+                    parsed.slice(&stored.bytes).into(),
+                    stored.symbols,
+                    stream,
+                ),
+            )?;
+            if stream.symbols.len() as u64 != stored.symbols {
+                return Err(Error::Message(format!(
+                    "{place}: stream {stream_index} decoded {} symbols, the message says {}",
+                    stream.symbols.len(),
+                    stored.symbols
+                )));
+            }
+            let alphabet = stream.alphabet_size;
+            if let Some(bad) = crate::scan::first_outside_alphabet(&stream.symbols, alphabet) {
+                return Err(Error::Message(format!(
+                    "{place}: stream {stream_index} holds symbol {bad} outside 0..{alphabet}"
+                )));
+            }
+        }
+        stage_result(
+            || format!("{place}: dequantize"),
+            self.quantizer
+                .dequantize(ctx, &self.quantized, &mut self.dequantized),
+        )?;
+        self.check_len("the dequantized tensor", self.dequantized.len())?;
+        if !crate::scan::all_finite(&self.dequantized) {
+            return Err(Error::Message(format!(
+                "{place}: decodes to NaN or infinite values"
+            )));
+        }
+        Ok(())
+    }
+
+    /// x̂ = P + â (into `self.residual` when there is a predictor, which then
+    /// commits it; otherwise x̂ is â itself). On the decoder, call
+    /// [`BlockCodec::predict`] first.
+    pub fn commit(&mut self, ctx: &CallContext) -> Result<()> {
+        let place = self.place();
+        if let Some(predictor) = &mut self.predictor {
+            fill_zipped(
+                &mut self.residual,
+                &self.prediction,
+                &self.dequantized,
+                |p, q| p + q,
+            );
+            stage_result(
+                || format!("{place}: commit"),
+                predictor.commit(ctx, self.residual.as_slice().into()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Feeds what this side received on the opposite link to the predictor.
+    pub fn observe(&mut self, ctx: &CallContext, received: &[f32]) -> Result<()> {
+        let place = self.place();
+        if let Some(predictor) = &mut self.predictor {
+            stage_result(
+                || format!("{place}: observe"),
+                predictor.observe(ctx, received.into()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// x̂ of the last encoded or decoded block.
+    pub fn reconstruction(&self) -> &[f32] {
+        if self.predictor.is_some() {
+            &self.residual
+        } else {
+            &self.dequantized
+        }
+    }
+
+    /// The stage states, for checkpoints: predictor, error correction, quantizer.
+    pub fn save_states(&self) -> Result<[Vec<u8>; 3]> {
+        let place = self.place();
+        let save = |what: &str, result: RResult<(), StageError>, out: RVec<u8>| {
+            stage_result(|| format!("{place}: save {what} state"), result).map(|()| out.into_vec())
+        };
+        let mut predictor = RVec::new();
+        let predictor = match &self.predictor {
+            Some(p) => save("predictor", p.save_state(&mut predictor), predictor)?,
+            None => Vec::new(),
+        };
+        let mut correction = RVec::new();
+        let correction = match &self.correction {
+            Some(c) => save(
+                "error-correction",
+                c.save_state(&mut correction),
+                correction,
+            )?,
+            None => Vec::new(),
+        };
+        let mut quantizer = RVec::new();
+        let quantizer = save(
+            "quantizer",
+            self.quantizer.save_state(&mut quantizer),
+            quantizer,
+        )?;
+        Ok([predictor, correction, quantizer])
+    }
+
+    /// Restores the states [`BlockCodec::save_states`] wrote.
+    pub fn load_states(&mut self, states: &[Vec<u8>; 3]) -> Result<()> {
+        let place = self.place();
+        if let Some(predictor) = &mut self.predictor {
+            stage_result(
+                || format!("{place}: restore predictor"),
+                predictor.load_state(states[0].as_slice().into()),
+            )?;
+        }
+        if let Some(correction) = &mut self.correction {
+            stage_result(
+                || format!("{place}: restore error correction"),
+                correction.load_state(states[1].as_slice().into()),
+            )?;
+        }
+        stage_result(
+            || format!("{place}: restore quantizer"),
+            self.quantizer.load_state(states[2].as_slice().into()),
+        )
+    }
+
+    /// Forgets every stage's state.
+    pub fn reset(&mut self) {
+        if let Some(p) = &mut self.predictor {
+            p.reset();
+        }
+        if let Some(c) = &mut self.correction {
+            c.reset();
+        }
+        self.quantizer.reset();
+        for coder in &mut self.coders {
+            coder.reset();
+        }
+    }
+}
+
+/// Sets `out` to `f(a[i], b[i])` (as long as the shorter): resized once, then a
+/// slice loop the compiler vectorizes (`RVec::extend` pushes one at a time).
+fn fill_zipped(out: &mut RVec<f32>, a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    let len = a.len().min(b.len());
+    if out.len() != len {
+        out.clear();
+        out.resize(len, 0.0);
+    }
+    for ((o, x), y) in out.as_mut_slice().iter_mut().zip(a).zip(b) {
+        *o = f(*x, *y);
+    }
+}
