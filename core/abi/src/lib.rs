@@ -4,7 +4,8 @@
 //! prefix type). It lists its stages in a [`PluginManifest`] and creates stage
 //! instances through one typed factory per stage kind. Stages are `#[sabi_trait]`
 //! trait objects: [`PredictorBox`], [`ErrorCorrectionBox`], [`QuantizerBox`] and
-//! [`EntropyCoderBox`].
+//! [`EntropyCoderBox`]; since ABI 1.1 a library may also implement fused pairs
+//! (a quantizer and an entropy coder in one pass, [`FusedBox`]).
 //!
 //! Rules of the boundary (see DESIGN.md):
 //! - parameters cross as JSON text, and the plugin answers with its canonical config;
@@ -12,26 +13,32 @@
 //!   buffers that the host reuses across calls;
 //! - errors are plain data ([`StageError`]) and a panic never crosses the boundary
 //!   (the SDK catches it and turns it into an error of kind [`ErrorCode::PANIC`]);
-//! - the ABI grows only by appending root-module fields; the methods of an existing
-//!   `#[sabi_trait]` never change.
+//! - the ABI grows only by appending root-module fields (read as optional by the
+//!   host) and trait methods below `#[sabi(last_prefix_field)]`; nothing that
+//!   exists changes.
 //!
-//! This crate's version is the ABI version: `abi_stable` refuses a library built
-//! against an incompatible version with a message naming both versions.
+//! This crate's version is the ABI version (docs/abi.md): a host of 1.m loads a
+//! library built against 1.k for every k <= m ([`check_abi_version`]), through
+//! [`init_root_module`], which checks the library's root module against the
+//! layout of the minor it was built for ([`v1_0`] keeps the 1.0 layout).
 
 // The `#[sabi_trait]` macro generates impls the lint flags; they are abi_stable's design.
 #![allow(non_local_definitions)]
 
 mod types;
+pub mod v1_0;
+mod versions;
 
 pub use abi_stable;
 pub use types::*;
+pub use versions::{check_abi_version, init_root_module, RootModuleLoadError};
 
 use abi_stable::{
     declare_root_module_statics,
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -171,6 +178,39 @@ pub trait EntropyCoderStage: Send {
     fn reset(&mut self);
 }
 
+/// A fused pair (ABI 1.1): one library's single-pass implementation of a
+/// quantizer followed by an entropy coder, byte-identical to the composed path.
+/// Only for stateless quantizers and coders (no STATEFUL flag): the host keeps no
+/// separate quantizer or coder state beside a fused instance.
+#[sabi_trait]
+pub trait FusedStage: Send {
+    /// Quantizes, codes and reconstructs `input` in one pass; clears and refills
+    /// `out` (reusing capacity).
+    fn encode(
+        &mut self,
+        ctx: &CallContext,
+        input: RSlice<'_, f32>,
+        out: &mut FusedEncoded,
+    ) -> StageResult<()>;
+
+    /// Decodes: `described` holds the side info and the stream descriptors (from
+    /// the quantizer's `describe_streams`), `streams` the coded bytes and symbol
+    /// count of each stream; writes â into `out` (resized to the tensor length).
+    /// Must reject anything the composed path rejects (bad bytes,
+    /// out-of-alphabet symbols, wrong counts).
+    fn decode(
+        &mut self,
+        ctx: &CallContext,
+        described: &Quantized,
+        streams: RSlice<'_, CodedStream<'_>>,
+        out: &mut RVec<f32>,
+    ) -> StageResult<()>;
+
+    /// Forgets any state.
+    #[sabi(last_prefix_field)]
+    fn reset(&mut self);
+}
+
 /// A predictor instance behind the boundary.
 pub type PredictorBox = PredictorStage_TO<'static, RBox<()>>;
 /// An error-correction instance behind the boundary.
@@ -179,8 +219,15 @@ pub type ErrorCorrectionBox = ErrorCorrectionStage_TO<'static, RBox<()>>;
 pub type QuantizerBox = QuantizerStage_TO<'static, RBox<()>>;
 /// An entropy-coder instance behind the boundary.
 pub type EntropyCoderBox = EntropyCoderStage_TO<'static, RBox<()>>;
+/// A fused quantizer + entropy coder instance behind the boundary (ABI 1.1).
+pub type FusedBox = FusedStage_TO<'static, RBox<()>>;
 
 /// The root module every plugin library exports.
+///
+/// Fields after `new_entropy_coder` (the last field of ABI 1.0) were appended by
+/// later minors: their accessors return `None` for a library built against an
+/// older minor, which the host must handle (e.g. `fused_pairs` absent: the
+/// library fuses nothing).
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginRootRef)))]
@@ -222,7 +269,22 @@ pub struct PluginRoot {
         params_json: RStr<'_>,
         tensor: &TensorSpec,
     ) -> StageResult<EntropyCoderBox>,
+
+    /// ABI 1.1: the fused pairs this library implements.
+    pub fused_pairs: extern "C" fn() -> RVec<FusedPairDescriptor>,
+    /// ABI 1.1: the fused implementation of a pair for the stages' canonical
+    /// configs (JSON), or `ROk(RNone)` when this library does not fuse those configs.
+    pub new_fused: extern "C" fn(
+        quantizer: RStr<'_>,
+        quantizer_config: RStr<'_>,
+        coder: RStr<'_>,
+        coder_config: RStr<'_>,
+        tensor: &TensorSpec,
+    ) -> StageResult<ROption<FusedBox>>,
 }
+
+/// How many fields the root module of this ABI version has.
+pub const ROOT_MODULE_FIELDS: usize = 8;
 
 impl RootModule for PluginRootRef {
     declare_root_module_statics! {PluginRootRef}

@@ -1,7 +1,7 @@
 //! FFI-safe data types that cross the plugin boundary.
 
 use abi_stable::{
-    std_types::{RString, RVec},
+    std_types::{RSlice, RString, RVec},
     StableAbi,
 };
 use std::fmt;
@@ -180,7 +180,10 @@ pub struct CallContext {
     pub round: u64,
     /// Position of the tensor inside the update.
     pub tensor_index: u32,
-    /// Reserved for future use; zero.
+    /// The block index within the tensor when the host cuts a big tensor into
+    /// blocks (ABI 1.1: each block is coded by its own stage instances); zero
+    /// for a tensor coded whole. Randomized stages mix it into their seed
+    /// (`gradcodec_sdk::random::call_rng` does).
     pub reserved: u32,
 }
 
@@ -356,4 +359,58 @@ pub struct PluginManifest {
     pub abi_version: RString,
     /// Every stage the library provides.
     pub stages: RVec<StageDescriptor>,
+}
+
+/// A fused pair: a quantizer and an entropy coder that one library implements
+/// in one pass (ABI 1.1).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct FusedPairDescriptor {
+    /// Manifest library name that provides the quantizer.
+    pub quantizer_library: RString,
+    /// Quantizer stage name.
+    pub quantizer: RString,
+    /// Manifest library name that provides the entropy coder.
+    pub coder_library: RString,
+    /// Entropy coder stage name.
+    pub coder: RString,
+    /// What the fused implementation does differently (speed), for people.
+    pub doc: RString,
+}
+
+/// What a fused encode hands back (ABI 1.1).
+#[repr(C)]
+#[derive(StableAbi, Default, Debug, Clone, PartialEq)]
+pub struct FusedEncoded {
+    /// Side info and stream descriptors (role, alphabet_size, model) exactly as
+    /// the quantizer's `quantize` gives them, with each stream's `symbols` left
+    /// empty.
+    pub quantized: Quantized,
+    /// Per stream: how many symbols it holds.
+    pub symbol_counts: RVec<u64>,
+    /// Per stream: the coded bytes, byte-identical to the entropy coder's
+    /// `encode` output.
+    pub coded: RVec<RVec<u8>>,
+    /// â: the quantizer's reconstruction (what `dequantize` gives).
+    pub reconstruction: RVec<f32>,
+}
+
+impl FusedEncoded {
+    /// Clears every part, keeping allocations where the parts allow it.
+    pub fn clear(&mut self) {
+        self.quantized.clear();
+        self.symbol_counts.clear();
+        self.coded.clear();
+        self.reconstruction.clear();
+    }
+}
+
+/// One coded stream handed to a fused decode (ABI 1.1).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodedStream<'a> {
+    /// The stream's coded bytes.
+    pub bytes: RSlice<'a, u8>,
+    /// How many symbols the stream holds.
+    pub symbols: u64,
 }

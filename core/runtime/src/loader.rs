@@ -12,7 +12,7 @@
 //! are never unloaded. Per-file errors are collected, not fatal.
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use gradcodec_abi::{PluginManifest, PluginRootRef};
+use gradcodec_abi::{PluginManifest, PluginRootRef, RootModuleLoadError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -292,17 +292,14 @@ fn host_format() -> object::BinaryFormat {
 pub fn load_library(path: &Path) -> Result<LoadedLibrary, String> {
     check_candidate(path)?;
     let header = lib_header_from_path(path).map_err(describe_library_error)?;
-    let root = header
-        .init_root_module::<PluginRootRef>()
-        .map_err(describe_library_error)?;
+    // The ABI version rule (docs/abi.md: same major, the library's minor no newer
+    // than the host's) and the layout of the root module of the library's minor.
+    let root = gradcodec_abi::init_root_module(header).map_err(|error| match error {
+        RootModuleLoadError::Version(message) => message,
+        RootModuleLoadError::Library(error) => describe_library_error(error),
+    })?;
     let manifest = (root.manifest())();
-    if manifest.abi_version.as_str() != gradcodec_abi::ABI_VERSION {
-        return Err(format!(
-            "built against gradcodec-abi {}, this host uses {}",
-            manifest.abi_version,
-            gradcodec_abi::ABI_VERSION
-        ));
-    }
+    gradcodec_abi::check_abi_version(manifest.abi_version.as_str())?;
     Ok(LoadedLibrary {
         path: path.to_path_buf(),
         root,

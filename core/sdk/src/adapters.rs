@@ -4,11 +4,11 @@
 //! [`ErrorCode::PANIC`] naming the stage, and the instance is marked poisoned
 //! (every later call fails) until `reset` is called.
 
-use crate::traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage};
+use crate::traits::{EntropyCoder, ErrorCorrection, FusedPair, Predictor, Quantizer, Stage};
 use abi_stable::std_types::{RResult, RSlice, RString, RVec};
 use gradcodec_abi::{
-    CallContext, EntropyCoderStage, ErrorCode, ErrorCorrectionStage, PredictorStage, Quantized,
-    QuantizerStage, StageError, StageResult, SymbolStream,
+    CallContext, CodedStream, EntropyCoderStage, ErrorCode, ErrorCorrectionStage, FusedEncoded,
+    FusedStage, PredictorStage, Quantized, QuantizerStage, StageError, StageResult, SymbolStream,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -226,5 +226,81 @@ impl<T: EntropyCoder> EntropyCoderStage for Guarded<T> {
     }
     fn reset(&mut self) {
         self.reset_with(|stage| EntropyCoder::reset(stage));
+    }
+}
+
+/// A fused pair instance plus its poisoned flag (the fused counterpart of
+/// [`Guarded`]); errors name it `fused <quantizer>+<coder>`.
+pub struct GuardedFused<F> {
+    inner: F,
+    label: String,
+    poisoned: bool,
+    max_symbols: u64,
+}
+
+impl<F: FusedPair> GuardedFused<F> {
+    /// Wraps a fresh instance created for a tensor of `tensor_len` entries.
+    pub fn new(inner: F, tensor_len: u64) -> Self {
+        Self {
+            inner,
+            label: fused_label::<F>(),
+            poisoned: false,
+            max_symbols: max_stream_symbols(tensor_len),
+        }
+    }
+
+    fn call<R>(&mut self, f: impl FnOnce(&mut F) -> Result<R, StageError>) -> StageResult<R> {
+        if self.poisoned {
+            return RResult::RErr(poisoned_error(&self.label));
+        }
+        let inner = &mut self.inner;
+        let result = guard(&self.label, || f(inner));
+        if matches!(&result, RResult::RErr(error) if error.code == ErrorCode::PANIC) {
+            self.poisoned = true;
+        }
+        result
+    }
+}
+
+/// The name errors of fused pair `F` carry: `fused <quantizer>+<coder>`.
+pub fn fused_label<F: FusedPair>() -> String {
+    format!("fused {}+{}", F::QUANTIZER, F::CODER)
+}
+
+impl<F: FusedPair> FusedStage for GuardedFused<F> {
+    fn encode(
+        &mut self,
+        ctx: &CallContext,
+        input: RSlice<'_, f32>,
+        out: &mut FusedEncoded,
+    ) -> StageResult<()> {
+        self.call(|fused| fused.encode(ctx, input.as_slice(), out))
+    }
+    fn decode(
+        &mut self,
+        ctx: &CallContext,
+        described: &Quantized,
+        streams: RSlice<'_, CodedStream<'_>>,
+        out: &mut RVec<f32>,
+    ) -> StageResult<()> {
+        if let Some(stream) = streams.iter().find(|s| s.symbols > self.max_symbols) {
+            return RResult::RErr(StageError::new(
+                ErrorCode::CORRUPT_DATA,
+                self.label.as_str(),
+                format!(
+                    "stream claims {} symbols, more than the {} allowed for this tensor",
+                    stream.symbols, self.max_symbols
+                ),
+            ));
+        }
+        self.call(|fused| fused.decode(ctx, described, streams.as_slice(), out))
+    }
+    fn reset(&mut self) {
+        let inner = &mut self.inner;
+        let outcome = guard(&self.label, || {
+            FusedPair::reset(inner);
+            Ok(())
+        });
+        self.poisoned = outcome.is_err();
     }
 }

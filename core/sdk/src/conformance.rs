@@ -16,11 +16,16 @@
 //! (truncated or garbage data, out-of-range symbols, wrong lengths) gives an
 //! error, never a panic. A RANDOMIZED quantizer must draw differently per
 //! round and per tensor index ([`check_stage`]).
+//!
+//! A fused pair (ABI 1.1) is checked against the two stages it fuses by
+//! [`check_fused_pair`]: same bytes, side info, descriptors, counts and
+//! reconstruction as the composed path, and a decoder that refuses what the
+//! composed one refuses.
 
 use abi_stable::std_types::{RResult, RStr, RVec};
 use gradcodec_abi::{
-    CallContext, ErrorCode, PluginRootRef, Quantized, StageDescriptor, StageError, StageFlags,
-    StageKind, StageResult, StreamRole, SymbolStream, TensorSpec,
+    CallContext, CodedStream, ErrorCode, FusedEncoded, PluginRootRef, Quantized, StageDescriptor,
+    StageError, StageFlags, StageKind, StageResult, StreamRole, SymbolStream, TensorSpec,
 };
 
 /// Test input: deterministic, heavy-tailed, with exact zeros and sign changes.
@@ -651,4 +656,511 @@ fn check_entropy_coder(root: PluginRootRef, name: &str, params: &str, label: &st
         }
         coder.reset();
     }
+}
+
+/// The stages and parameters of a fused pair for [`check_fused_pair`]: the
+/// library that exports the fused implementation, and the libraries (often the
+/// same one) of the quantizer and the entropy coder it fuses.
+#[derive(Clone, Copy)]
+pub struct FusedPairUnderTest<'a> {
+    /// The library whose `fused_pairs` lists the pair and whose `new_fused` builds it.
+    pub fused_root: PluginRootRef,
+    /// The quantizer's library.
+    pub quantizer_root: PluginRootRef,
+    /// The quantizer's stage name.
+    pub quantizer: &'a str,
+    /// The quantizer's parameters (JSON; the check passes their canonical config).
+    pub quantizer_params: &'a str,
+    /// The entropy coder's library.
+    pub coder_root: PluginRootRef,
+    /// The entropy coder's stage name.
+    pub coder: &'a str,
+    /// The coder's parameters (JSON; the check passes their canonical config).
+    pub coder_params: &'a str,
+}
+
+/// What [`check_fused_pair`] compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FusedPairReport {
+    /// Encodes compared (inputs × contexts).
+    pub cases: usize,
+    /// Coded bytes compared, over all cases.
+    pub bytes: u64,
+    /// Malformed messages both decoders refused.
+    pub refused: usize,
+}
+
+fn fused_ok<T>(what: &str, result: StageResult<T>) -> Result<T, String> {
+    match result {
+        RResult::ROk(value) => Ok(value),
+        RResult::RErr(error) => Err(format!("{what}: unexpected error: {error}")),
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+fn stage_descriptor(
+    root: PluginRootRef,
+    kind: StageKind,
+    name: &str,
+) -> Result<StageDescriptor, String> {
+    (root.manifest())()
+        .stages
+        .iter()
+        .find(|s| s.kind == kind && s.name.as_str() == name)
+        .cloned()
+        .ok_or_else(|| format!("the library has no {kind} `{name}`"))
+}
+
+fn canonical_params(
+    root: PluginRootRef,
+    kind: StageKind,
+    name: &str,
+    params: &str,
+) -> Result<String, String> {
+    fused_ok(
+        &format!("{kind} `{name}`: canonical config"),
+        (root.canonical_config())(kind, RStr::from(name), RStr::from(params)),
+    )
+    .map(|text| text.to_string())
+}
+
+/// The composed decoder: descriptors from the side info, each stream decoded by
+/// the coder, then dequantized.
+fn composed_decode(
+    quantizer: &mut gradcodec_abi::QuantizerBox,
+    coder: &mut gradcodec_abi::EntropyCoderBox,
+    ctx: &CallContext,
+    side_info: &[u8],
+    streams: &[(Vec<u8>, u64)],
+) -> StageResult<RVec<f32>> {
+    let mut received = Quantized {
+        side_info: side_info.to_vec().into(),
+        streams: RVec::new(),
+    };
+    if let RResult::RErr(error) = quantizer.describe_streams(ctx, &mut received) {
+        return RResult::RErr(error);
+    }
+    for (stream, (bytes, count)) in received.streams.iter_mut().zip(streams) {
+        coder.reset();
+        if let RResult::RErr(error) = coder.decode(bytes.as_slice().into(), *count, stream) {
+            return RResult::RErr(error);
+        }
+    }
+    if received.streams.len() != streams.len() {
+        return RResult::RErr(StageError::new(
+            ErrorCode::CORRUPT_DATA,
+            "",
+            "stream count differs from the descriptors",
+        ));
+    }
+    let mut out = RVec::new();
+    quantizer.dequantize(ctx, &received, &mut out).map(|()| out)
+}
+
+/// The fused decoder on the same message.
+fn fused_decode(
+    fused: &mut gradcodec_abi::FusedBox,
+    quantizer: &gradcodec_abi::QuantizerBox,
+    ctx: &CallContext,
+    side_info: &[u8],
+    streams: &[(Vec<u8>, u64)],
+) -> StageResult<RVec<f32>> {
+    let mut described = Quantized {
+        side_info: side_info.to_vec().into(),
+        streams: RVec::new(),
+    };
+    if let RResult::RErr(error) = quantizer.describe_streams(ctx, &mut described) {
+        return RResult::RErr(error);
+    }
+    let coded: Vec<CodedStream<'_>> = streams
+        .iter()
+        .map(|(bytes, count)| CodedStream {
+            bytes: bytes.as_slice().into(),
+            symbols: *count,
+        })
+        .collect();
+    let mut out = RVec::new();
+    fused
+        .decode(ctx, &described, coded.as_slice().into(), &mut out)
+        .map(|()| out)
+}
+
+/// Checks a fused pair against the two stages it fuses: on each of `inputs`
+/// (one tensor each, shape `[len]`) at several rounds and tensor indices, the
+/// fused encode must give exactly the composed path's output (quantizer
+/// `quantize`, coder `encode` per stream, quantizer `dequantize`): the same side
+/// info, stream descriptors (role, alphabet, model; symbols left empty), symbol
+/// counts, coded bytes, and reconstruction bit for bit; the composed decoder
+/// (`describe_streams`, coder `decode`, `dequantize`) and the fused decoder must
+/// both give that reconstruction from those bytes; on malformed messages
+/// (truncated, garbage, extra or missing bytes, wrong counts, a missing stream)
+/// the fused decoder must refuse what the composed one refuses, cleanly, and
+/// otherwise agree with it bit for bit; and a reset instance must behave like
+/// a fresh one. Neither stage may be STATEFUL, and the fused library must list
+/// the pair in `fused_pairs` and build it for these configs.
+///
+/// Returns what it compared, or the first difference.
+pub fn check_fused_pair(
+    pair: &FusedPairUnderTest<'_>,
+    inputs: &[Vec<f32>],
+) -> Result<FusedPairReport, String> {
+    let label = format!("fused {}+{}", pair.quantizer, pair.coder);
+    let quantizer_stage =
+        stage_descriptor(pair.quantizer_root, StageKind::QUANTIZER, pair.quantizer)?;
+    let coder_stage = stage_descriptor(pair.coder_root, StageKind::ENTROPY_CODER, pair.coder)?;
+    for stage in [&quantizer_stage, &coder_stage] {
+        if stage.flags.contains(StageFlags::STATEFUL) {
+            return Err(format!(
+                "{label}: {} `{}` is STATEFUL; only stateless stages can be fused",
+                stage.kind, stage.name
+            ));
+        }
+    }
+    let fused_pairs = pair
+        .fused_root
+        .fused_pairs()
+        .ok_or_else(|| format!("{label}: the library predates ABI 1.1 (no fused_pairs)"))?;
+    let new_fused = pair
+        .fused_root
+        .new_fused()
+        .ok_or_else(|| format!("{label}: the library predates ABI 1.1 (no new_fused)"))?;
+    let quantizer_library = (pair.quantizer_root.manifest())().library;
+    let coder_library = (pair.coder_root.manifest())().library;
+    let listed = fused_pairs().iter().any(|p| {
+        p.quantizer.as_str() == pair.quantizer
+            && p.coder.as_str() == pair.coder
+            && p.quantizer_library == quantizer_library
+            && p.coder_library == coder_library
+    });
+    if !listed {
+        return Err(format!(
+            "{label}: not in the library's fused_pairs (with quantizer library `{quantizer_library}` \
+             and coder library `{coder_library}`)"
+        ));
+    }
+    let quantizer_config = canonical_params(
+        pair.quantizer_root,
+        StageKind::QUANTIZER,
+        pair.quantizer,
+        pair.quantizer_params,
+    )?;
+    let coder_config = canonical_params(
+        pair.coder_root,
+        StageKind::ENTROPY_CODER,
+        pair.coder,
+        pair.coder_params,
+    )?;
+    let mut report = FusedPairReport::default();
+    for (input_index, input) in inputs.iter().enumerate() {
+        let spec = TensorSpec::new("fused.weight", &[input.len() as u64]);
+        let new_quantizer = || {
+            fused_ok(
+                &format!("{label}: create the quantizer"),
+                (pair.quantizer_root.new_quantizer())(
+                    RStr::from(pair.quantizer),
+                    RStr::from(quantizer_config.as_str()),
+                    &spec,
+                ),
+            )
+        };
+        let new_coder = || {
+            fused_ok(
+                &format!("{label}: create the coder"),
+                (pair.coder_root.new_entropy_coder())(
+                    RStr::from(pair.coder),
+                    RStr::from(coder_config.as_str()),
+                    &spec,
+                ),
+            )
+        };
+        let make_fused = || -> Result<gradcodec_abi::FusedBox, String> {
+            let made = fused_ok(
+                &format!("{label}: new_fused"),
+                new_fused(
+                    RStr::from(pair.quantizer),
+                    RStr::from(quantizer_config.as_str()),
+                    RStr::from(pair.coder),
+                    RStr::from(coder_config.as_str()),
+                    &spec,
+                ),
+            )?;
+            made.into_option().ok_or_else(|| {
+                format!(
+                    "{label}: new_fused gave None for the configs {quantizer_config} and {coder_config}"
+                )
+            })
+        };
+        let (mut quantizer, mut coder, mut fused) = (new_quantizer()?, new_coder()?, make_fused()?);
+        let (mut decoder_quantizer, mut decoder_coder, mut decoder_fused) =
+            (new_quantizer()?, new_coder()?, make_fused()?);
+        let contexts = [
+            CallContext::new(0, 0),
+            CallContext::new(1, 0),
+            CallContext::new(2, input_index as u32 + 1),
+            CallContext::new(7, 3),
+        ];
+        let mut first: Option<FusedEncoded> = None;
+        for ctx in contexts {
+            let what = format!(
+                "{label}: input {input_index} ({} entries), round {}, tensor {}",
+                input.len(),
+                ctx.round,
+                ctx.tensor_index
+            );
+            // The composed path.
+            let mut quantized = Quantized::default();
+            fused_ok(
+                &what,
+                quantizer.quantize(&ctx, input.as_slice().into(), &mut quantized),
+            )?;
+            let mut coded = Vec::new();
+            for stream in quantized.streams.iter() {
+                let mut bytes = RVec::new();
+                coder.reset();
+                fused_ok(&what, coder.encode(stream, &mut bytes))?;
+                coded.push((bytes.to_vec(), stream.symbols.len() as u64));
+            }
+            let mut reconstruction = RVec::new();
+            fused_ok(
+                &what,
+                quantizer.dequantize(&ctx, &quantized, &mut reconstruction),
+            )?;
+            // The fused path, into a used buffer (it must clear it).
+            let mut out = first.clone().unwrap_or_default();
+            fused_ok(&what, fused.encode(&ctx, input.as_slice().into(), &mut out))?;
+            compare_encoded(&what, &quantized, &coded, &reconstruction, &out)?;
+            report.cases += 1;
+            report.bytes += coded.iter().map(|(b, _)| b.len() as u64).sum::<u64>();
+            // Both decoders, from the composed bytes.
+            let side_info = quantized.side_info.as_slice();
+            let composed = fused_ok(
+                &format!("{what}: composed decode"),
+                composed_decode(
+                    &mut decoder_quantizer,
+                    &mut decoder_coder,
+                    &ctx,
+                    side_info,
+                    &coded,
+                ),
+            )?;
+            if !same_bits(&composed, &reconstruction) {
+                return Err(format!(
+                    "{what}: the composed decoder differs from the encoder"
+                ));
+            }
+            let decoded = fused_ok(
+                &format!("{what}: fused decode"),
+                fused_decode(
+                    &mut decoder_fused,
+                    &decoder_quantizer,
+                    &ctx,
+                    side_info,
+                    &coded,
+                ),
+            )?;
+            if !same_bits(&decoded, &reconstruction) {
+                return Err(format!(
+                    "{what}: the fused decode of the composed bytes differs from the reconstruction"
+                ));
+            }
+            report.refused += check_malformed(
+                &what,
+                &mut decoder_quantizer,
+                &mut decoder_coder,
+                &mut decoder_fused,
+                &ctx,
+                side_info,
+                &coded,
+            )?;
+            if first.is_none() {
+                first = Some(out);
+            }
+        }
+        // Reset: behaves like a fresh instance.
+        fused.reset();
+        let ctx = contexts[0];
+        let mut again = FusedEncoded::default();
+        fused_ok(
+            &label,
+            fused.encode(&ctx, input.as_slice().into(), &mut again),
+        )?;
+        if Some(&again) != first.as_ref() {
+            return Err(format!(
+                "{label}: input {input_index}: reset differs from a fresh instance"
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn compare_encoded(
+    what: &str,
+    quantized: &Quantized,
+    coded: &[(Vec<u8>, u64)],
+    reconstruction: &[f32],
+    fused: &FusedEncoded,
+) -> Result<(), String> {
+    if fused.quantized.side_info != quantized.side_info {
+        return Err(format!("{what}: side info differs from the quantizer's"));
+    }
+    if fused.quantized.streams.len() != quantized.streams.len() {
+        return Err(format!(
+            "{what}: {} stream descriptors, the quantizer gives {}",
+            fused.quantized.streams.len(),
+            quantized.streams.len()
+        ));
+    }
+    if fused.symbol_counts.len() != coded.len() || fused.coded.len() != coded.len() {
+        return Err(format!(
+            "{what}: {} symbol counts and {} coded streams for {} streams",
+            fused.symbol_counts.len(),
+            fused.coded.len(),
+            coded.len()
+        ));
+    }
+    for (index, (mine, theirs)) in fused
+        .quantized
+        .streams
+        .iter()
+        .zip(quantized.streams.iter())
+        .enumerate()
+    {
+        if mine.role != theirs.role || mine.alphabet_size != theirs.alphabet_size {
+            return Err(format!("{what}: stream {index}: role or alphabet differs"));
+        }
+        if !same_bits(&mine.model, &theirs.model) {
+            return Err(format!("{what}: stream {index}: model differs"));
+        }
+        if !mine.symbols.is_empty() {
+            return Err(format!("{what}: stream {index}: symbols not left empty"));
+        }
+        let (bytes, count) = &coded[index];
+        if fused.symbol_counts[index] != *count {
+            return Err(format!(
+                "{what}: stream {index}: {} symbols, the quantizer gives {count}",
+                fused.symbol_counts[index]
+            ));
+        }
+        if fused.coded[index].as_slice() != bytes.as_slice() {
+            return Err(format!(
+                "{what}: stream {index}: coded bytes differ from the coder's ({} bytes, the coder gives {})",
+                fused.coded[index].len(),
+                bytes.len()
+            ));
+        }
+    }
+    if !same_bits(&fused.reconstruction, reconstruction) {
+        return Err(format!(
+            "{what}: reconstruction differs from dequantize (bitwise)"
+        ));
+    }
+    Ok(())
+}
+
+/// Malformed messages: the fused decoder refuses what the composed one
+/// refuses (never by panicking) and otherwise agrees with it. Returns how many
+/// both refused.
+fn check_malformed(
+    what: &str,
+    quantizer: &mut gradcodec_abi::QuantizerBox,
+    coder: &mut gradcodec_abi::EntropyCoderBox,
+    fused: &mut gradcodec_abi::FusedBox,
+    ctx: &CallContext,
+    side_info: &[u8],
+    coded: &[(Vec<u8>, u64)],
+) -> Result<usize, String> {
+    // (what, side info, coded bytes and symbol count per stream)
+    type Probe = (String, Vec<u8>, Vec<(Vec<u8>, u64)>);
+    let mut probes: Vec<Probe> = Vec::new();
+    for (index, (bytes, count)) in coded.iter().enumerate() {
+        let mut with = |name: String, bytes: Vec<u8>, count: u64| {
+            let mut streams = coded.to_vec();
+            streams[index] = (bytes, count);
+            probes.push((
+                format!("stream {index}: {name}"),
+                side_info.to_vec(),
+                streams,
+            ));
+        };
+        with(
+            "truncated".into(),
+            bytes[..bytes.len() / 2].to_vec(),
+            *count,
+        );
+        with("empty bytes".into(), Vec::new(), *count);
+        with("garbage".into(), vec![0xA5; bytes.len().max(4)], *count);
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0x5A; 3]);
+        with("trailing bytes".into(), longer, *count);
+        with("one symbol more".into(), bytes.clone(), count + 1);
+        if *count > 0 {
+            with("one symbol less".into(), bytes.clone(), count - 1);
+        }
+        with(
+            "huge count".into(),
+            bytes.clone(),
+            count.max(&1) * 1_000_000_000,
+        );
+    }
+    if !coded.is_empty() {
+        probes.push((
+            "a stream missing".into(),
+            side_info.to_vec(),
+            coded[..coded.len() - 1].to_vec(),
+        ));
+    }
+    let mut extra = coded.to_vec();
+    extra.push((vec![1, 2, 3], 3));
+    probes.push(("an extra stream".into(), side_info.to_vec(), extra));
+    if !side_info.is_empty() {
+        probes.push((
+            "truncated side info".into(),
+            side_info[..side_info.len() - 1].to_vec(),
+            coded.to_vec(),
+        ));
+    }
+    let mut refused = 0;
+    for (probe, side_info, streams) in probes {
+        let composed = composed_decode(quantizer, coder, ctx, &side_info, &streams);
+        let fused_result = match quantizer.describe_streams(
+            ctx,
+            &mut Quantized {
+                side_info: side_info.clone().into(),
+                streams: RVec::new(),
+            },
+        ) {
+            // Side info the quantizer refuses never reaches a decoder.
+            RResult::RErr(_) => continue,
+            RResult::ROk(()) => fused_decode(fused, quantizer, ctx, &side_info, &streams),
+        };
+        match (composed, fused_result) {
+            (RResult::RErr(_), RResult::RErr(error)) => {
+                if error.code == ErrorCode::PANIC {
+                    return Err(format!("{what}: {probe}: the fused decoder panicked: {error}"));
+                }
+                refused += 1;
+            }
+            (RResult::RErr(error), RResult::ROk(_)) => {
+                return Err(format!(
+                    "{what}: {probe}: the fused decoder accepted what the composed one refuses ({error})"
+                ))
+            }
+            (RResult::ROk(_), RResult::RErr(error)) => {
+                return Err(format!(
+                    "{what}: {probe}: the fused decoder refused what the composed one accepts ({error})"
+                ))
+            }
+            (RResult::ROk(a), RResult::ROk(b)) => {
+                if !same_bits(&a, &b) {
+                    return Err(format!(
+                        "{what}: {probe}: the decoders accept it but reconstruct differently"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(refused)
 }

@@ -1,17 +1,18 @@
 //! Generic pieces of the root module that `export_plugin!` assembles.
 
-use crate::adapters::Guarded;
+use crate::adapters::{Guarded, GuardedFused};
 use crate::config::{canonical_json, parse_config, schema_json};
 use crate::error::SdkResult;
-use crate::traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage};
+use crate::traits::{EntropyCoder, ErrorCorrection, FusedPair, Predictor, Quantizer, Stage};
 use abi_stable::{
     sabi_trait::TD_Opaque,
-    std_types::{RString, RVec},
+    std_types::{ROption, RString, RVec},
 };
 use gradcodec_abi::{
     EntropyCoderBox, EntropyCoderStage_TO, ErrorCode, ErrorCorrectionBox, ErrorCorrectionStage_TO,
-    PluginManifest, PredictorBox, PredictorStage_TO, QuantizerBox, QuantizerStage_TO,
-    StageDescriptor, StageError, StageKind, TensorSpec, ABI_VERSION,
+    FusedBox, FusedPairDescriptor, FusedStage_TO, PluginManifest, PredictorBox, PredictorStage_TO,
+    QuantizerBox, QuantizerStage_TO, StageDescriptor, StageError, StageKind, TensorSpec,
+    ABI_VERSION,
 };
 
 /// The manifest entry of stage `T`.
@@ -85,6 +86,47 @@ pub fn make_entropy_coder<T: EntropyCoder>(
         build::<T>(params, tensor)?,
         TD_Opaque,
     ))
+}
+
+/// The `fused_pairs` entry of fused pair `F`.
+pub fn fused_descriptor<F: FusedPair>() -> FusedPairDescriptor {
+    FusedPairDescriptor {
+        quantizer_library: RString::from(F::QUANTIZER_LIBRARY),
+        quantizer: RString::from(F::QUANTIZER),
+        coder_library: RString::from(F::CODER_LIBRARY),
+        coder: RString::from(F::CODER),
+        doc: RString::from(F::DOC),
+    }
+}
+
+/// Whether fused pair `F` is the pair of stages `quantizer` + `coder`.
+pub fn is_fused_pair<F: FusedPair>(quantizer: &str, coder: &str) -> bool {
+    F::QUANTIZER == quantizer && F::CODER == coder
+}
+
+/// A guarded instance of fused pair `F` for these canonical configs, or `None`
+/// when `F` does not fuse them.
+pub fn make_fused<F: FusedPair>(
+    quantizer_config: &str,
+    coder_config: &str,
+    tensor: &TensorSpec,
+) -> SdkResult<ROption<FusedBox>> {
+    Ok(match F::new(quantizer_config, coder_config, tensor)? {
+        Some(fused) => ROption::RSome(FusedStage_TO::from_value(
+            GuardedFused::new(fused, tensor.len()),
+            TD_Opaque,
+        )),
+        None => ROption::RNone,
+    })
+}
+
+/// The fused pairs list, or an empty one when building it panicked.
+pub fn fused_pairs_guarded(
+    build: impl FnOnce() -> Vec<FusedPairDescriptor>,
+) -> RVec<FusedPairDescriptor> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+        .map(RVec::from)
+        .unwrap_or_default()
 }
 
 /// The error for a stage this library does not have.

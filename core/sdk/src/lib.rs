@@ -13,7 +13,9 @@
 //! ```
 //!
 //! The kinds a library has none of can be left out; those it lists come in the
-//! order `predictors`, `error_corrections`, `quantizers`, `entropy_coders`.
+//! order `predictors`, `error_corrections`, `quantizers`, `entropy_coders`, then
+//! optionally `fused: [...]`, the [`FusedPair`]s it implements (ABI 1.1; a
+//! library without it exports an empty list and fuses nothing).
 //!
 //! The macro builds the `abi_stable` root module, wraps every call in a
 //! `catch_unwind` guard, and defines `plugin_root()` so tests can run the
@@ -45,9 +47,10 @@ pub mod prelude {
     };
     pub use crate::{
         corrupt, ensure, ensure_data, ensure_finite, ensure_len, invalid_config, invalid_input,
-        parse_config, unsupported, CallContext, EntropyCoder, ErrorCorrection, JsonSchema,
-        NoParams, Predictor, Quantized, Quantizer, RSlice, RString, RVec, SdkResult, Stage,
-        StageConfig, StageFlags, StageInfo, StageKind, StreamRole, SymbolStream, TensorSpec,
+        parse_config, unsupported, CallContext, CodedStream, EntropyCoder, ErrorCorrection,
+        FusedEncoded, FusedPair, JsonSchema, NoParams, Predictor, Quantized, Quantizer, RSlice,
+        RString, RVec, SdkResult, Stage, StageConfig, StageFlags, StageInfo, StageKind, StreamRole,
+        SymbolStream, TensorSpec,
     };
 }
 
@@ -59,11 +62,13 @@ pub use error::{
 };
 pub use gradcodec_abi as abi;
 pub use gradcodec_abi::{
-    CallContext, ErrorCode, Quantized, StageError, StageFlags, StageKind, StreamRole, SymbolStream,
-    TensorSpec,
+    CallContext, CodedStream, ErrorCode, FusedEncoded, FusedPairDescriptor, Quantized, StageError,
+    StageFlags, StageKind, StreamRole, SymbolStream, TensorSpec,
 };
 pub use schemars::JsonSchema;
-pub use traits::{EntropyCoder, ErrorCorrection, Predictor, Quantizer, Stage, StageInfo};
+pub use traits::{
+    EntropyCoder, ErrorCorrection, FusedPair, Predictor, Quantizer, Stage, StageInfo,
+};
 
 /// The plugin author's guide, `docs/writing-a-plugin.md`, included only when
 /// rustdoc collects doctests, so `cargo test --doc` compiles and runs every
@@ -83,6 +88,7 @@ macro_rules! export_plugin {
         $(, error_corrections: [$($correction:ty),* $(,)?])?
         $(, quantizers: [$($quantizer:ty),* $(,)?])?
         $(, entropy_coders: [$($coder:ty),* $(,)?])?
+        $(, fused: [$($fused:ty),* $(,)?])?
         $(,)?
     ) => {
         /// This library's root module, built in-process (tests use it with the
@@ -190,6 +196,40 @@ macro_rules! export_plugin {
                 })
             }
 
+            extern "C" fn fused_pairs(
+            ) -> $crate::abi::abi_stable::std_types::RVec<$crate::abi::FusedPairDescriptor> {
+                dispatch::fused_pairs_guarded(|| {
+                    #[allow(unused_mut)]
+                    let mut pairs = ::std::vec::Vec::new();
+                    $($( pairs.push(dispatch::fused_descriptor::<$fused>()); )*)?
+                    pairs
+                })
+            }
+
+            extern "C" fn new_fused(
+                quantizer: RStr<'_>,
+                quantizer_config: RStr<'_>,
+                coder: RStr<'_>,
+                coder_config: RStr<'_>,
+                tensor: &TensorSpec,
+            ) -> StageResult<$crate::abi::abi_stable::std_types::ROption<$crate::abi::FusedBox>> {
+                use $crate::abi::abi_stable::std_types::ROption;
+                let label = ::std::format!("fused {}+{}", quantizer.as_str(), coder.as_str());
+                $crate::adapters::guard(&label, || {
+                    $($( if dispatch::is_fused_pair::<$fused>(quantizer.as_str(), coder.as_str()) {
+                        if let ROption::RSome(fused) = dispatch::make_fused::<$fused>(
+                            quantizer_config.as_str(),
+                            coder_config.as_str(),
+                            tensor,
+                        )? {
+                            return Ok(ROption::RSome(fused));
+                        }
+                    } )*)?
+                    let _ = (quantizer_config, coder_config, tensor);
+                    Ok(ROption::RNone)
+                })
+            }
+
             $crate::abi::PluginRoot {
                 manifest,
                 canonical_config,
@@ -197,6 +237,8 @@ macro_rules! export_plugin {
                 new_error_correction,
                 new_quantizer,
                 new_entropy_coder,
+                fused_pairs,
+                new_fused,
             }
             .leak_into_prefix()
         }

@@ -3,11 +3,15 @@
 //! Every stage type implements [`Stage`] (its name, versions, config type and
 //! constructor) and one of [`Predictor`], [`ErrorCorrection`], [`Quantizer`] or
 //! [`EntropyCoder`]. The export macro wraps them in panic-guarded adapters.
+//! A library may also implement [`FusedPair`]s (ABI 1.1): a quantizer and an
+//! entropy coder in one pass, byte-identical to the two stages composed.
 
 use crate::config::StageConfig;
 use crate::error::SdkResult;
 use abi_stable::std_types::RVec;
-use gradcodec_abi::{CallContext, Quantized, StageFlags, SymbolStream, TensorSpec};
+use gradcodec_abi::{
+    CallContext, CodedStream, FusedEncoded, Quantized, StageFlags, SymbolStream, TensorSpec,
+};
 
 /// Static facts about a stage, published in the library manifest.
 #[derive(Clone, Copy, Debug)]
@@ -169,5 +173,60 @@ pub trait EntropyCoder: Stage {
     /// outside the alphabet and truncated or trailing data.
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()>;
     /// Forgets adaptive state (default: nothing to forget).
+    fn reset(&mut self) {}
+}
+
+/// A fused pair (ABI 1.1): a quantizer and an entropy coder, possibly of other
+/// libraries, implemented together in one pass. Its output must be exactly the
+/// composed path's (side info, stream descriptors, coded bytes, reconstruction,
+/// bit for bit), and its decoder must accept and reject what the composed
+/// decoder does: [`crate::conformance::check_fused_pair`] checks it.
+///
+/// Only for stateless stages: neither the quantizer nor the coder may be
+/// STATEFUL (the host keeps no separate stage state beside a fused instance).
+/// Listed in `export_plugin!`'s `fused: [...]`; the host asks for an instance
+/// with both stages' canonical configs and uses the composed path when
+/// [`FusedPair::new`] gives `None`.
+pub trait FusedPair: Send + Sized + 'static {
+    /// Manifest library name of the quantizer's library.
+    const QUANTIZER_LIBRARY: &'static str;
+    /// The quantizer's stage name.
+    const QUANTIZER: &'static str;
+    /// Manifest library name of the entropy coder's library.
+    const CODER_LIBRARY: &'static str;
+    /// The entropy coder's stage name.
+    const CODER: &'static str;
+    /// What the fused implementation does (for `gradcodec plugins --verbose`).
+    const DOC: &'static str;
+
+    /// `Some(Self)` when this implementation fuses these canonical configs (JSON
+    /// strings as the stages' `canonical_config` returns them), `None` otherwise
+    /// (the host then composes the two stages).
+    fn new(
+        quantizer_config: &str,
+        coder_config: &str,
+        tensor: &TensorSpec,
+    ) -> SdkResult<Option<Self>>;
+
+    /// Quantizes, codes and reconstructs `input`: `out.quantized` gets the side
+    /// info and stream descriptors with empty symbols, `out.symbol_counts` and
+    /// `out.coded` one entry per stream, `out.reconstruction` â. Clear `out`
+    /// first (`FusedEncoded::clear`).
+    fn encode(&mut self, ctx: &CallContext, input: &[f32], out: &mut FusedEncoded)
+        -> SdkResult<()>;
+
+    /// Decodes `streams` (coded bytes and symbol count per stream; each count
+    /// already checked against [`crate::abi::max_stream_symbols`]) with the side
+    /// info and descriptors of `described`, writing â into `out` (tensor length).
+    /// The bytes are untrusted: reject what the composed decoder rejects.
+    fn decode(
+        &mut self,
+        ctx: &CallContext,
+        described: &Quantized,
+        streams: &[CodedStream<'_>],
+        out: &mut RVec<f32>,
+    ) -> SdkResult<()>;
+
+    /// Forgets any state (default: nothing to forget).
     fn reset(&mut self) {}
 }

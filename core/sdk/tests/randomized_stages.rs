@@ -119,3 +119,22 @@ fn a_stage_ignoring_round_and_tensor_fails_the_kit() {
         "{message}"
     );
 }
+
+/// `export_plugin!` without `fused:` (this library) exports an empty fused
+/// pair list and builds no fused instance (ABI 1.1 fields, present all the same).
+#[test]
+fn a_library_without_fused_pairs_fuses_nothing() {
+    let root = plugin_root();
+    assert!((root.fused_pairs().expect("fused_pairs is exported"))().is_empty());
+    let made = (root.new_fused().expect("new_fused is exported"))(
+        "dither".into(),
+        "{}".into(),
+        "bitpack".into(),
+        "{}".into(),
+        &TensorSpec::new("t", &[3]),
+    );
+    assert!(matches!(
+        made,
+        abi_stable::std_types::RResult::ROk(abi_stable::std_types::ROption::RNone)
+    ));
+}
