@@ -8,6 +8,9 @@ use gradcodec::{
 
 mod common;
 use common::{build_dir, library};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 /// One plugin of each stage kind, loaded from their files.
 fn registry() -> Registry {
@@ -321,10 +324,139 @@ fn old_abi_plugin_is_refused_with_both_versions() {
         message.contains("0.0.3") && message.contains(gradcodec::abi::ABI_VERSION),
         "{message}"
     );
+    assert!(message.contains("rebuild the plugin"), "{message}");
     // The good library next to it still loads.
     assert!(registry
         .find(gradcodec::abi::StageKind::QUANTIZER, "raw", None)
         .is_ok());
+}
+
+#[test]
+fn a_plugin_built_against_a_newer_minor_is_refused_naming_both_versions() {
+    let registry = fixture_registry(&["gcfixture_future_abi", "gradcodec_plugin_quantizers"]);
+    assert_eq!(registry.failures().len(), 1, "{:?}", registry.failures());
+    let message = &registry.failures()[0].message;
+    assert!(
+        message.contains("1.99.0")
+            && message.contains(gradcodec::abi::ABI_VERSION)
+            && message.contains("newer"),
+        "{message}"
+    );
+    assert!(registry
+        .find(gradcodec::abi::StageKind::QUANTIZER, "raw", None)
+        .is_ok());
+}
+
+/// The plugin of core/fixtures/abi-1.0, written against the frozen
+/// gradcodec-abi 1.0.0 in a workspace of its own: built once per test run
+/// (offline when the registry cache holds abi_stable, as after building this
+/// workspace) into `<target>/abi-1.0-fixture`.
+fn abi_1_0_fixture() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let manifest =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/abi-1.0/Cargo.toml");
+            let target = build_dir()
+                .parent()
+                .expect("the build directory is inside the target directory")
+                .join("abi-1.0-fixture");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let build = |offline: bool| {
+                let mut command = Command::new(&cargo);
+                command
+                    .args(["build", "--quiet", "--manifest-path"])
+                    .arg(&manifest)
+                    .arg("--target-dir")
+                    .arg(&target)
+                    .env_remove("CARGO_TARGET_DIR");
+                if offline {
+                    command.arg("--offline");
+                }
+                command.output().expect("cargo runs")
+            };
+            let mut output = build(true);
+            if !output.status.success() {
+                output = build(false);
+            }
+            assert!(
+                output.status.success(),
+                "building {} failed:\n{}",
+                manifest.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let library = target.join("debug/libgcfixture_abi_1_0.so");
+            assert!(library.exists(), "{} was not built", library.display());
+            library
+        })
+        .clone()
+}
+
+const FIXTURE_SIGN: &str = "name: abi-1.0-sign\nabout: a quantizer of a plugin built against ABI 1.0, a coder of this build\nstages:\n  - quantizer: { use: fixture-sign }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n";
+
+#[test]
+fn a_plugin_built_against_abi_1_0_loads_and_runs_in_this_host() {
+    let fixture = abi_1_0_fixture();
+    let registry = Registry::discover(&PluginSearch::only(
+        vec![],
+        vec![fixture.clone(), library("gradcodec_plugin_entropy_coders")],
+    ))
+    .unwrap();
+    assert!(
+        registry.failures().is_empty(),
+        "load failures: {:?}",
+        registry.failures()
+    );
+    assert_ne!(
+        gradcodec::abi::ABI_VERSION,
+        "1.0.0",
+        "the host is a later minor"
+    );
+    let old = registry
+        .libraries()
+        .iter()
+        .find(|l| l.path == fixture)
+        .expect("the 1.0 fixture loaded");
+    assert_eq!(old.manifest.abi_version.as_str(), "1.0.0");
+    // Its root module lacks the fields appended after 1.0: read as absent.
+    assert!(old.root.fused_pairs().is_none() && old.root.new_fused().is_none());
+    let current = registry
+        .libraries()
+        .iter()
+        .find(|l| l.path != fixture)
+        .unwrap();
+    assert!(current.root.fused_pairs().is_some() && current.root.new_fused().is_some());
+
+    let pipeline = registry
+        .build(&PipelineSpec::parse(FIXTURE_SIGN, "abi-1.0-sign.yaml").unwrap())
+        .unwrap();
+    let (mut encoder, mut decoder) = (pipeline.encoder(), pipeline.decoder());
+    for round in 0..3 {
+        let original = update(round);
+        let message = encoder.encode(&original).unwrap();
+        let decoded = decoder.decode(&message).unwrap();
+        assert_eq!(&decoded, encoder.last_reconstruction(), "round {round}");
+        // fc.weight went through fixture-sign: the sign of each entry, times
+        // the mean magnitude.
+        let input: Vec<f32> = original.tensors[2].data.iter().copied().collect();
+        let output: Vec<f32> = decoded.tensors[2].data.iter().copied().collect();
+        let mean = input.iter().map(|v| f64::from(v.abs())).sum::<f64>() / input.len() as f64;
+        assert!(mean > 0.0);
+        for (x, y) in input.iter().zip(&output) {
+            assert_eq!(x.is_sign_negative(), y.is_sign_negative(), "round {round}");
+            assert!(
+                (f64::from(y.abs()) - mean).abs() <= mean * 1e-6,
+                "round {round}: |{y}| is not the mean magnitude {mean}"
+            );
+        }
+        // The tiny bias is sent raw, so it is exact.
+        assert_eq!(decoded.tensors[1], original.tensors[1]);
+    }
+    // A corrupt message is refused, the stream goes on.
+    let mut message = encoder.encode(&update(9)).unwrap();
+    let last = message.len() - 1;
+    message[last] ^= 0xFF;
+    assert!(decoder.decode(&message).is_err());
 }
 
 fn faulty_spec(kind_line: &str) -> String {
