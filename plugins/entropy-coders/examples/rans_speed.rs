@@ -84,7 +84,14 @@ fn main() {
         );
     };
     for precision in [None, Some(12)] {
-        let mut rans = Rans::new(RansConfig { precision }, &tensor).expect("rans");
+        let mut rans = Rans::new(
+            RansConfig {
+                precision,
+                ..RansConfig::default()
+            },
+            &tensor,
+        )
+        .expect("rans");
         let name = match precision {
             None => {
                 let mut histogram = vec![0u64; 33];

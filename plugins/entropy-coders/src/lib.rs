@@ -8,7 +8,8 @@
 //! - [`elias_gamma::EliasGamma`]: Elias gamma codes of position gaps or values;
 //! - [`golomb_rice::GolombRice`]: Rice codes with a per-stream parameter;
 //! - [`rans::Rans`]: fast static rANS with interleaved states (alphabets up to
-//!   4096);
+//!   4096), with an empirical model (table sent) or the parametric model the
+//!   quantizer derives (CO3);
 //! - [`zstd_coder::Zstd`]: byte packing plus Zstandard, the generic baseline.
 //!
 //! [`bits`] is their bit I/O (LSB-first for most, MSB-first for Huffman) with
@@ -41,7 +42,7 @@ gradcodec_sdk::export_plugin! {
         zstd_coder::Zstd,
     ],
 }
-// The kit again for the other Huffman and ANS models, rANS precisions and zstd levels.
+// The kit again for the other Huffman, ANS and rANS models, rANS precisions and zstd levels.
 gradcodec_sdk::conformance_test! {
     ENTROPY_CODER: [
         ("huffman", r#"{"model": "parametric"}"#),
@@ -50,6 +51,8 @@ gradcodec_sdk::conformance_test! {
         ("rans", "{}"),
         ("rans", r#"{"precision": 10}"#),
         ("rans", r#"{"precision": 15}"#),
+        ("rans", r#"{"model": "parametric"}"#),
+        ("rans", r#"{"model": "parametric", "precision": 10}"#),
         ("zstd", r#"{"level": -5}"#),
         ("zstd", r#"{"level": 19}"#),
     ],

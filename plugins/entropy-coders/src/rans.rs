@@ -1,17 +1,35 @@
 //! `rans`: a fast static rANS coder with interleaved states, for symbol streams
-//! of alphabets up to 4096 (quantization levels).
+//! of alphabets up to 4096 (quantization levels), with an empirical or a
+//! parametric model.
 //!
-//! **Model.** Static, two passes: the encoder counts the stream's histogram,
-//! quantizes it to frequencies `f_s >= 1` (every used symbol) summing to
-//! `M = 2^precision`, choosing them to minimize the coded size, and sends them
-//! as a compact table (used symbols as Elias-gamma gaps, frequencies as
-//! Exp-Golomb codes whose order follows the previous frequency; exact layout in
-//! [`crate::rans_table`]). `precision` (10..=15) may be fixed by the
-//! parameters; by default it is chosen per stream: the one of 10..=12 that
-//! minimizes table plus payload bits, or of 13..=15 when that saves more than
-//! 0.1% (decoding tables above 2^12 slots leave the L1 cache and decode
-//! slower). A stream with one distinct symbol sends only the table, an empty
-//! stream zero bytes.
+//! **Model.** Static; where the frequencies `f_s` (summing to
+//! `M = 2^precision`) come from is the `model` parameter:
+//!
+//! - `model: empirical` (the default) — two passes: the encoder counts the
+//!   stream's histogram, quantizes it to frequencies `f_s >= 1` (every used
+//!   symbol), choosing them to minimize the coded size, and sends them as a
+//!   compact table (used symbols as Elias-gamma gaps, frequencies as Exp-Golomb
+//!   codes whose order follows the previous frequency; exact layout in
+//!   [`crate::rans_table`]). `precision` (10..=15) may be fixed by the
+//!   parameters; by default it is chosen per stream: the one of 10..=12 that
+//!   minimizes table plus payload bits, or of 13..=15 when that saves more than
+//!   0.1% (decoding tables above 2^12 slots leave the L1 cache and decode
+//!   slower). A stream with one distinct symbol sends only the table, an empty
+//!   stream zero bytes.
+//! - `model: parametric` — the table is derived from `stream.model`, the pmf
+//!   that the quantizer derives from its side info (e.g. the fitted GenNorm
+//!   mass of every fp4 cell in CO3), the same way on both ends, so nothing
+//!   but the coded states and words is sent. Every symbol of the alphabet gets
+//!   a frequency >= 1, even one the model deems (nearly) impossible; the pmf is
+//!   normalized in f64 (correctly rounded operations only) to integer weights
+//!   and quantized to `M` in integer arithmetic ([`rans_table::from_model`]),
+//!   so every platform builds the same table. `precision` is 12 by default,
+//!   raised to `⌈log₂ alphabet⌉ + 3` (at most 15), or as given (raised to
+//!   `⌈log₂ alphabet⌉`). A one-symbol alphabet codes to zero bytes. A stream
+//!   without a model is refused as unsupported, a model that is not a pmf of
+//!   the alphabet as invalid input (corrupt data when decoding). Unlike
+//!   `huffman`'s whole bits, this costs the model's cross-entropy plus the
+//!   final states (8 or 32 bytes a stream).
 //!
 //! **Coder.** Four rANS states (64-bit, normalized to `[2^31, 2^63)`, 32-bit
 //! renormalization words, as in ryg_rans's `rans64`) take symbols round-robin
@@ -24,8 +42,9 @@
 //! the symbol, `f_s` and `slot - cum_s`, and `x' = f_s·⌊x / M⌋ + slot - cum_s`,
 //! then at most one 32-bit word is read (branch-free).
 //!
-//! **Layout.** The table (bit-packed, zero padded to a byte); then, unless one
-//! symbol is used, the final encoder states (four, or one below 4096 symbols) (u64, little-endian) and the
+//! **Layout.** The table (bit-packed, zero padded to a byte; `empirical`
+//! only); then, unless the table has one symbol, the final encoder states
+//! (four, or one below 4096 symbols; u64, little-endian) and the
 //! renormalization words (u32, little-endian) in decoding order. The decoder
 //! rejects bad tables, symbols outside the alphabet, a payload that is not whole
 //! words, counts that the payload cannot hold (each symbol costs at least
@@ -39,17 +58,20 @@
 //! Methods: Duda, "Asymmetric numeral systems: entropy coding combining speed
 //! of Huffman coding with compression rate of arithmetic coding", 2013;
 //! Giesen, "Interleaved entropy coders", 2014, and ryg_rans (2014);
-//! Alverson, "Integer division using reciprocals", 1991.
+//! Alverson, "Integer division using reciprocals", 1991; the parametric model:
+//! CO3, Chen, Hernandez, Huang, Rini, 2022-2023.
 //!
 //! ```yaml
 //! - entropy-coder: { use: rans }
 //! - entropy-coder: { use: rans, params: { precision: 12 } }
+//! - entropy-coder: { use: rans, params: { model: parametric } }
 //! ```
 
 use crate::bits::{BitReader, BitWriter};
-use crate::common::is_positions;
+use crate::common::{ceil_log2, is_positions};
 use crate::rans_table::{self, Table, MAX_PRECISION, MIN_PRECISION};
 use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::StageError;
 use serde::{Deserialize, Serialize};
 
 /// Largest alphabet coded.
@@ -76,15 +98,40 @@ fn lanes_for(count: u64) -> usize {
     }
 }
 
+/// Where the frequency table comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RansModel {
+    /// The stream's histogram, quantized and sent as a compact table.
+    #[default]
+    Empirical,
+    /// `stream.model` from the quantizer's side info; only the coded states
+    /// and words are sent.
+    Parametric,
+}
+
+impl RansModel {
+    fn is_empirical(&self) -> bool {
+        *self == RansModel::Empirical
+    }
+}
+
 /// Parameters of `rans`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RansConfig {
-    /// Probability bits, 10..=15. Absent: chosen per stream, the best of
-    /// 10..=12 for table plus payload bits, or of 13..=15 when that saves more
-    /// than 0.1%. Raised when there are more used symbols than 2^precision.
+    /// Probability bits, 10..=15. Absent: chosen per stream (empirical: the
+    /// best of 10..=12 for table plus payload bits, or of 13..=15 when that
+    /// saves more than 0.1%; parametric: 12, raised to `⌈log₂ alphabet⌉ + 3`
+    /// up to 15). Raised when there are more used symbols (empirical) or
+    /// alphabet symbols (parametric) than 2^precision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<u32>,
+    /// `empirical` (default: the stream's histogram, table sent) or
+    /// `parametric` (the quantizer's model, nothing but the payload sent).
+    /// Omitted from the canonical config when `empirical`.
+    #[serde(default, skip_serializing_if = "RansModel::is_empirical")]
+    pub model: RansModel,
 }
 
 impl StageConfig for RansConfig {
@@ -103,6 +150,7 @@ impl StageConfig for RansConfig {
 /// The interleaved static rANS coder.
 pub struct Rans {
     precision: Option<u32>,
+    model: RansModel,
 }
 
 impl Stage for Rans {
@@ -110,10 +158,13 @@ impl Stage for Rans {
     const INFO: StageInfo = StageInfo::new(
         "rans",
         "Static rANS (Duda 2013) with four interleaved 64-bit states (Giesen 2014; \
-              ryg_rans) for alphabets up to 4096: histogram quantized to 2^precision \
-              (10..=15; by default chosen per stream) and sent as a compact table, \
-              reciprocal-based encoder, table-lookup decoder. Positions streams and larger \
-              alphabets are unsupported.",
+              ryg_rans) for alphabets up to 4096, reciprocal-based encoder, table-lookup \
+              decoder. model: empirical (default) quantizes the stream's histogram to \
+              2^precision (10..=15; by default chosen per stream) and sends it as a compact \
+              table; model: parametric derives the table from the stream's model (e.g. the \
+              GenNorm cell masses of CO3, Chen-Hernandez-Huang-Rini 2022-2023) and sends \
+              only the coded states and words. Positions streams and larger alphabets are \
+              unsupported.",
     )
     .with_example(r#"{"precision": 12}"#)
     .with_flags(StageFlags::LOSSLESS);
@@ -121,6 +172,7 @@ impl Stage for Rans {
     fn new(config: RansConfig, _tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {
             precision: config.precision,
+            model: config.model,
         })
     }
 }
@@ -159,6 +211,44 @@ fn histogram(symbols: &[u32], alphabet: usize) -> SdkResult<Vec<u64>> {
         partial.get_mut(s as usize).ok_or_else(|| outside(s))?[0] += 1;
     }
     Ok(partial.iter().map(|p| p.iter().sum()).collect())
+}
+
+/// The table of a parametric stream, from `stream.model` (both ends): refuses
+/// a stream without a model (unsupported) and a model that is not a pmf over
+/// the alphabet (`bad`: invalid input when encoding, corrupt when decoding).
+fn parametric_table(
+    stream: &SymbolStream,
+    precision: Option<u32>,
+    bad: fn(String) -> StageError,
+) -> SdkResult<Table> {
+    if stream.model.is_empty() {
+        return Err(unsupported(
+            "rans (parametric): the stream has no model; use model: empirical or a quantizer \
+             that derives a model from its side info",
+        ));
+    }
+    if stream.model.len() as u64 != stream.alphabet_size {
+        return Err(bad(format!(
+            "rans (parametric): model has {} entries for an alphabet of {}",
+            stream.model.len(),
+            stream.alphabet_size
+        )));
+    }
+    let lowest = ceil_log2(stream.alphabet_size);
+    let precision = match precision {
+        Some(p) => p.max(lowest).min(MAX_PRECISION),
+        None => rans_table::parametric_precision(stream.alphabet_size),
+    };
+    rans_table::from_model(&stream.model, precision)
+        .map_err(|err| bad(format!("rans (parametric): {err}")))
+}
+
+/// Fails (invalid input) on a symbol outside `0..alphabet`.
+fn check_alphabet(symbols: &[u32], alphabet: u64) -> SdkResult<()> {
+    match symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+        Some(bad) => Err(invalid_input(format!("symbol {bad} outside 0..{alphabet}"))),
+        None => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -408,9 +498,48 @@ fn decode_payload<const N: usize>(payload: &[u8], table: &Table, out: &mut [u32]
     })
 }
 
+/// Codes `symbols` (all in the table, at least two entries) with `table`.
+fn encode_with(symbols: &[u32], table: &Table, out: &mut RVec<u8>) {
+    match lanes_for(symbols.len() as u64) {
+        1 => encode_payload::<1>(symbols, table, out),
+        _ => encode_payload::<LANES>(symbols, table, out),
+    }
+}
+
+/// Decodes `count` (> 0) symbols coded with `table` (at least two entries)
+/// from `payload`, refusing counts it cannot hold before allocating.
+fn decode_with(payload: &[u8], table: &Table, count: u64) -> SdkResult<Vec<u32>> {
+    let lanes = lanes_for(count);
+    let words = payload.len().saturating_sub(state_bytes(lanes)) / 4;
+    let limit = max_count(words, table.max_frequency(), table.precision, lanes);
+    ensure_data(count <= limit, || {
+        format!(
+            "rans: {count} symbols cannot fit in {} payload bytes",
+            payload.len()
+        )
+    })?;
+    let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
+    let mut symbols = vec![0u32; count];
+    match lanes {
+        1 => decode_payload::<1>(payload, table, &mut symbols)?,
+        _ => decode_payload::<LANES>(payload, table, &mut symbols)?,
+    }
+    Ok(symbols)
+}
+
 impl EntropyCoder for Rans {
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
         check_stream(stream)?;
+        if self.model == RansModel::Parametric {
+            // Refuse a stream without a model even when it is empty.
+            let table = parametric_table(stream, self.precision, invalid_input)?;
+            check_alphabet(&stream.symbols, stream.alphabet_size)?;
+            // A one-symbol alphabet codes to nothing: the count says it all.
+            if !stream.symbols.is_empty() && table.entries.len() >= 2 {
+                encode_with(&stream.symbols, &table, out);
+            }
+            return Ok(());
+        }
         if stream.symbols.is_empty() {
             return Ok(());
         }
@@ -421,25 +550,31 @@ impl EntropyCoder for Rans {
         rans_table::write(&table, &mut writer);
         out.extend_from_slice(&writer.finish());
         if table.entries.len() >= 2 {
-            match lanes_for(stream.symbols.len() as u64) {
-                1 => encode_payload::<1>(&stream.symbols, &table, out),
-                _ => encode_payload::<LANES>(&stream.symbols, &table, out),
-            }
+            encode_with(&stream.symbols, &table, out);
         }
         Ok(())
     }
 
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()> {
         check_stream(stream)?;
+        let parametric = match self.model {
+            RansModel::Parametric => Some(parametric_table(stream, self.precision, corrupt)?),
+            RansModel::Empirical => None,
+        };
         stream.symbols.clear();
         if count == 0 {
             return ensure_data(bytes.is_empty(), || {
                 "rans: bytes for an empty stream".into()
             });
         }
-        let mut reader = BitReader::new(bytes);
-        let table = rans_table::read(&mut reader, stream.alphabet_size)?;
-        let payload = &bytes[reader.byte_position()..];
+        let (table, payload) = match parametric {
+            Some(table) => (table, bytes),
+            None => {
+                let mut reader = BitReader::new(bytes);
+                let table = rans_table::read(&mut reader, stream.alphabet_size)?;
+                (table, &bytes[reader.byte_position()..])
+            }
+        };
         if let [(symbol, _)] = table.entries[..] {
             ensure_data(payload.is_empty(), || {
                 format!("rans: {} bytes after a one-symbol table", payload.len())
@@ -448,22 +583,7 @@ impl EntropyCoder for Rans {
             stream.symbols = vec![symbol; count].into();
             return Ok(());
         }
-        let lanes = lanes_for(count);
-        let words = payload.len().saturating_sub(state_bytes(lanes)) / 4;
-        let limit = max_count(words, table.max_frequency(), table.precision, lanes);
-        ensure_data(count <= limit, || {
-            format!(
-                "rans: {count} symbols cannot fit in {} payload bytes",
-                payload.len()
-            )
-        })?;
-        let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
-        let mut symbols = vec![0u32; count];
-        match lanes {
-            1 => decode_payload::<1>(payload, &table, &mut symbols)?,
-            _ => decode_payload::<LANES>(payload, &table, &mut symbols)?,
-        }
-        stream.symbols = symbols.into();
+        stream.symbols = decode_with(payload, &table, count)?.into();
         Ok(())
     }
 }

@@ -7,7 +7,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn coder(precision: Option<u32>) -> Rans {
-    Rans { precision }
+    Rans {
+        precision,
+        model: RansModel::Empirical,
+    }
 }
 
 fn values(alphabet: u64, symbols: Vec<u32>) -> SymbolStream {
@@ -340,4 +343,312 @@ fn count_bound_admits_every_encodable_stream() {
     }
     // A near-uniform table gives a tight bound: ~log2(M/f_max) bits a symbol.
     assert!(max_count(10, 512, 10, LANES) <= 32 * 14 + LANES as u64 + 1);
+}
+
+// ---------------------------------------------------------------------------
+// model: parametric
+
+fn parametric(precision: Option<u32>) -> Rans {
+    Rans {
+        precision,
+        model: RansModel::Parametric,
+    }
+}
+
+/// A stream of `n` symbols drawn from `pmf`, carrying `pmf` as its model.
+fn modelled(pmf: &[f32], n: usize, seed: u64) -> SymbolStream {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let total: f64 = pmf.iter().map(|p| f64::from(*p)).sum();
+    let cdf: Vec<f64> = pmf
+        .iter()
+        .scan(0.0, |acc, p| {
+            *acc += f64::from(*p) / total;
+            Some(*acc)
+        })
+        .collect();
+    let symbols = (0..n)
+        .map(|_| {
+            let u: f64 = rng.random();
+            cdf.iter().position(|c| u < *c).unwrap_or(pmf.len() - 1) as u32
+        })
+        .collect();
+    let mut stream = values(pmf.len() as u64, symbols);
+    stream.model = pmf.to_vec().into();
+    stream
+}
+
+fn decode_parametric(
+    precision: Option<u32>,
+    stream: &SymbolStream,
+    bytes: &[u8],
+    count: u64,
+) -> SdkResult<Vec<u32>> {
+    let mut back = SymbolStream {
+        symbols: vec![7; 3].into(),
+        ..stream.clone()
+    };
+    parametric(precision).decode(bytes, count, &mut back)?;
+    assert_eq!(back.symbols.len() as u64, count, "decoded count");
+    assert!(back
+        .symbols
+        .iter()
+        .all(|s| u64::from(*s) < stream.alphabet_size));
+    Ok(back.symbols.to_vec())
+}
+
+fn parametric_round_trip(precision: Option<u32>, stream: &SymbolStream) -> RVec<u8> {
+    let mut bytes = RVec::new();
+    parametric(precision).encode(stream, &mut bytes).unwrap();
+    let back = decode_parametric(precision, stream, &bytes, stream.symbols.len() as u64).unwrap();
+    assert_eq!(back, stream.symbols.as_slice(), "parametric round trip");
+    bytes
+}
+
+/// `Σ -log₂ q(s)` of the symbols under the table's probabilities `f/M`.
+fn table_bits(table: &Table, symbols: &[u32]) -> f64 {
+    let m = f64::from(1u32 << table.precision);
+    symbols
+        .iter()
+        .map(|s| (m / f64::from(table.entries[*s as usize].1)).log2())
+        .sum()
+}
+
+/// GenNorm-like fp4 cell masses (15 levels, sign in the alphabet).
+fn fp4_like() -> Vec<f32> {
+    let half = [0.30f32, 0.12, 0.08, 0.05, 0.02, 0.008, 0.002, 0.0004];
+    let mut pmf: Vec<f32> = half[1..].iter().rev().copied().collect();
+    pmf.extend_from_slice(&half);
+    pmf
+}
+
+#[test]
+fn parametric_round_trips_and_costs_the_model_cross_entropy_plus_the_states() {
+    let mut geometric: Vec<f32> = (0..300).map(|i| 0.97f32.powi(i)).collect();
+    geometric[17] = 1e-30; // a symbol the model deems (nearly) impossible
+    let cases: Vec<(&str, Vec<f32>)> = vec![
+        ("binary", vec![0.9, 0.1]),
+        ("binary skewed", vec![0.001, 0.999]),
+        ("ternary", vec![0.25, 0.5, 0.25]),
+        ("fp4-like", fp4_like()),
+        ("geometric 300", geometric),
+        ("uniform 4096", vec![1.0; 4096]),
+    ];
+    for (name, pmf) in cases {
+        for n in [1, 5, 4095, 4096, 50_000] {
+            let stream = modelled(&pmf, n, n as u64);
+            for precision in [None, Some(10), Some(15)] {
+                let bytes = parametric_round_trip(precision, &stream);
+                // Nothing but the states and the words: within the model's
+                // cross-entropy plus the state bytes and one word.
+                let table = parametric_table(&stream, precision, invalid_input).unwrap();
+                let ideal = table_bits(&table, &stream.symbols);
+                let lanes = lanes_for(n as u64);
+                let bits = bytes.len() as f64 * 8.0;
+                assert!(
+                    bits <= ideal + 64.0 * lanes as f64 + 32.0,
+                    "{name} n {n} {precision:?}: {bits} bits, ideal {ideal:.1}"
+                );
+                assert!(bits >= ideal, "{name} n {n}: {bits} < {ideal}");
+            }
+        }
+    }
+}
+
+#[test]
+fn parametric_is_within_one_percent_of_the_entropy_when_the_model_is_right() {
+    let n = 1_000_000;
+    for (name, pmf) in [("fp4-like", fp4_like()), ("ternary", vec![0.05, 0.9, 0.05])] {
+        let stream = modelled(&pmf, n, 11);
+        let bytes = parametric_round_trip(None, &stream);
+        let h = entropy(&stream.symbols);
+        let overhead = bytes.len() as f64 * 8.0 / n as f64 / h - 1.0;
+        eprintln!("rans parametric, {name}: {:+.3}% over H0", overhead * 100.0);
+        assert!(overhead < 0.01, "{name}: {overhead}");
+    }
+}
+
+#[test]
+fn parametric_one_and_two_symbol_alphabets_and_empty_streams() {
+    // A one-symbol alphabet codes to nothing; bytes for it are refused.
+    let mut single = values(1, vec![0; 300]);
+    single.model = vec![1.0].into();
+    assert!(parametric_round_trip(None, &single).is_empty());
+    assert!(decode_parametric(None, &single, &[0], 300).is_err());
+    // Two symbols, one of them with zero model mass, still code.
+    let mut binary = values(2, vec![0, 1, 1, 0, 1]);
+    binary.model = vec![0.0, 1.0].into();
+    parametric_round_trip(None, &binary);
+    for len in 1..=13 {
+        let mut short = values(2, (0..len).map(|i| (i % 3 == 0) as u32).collect());
+        short.model = vec![0.3, 0.7].into();
+        parametric_round_trip(Some(10), &short);
+    }
+    // Empty: zero bytes, and bytes for an empty stream are refused.
+    let mut empty = values(3, Vec::new());
+    empty.model = vec![0.2, 0.3, 0.5].into();
+    assert!(parametric_round_trip(None, &empty).is_empty());
+    assert!(decode_parametric(None, &empty, &[0], 0).is_err());
+}
+
+#[test]
+fn parametric_needs_a_model_that_is_a_pmf_of_the_alphabet() {
+    let mut stream = values(4, vec![0, 1, 2, 3, 0]);
+    // No model: unsupported, on both ends, even for an empty stream.
+    let error = parametric(None)
+        .encode(&stream, &mut RVec::new())
+        .unwrap_err();
+    assert_eq!(code(&error), ErrorCode::UNSUPPORTED);
+    assert!(error.message.contains("no model"), "{}", error.message);
+    let mut back = values(4, Vec::new());
+    let error = parametric(None).decode(&[], 0, &mut back).unwrap_err();
+    assert_eq!(code(&error), ErrorCode::UNSUPPORTED);
+    // Wrong length, negative, non-finite or all-zero models are refused.
+    for bad in [
+        vec![0.5f32, 0.5],
+        vec![0.5, -0.1, 0.3, 0.3],
+        vec![0.5, f32::NAN, 0.3, 0.2],
+        vec![0.5, f32::INFINITY, 0.3, 0.2],
+        vec![0.0; 4],
+    ] {
+        stream.model = bad.clone().into();
+        let error = parametric(None)
+            .encode(&stream, &mut RVec::new())
+            .unwrap_err();
+        assert_eq!(code(&error), ErrorCode::INVALID_INPUT, "{bad:?}");
+        let mut target = stream.clone();
+        let error = parametric(None)
+            .decode(&[0; 12], 5, &mut target)
+            .unwrap_err();
+        assert_eq!(code(&error), ErrorCode::CORRUPT_DATA, "{bad:?}");
+    }
+    // Symbols outside the alphabet are refused.
+    stream.model = vec![0.25; 4].into();
+    stream.symbols = vec![0, 4].into();
+    let error = parametric(None)
+        .encode(&stream, &mut RVec::new())
+        .unwrap_err();
+    assert_eq!(code(&error), ErrorCode::INVALID_INPUT);
+    // Positions and large alphabets stay unsupported.
+    let mut wide = values(MAX_ALPHABET + 1, vec![0, 1]);
+    wide.model = vec![1.0; MAX_ALPHABET as usize + 1].into();
+    let error = parametric(None)
+        .encode(&wide, &mut RVec::new())
+        .unwrap_err();
+    assert_eq!(code(&error), ErrorCode::UNSUPPORTED);
+}
+
+#[test]
+fn parametric_corrupt_truncated_and_padded_inputs_are_errors_never_panics() {
+    for n in [203, INTERLEAVE_MIN as usize + 5] {
+        let stream = modelled(&fp4_like(), n, 5);
+        let bytes = parametric_round_trip(None, &stream).to_vec();
+        let count = n as u64;
+        for len in 0..bytes.len() {
+            assert!(
+                decode_parametric(None, &stream, &bytes[..len], count).is_err(),
+                "truncated to {len} bytes"
+            );
+        }
+        for extra in 1..=9 {
+            let mut padded = bytes.clone();
+            padded.extend((0..extra).map(|i| i as u8 * 31));
+            assert!(
+                decode_parametric(None, &stream, &padded, count).is_err(),
+                "{extra} extra"
+            );
+        }
+        let mut accepted = 0;
+        for index in 0..bytes.len() {
+            for flip in [0x01u8, 0x10, 0x80, 0xFF] {
+                let mut bad = bytes.clone();
+                bad[index] ^= flip;
+                if let Ok(back) = decode_parametric(None, &stream, &bad, count) {
+                    accepted += 1;
+                    assert_ne!(back, stream.symbols.as_slice());
+                }
+            }
+        }
+        assert!(accepted <= 4, "{accepted} corruptions accepted");
+        // Wrong counts, and a huge one refused before allocating.
+        assert!(decode_parametric(None, &stream, &bytes, count - 1).is_err());
+        assert!(decode_parametric(None, &stream, &bytes, count + 1).is_err());
+        let mut target = SymbolStream {
+            symbols: RVec::new(),
+            ..stream.clone()
+        };
+        assert!(parametric(None)
+            .decode(&bytes, 1 << 40, &mut target)
+            .is_err());
+        assert_eq!(target.symbols.capacity(), 0);
+        // Random garbage of every length up to 100 bytes (decode_parametric
+        // checks the count and the alphabet of any Ok result).
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for len in 0..100 {
+            let garbage: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let _ = decode_parametric(None, &stream, &garbage, count);
+            let _ = decode_parametric(None, &stream, &garbage, 1);
+        }
+    }
+}
+
+#[test]
+fn parametric_random_models_round_trip() {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    for round in 0..150 {
+        let alphabet: usize = match round % 3 {
+            0 => rng.random_range(1..=4),
+            1 => rng.random_range(1..=64),
+            _ => rng.random_range(1..=MAX_ALPHABET as usize),
+        };
+        let skew: f64 = rng.random_range(0.0..30.0);
+        let mut pmf: Vec<f32> = (0..alphabet)
+            .map(|_| rng.random::<f64>().powf(skew) as f32)
+            .collect();
+        pmf[rng.random_range(0..alphabet)] += 0.01;
+        let n = match round % 4 {
+            0 => rng.random_range(0..10),
+            1 => rng.random_range(0..5000),
+            _ => rng.random_range(0..30_000),
+        };
+        // Symbols from the model, with a few the model deems unlikely.
+        let mut stream = modelled(&pmf, n, round);
+        let mut symbols = stream.symbols.to_vec();
+        for _ in 0..n / 100 {
+            let at = rng.random_range(0..n);
+            symbols[at] = rng.random_range(0..alphabet) as u32;
+        }
+        stream.symbols = symbols.into();
+        let precision = match round % 2 {
+            0 => None,
+            _ => Some(rng.random_range(MIN_PRECISION..=MAX_PRECISION)),
+        };
+        parametric_round_trip(precision, &stream);
+    }
+}
+
+#[test]
+fn model_config_defaults_to_empirical_and_stays_out_of_the_canonical_config() {
+    let default = parse_config::<RansConfig>("{}").unwrap();
+    assert_eq!(default.model, RansModel::Empirical);
+    assert_eq!(
+        gradcodec_sdk::config::canonical_json(&default).unwrap(),
+        "{}"
+    );
+    let explicit = parse_config::<RansConfig>(r#"{"model": "empirical"}"#).unwrap();
+    assert_eq!(
+        gradcodec_sdk::config::canonical_json(&explicit).unwrap(),
+        "{}"
+    );
+    let with_precision = parse_config::<RansConfig>(r#"{"precision": 12}"#).unwrap();
+    assert_eq!(
+        gradcodec_sdk::config::canonical_json(&with_precision).unwrap(),
+        r#"{"precision":12}"#
+    );
+    let config = parse_config::<RansConfig>(r#"{"model": "parametric"}"#).unwrap();
+    assert_eq!(config.model, RansModel::Parametric);
+    assert_eq!(
+        gradcodec_sdk::config::canonical_json(&config).unwrap(),
+        r#"{"model":"parametric"}"#
+    );
+    assert!(parse_config::<RansConfig>(r#"{"model": "adaptive"}"#).is_err());
 }
