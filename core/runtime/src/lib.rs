@@ -19,6 +19,7 @@ pub mod bench;
 pub mod container;
 mod engine;
 mod error;
+pub mod fused;
 mod layout;
 pub mod loader;
 pub mod metrics;

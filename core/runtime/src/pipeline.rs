@@ -33,6 +33,10 @@ pub struct ResolvedStage {
     pub roles: Vec<StreamRole>,
     /// The library file.
     pub library_path: PathBuf,
+    /// The library's manifest name.
+    pub library: String,
+    /// The library's version.
+    pub library_version: String,
     root: PluginRootRef,
 }
 
@@ -51,6 +55,8 @@ impl ResolvedStage {
             config,
             roles,
             library_path: found.library.path.clone(),
+            library: found.library.manifest.library.to_string(),
+            library_version: found.library.manifest.library_version.to_string(),
             root: found.library.root,
         }
     }
@@ -198,6 +204,7 @@ pub struct Pipeline {
     stages: Vec<ResolvedStage>,
     uncompressed_below: u64,
     block_entries: Option<u64>,
+    fused: Option<crate::fused::FusedFactory>,
     codec_json: String,
     embedded_json: String,
     fingerprint: u64,
@@ -240,6 +247,7 @@ impl Pipeline {
             stages,
             uncompressed_below,
             block_entries,
+            fused: None,
             codec_json,
             embedded_json,
             fingerprint,
@@ -324,6 +332,17 @@ impl Pipeline {
         self.coders()
             .position(|c| c.roles.contains(&role))
             .or_else(|| self.coders().position(|c| c.roles.is_empty()))
+    }
+
+    /// Uses `fused` for the quantizer and coder (see [`crate::fused`]).
+    pub(crate) fn with_fused(mut self, fused: Option<crate::fused::FusedFactory>) -> Self {
+        self.fused = fused;
+        self
+    }
+
+    /// The fused pair the quantizer and coder run as, when a library offers one.
+    pub fn fused(&self) -> Option<&crate::fused::FusedFactory> {
+        self.fused.as_ref()
     }
 
     /// Tensors of more entries are cut into blocks of about this many

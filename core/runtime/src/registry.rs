@@ -2,6 +2,7 @@
 //! version, and the resolution of specs into pipelines.
 
 use crate::error::{Error, Result};
+use crate::fused::{FusedFactory, OfferedFusedPair};
 use crate::loader::{load_library, LoadedLibrary, PluginSearch};
 use crate::pipeline::{CanonicalPipeline, Pipeline, ResolvedStage};
 use crate::spec::PipelineSpec;
@@ -202,6 +203,7 @@ impl Registry {
             })?;
             stages.push(ResolvedStage::new(found, config, stage.roles.clone()));
         }
+        let fused = self.fused_for(&stages);
         Ok(Arc::new(
             Pipeline::new(
                 spec.name.clone(),
@@ -210,8 +212,19 @@ impl Registry {
                 spec.uncompressed_below,
                 spec.block_entries,
             )?
-            .with_meant_for(spec.meant_for),
+            .with_meant_for(spec.meant_for)
+            .with_fused(fused),
         ))
+    }
+
+    /// The fused pair a pipeline of `stages` may use (see [`crate::fused`]).
+    fn fused_for(&self, stages: &[ResolvedStage]) -> Option<FusedFactory> {
+        FusedFactory::find(&self.libraries, stages)
+    }
+
+    /// Every fused pair the loaded libraries offer.
+    pub fn fused_pairs(&self) -> Vec<OfferedFusedPair> {
+        crate::fused::offered(&self.libraries)
     }
 
     /// Rebuilds a pipeline from its canonical form (as embedded in messages):
@@ -265,13 +278,15 @@ impl Registry {
                 .collect::<Result<Vec<_>>>()?;
             stages.push(ResolvedStage::new(found, config, roles));
         }
+        let fused = self.fused_for(&stages);
         let pipeline = Pipeline::new(
             canonical.name.clone(),
             canonical.about.clone(),
             stages,
             canonical.codec.uncompressed_below,
             canonical.codec.block_entries,
-        )?;
+        )?
+        .with_fused(fused);
         if pipeline.codec_json() != canonical.codec_json()? {
             return Err(Error::Message(
                 "the embedded pipeline is not in canonical form (its stages changed their defaults?)"

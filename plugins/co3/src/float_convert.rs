@@ -234,7 +234,7 @@ pub struct SideInfo {
 pub const SIDE_INFO_BYTES: usize = 16;
 
 impl SideInfo {
-    fn write(&self, out: &mut RVec<u8>) {
+    pub(crate) fn write(&self, out: &mut RVec<u8>) {
         SideInfoWriter::new(out).f32s(&[self.scale, self.beta, self.alpha, self.zero_fraction]);
     }
 
@@ -492,46 +492,62 @@ fn f32_thresholds(edges: &[f64], scale: f64) -> Vec<f32> {
         .collect()
 }
 
-/// Appends the symbol of every `a` in `input` at pre-scale `scale`: the level
-/// nearest to `scale·a` (ties to the smaller magnitude, saturating), exactly
-/// [`FloatFormat::symbol`], as the count of `f32` thresholds below `|a|`.
-fn round_to_symbols(format: &FloatFormat, scale: f64, input: &[f32], out: &mut RVec<u32>) {
-    let rounder = EdgeRounder::new(format);
-    let thresholds = f32_thresholds(rounder.edges(), scale);
-    let zero = format.max_index();
-    match thresholds.len() {
-        0..=8 => round_counting::<8>(&thresholds, zero, input, out),
-        9..=16 => round_counting::<16>(&thresholds, zero, input, out),
-        _ => out.extend_mapped(input, |a| {
-            let k = thresholds.partition_point(|t| *t < a.abs()) as u32;
-            if a < 0.0 {
-                zero - k
-            } else {
-                zero + k
+/// The rounding of one tensor at pre-scale `scale`: the symbol of `a` is the
+/// level nearest to `scale·a` (ties to the smaller magnitude, saturating),
+/// exactly [`FloatFormat::symbol`], as the count of `f32` thresholds below `|a|`.
+pub(crate) struct Rounder {
+    thresholds: Vec<f32>,
+    zero: u32,
+}
+
+impl Rounder {
+    /// The thresholds of `format` at pre-scale `scale`.
+    pub(crate) fn new(format: &FloatFormat, scale: f64) -> Self {
+        let rounder = EdgeRounder::new(format);
+        Self {
+            thresholds: f32_thresholds(rounder.edges(), scale),
+            zero: format.max_index(),
+        }
+    }
+
+    /// Writes the symbol of every `input[i]` into `out[i]` (as long as the shorter).
+    pub(crate) fn fill(&self, input: &[f32], out: &mut [u32]) {
+        let zero = self.zero;
+        match self.thresholds.len() {
+            0..=8 => fill_counting::<8>(&self.thresholds, zero, input, out),
+            9..=16 => fill_counting::<16>(&self.thresholds, zero, input, out),
+            _ => {
+                for (o, &a) in out.iter_mut().zip(input) {
+                    let k = self.thresholds.partition_point(|t| *t < a.abs()) as u32;
+                    *o = if a < 0.0 { zero - k } else { zero + k };
+                }
             }
-        }),
+        }
     }
 }
 
-/// [`round_to_symbols`] for at most `N` thresholds, padded with `+∞` (never
+/// [`Rounder::fill`] for at most `N` thresholds, padded with `+∞` (never
 /// crossed) to a fixed count the compiler unrolls and vectorizes.
-fn round_counting<const N: usize>(
-    thresholds: &[f32],
-    zero: u32,
-    input: &[f32],
-    out: &mut RVec<u32>,
-) {
+fn fill_counting<const N: usize>(thresholds: &[f32], zero: u32, input: &[f32], out: &mut [u32]) {
     let mut padded = [f32::INFINITY; N];
     padded[..thresholds.len()].copy_from_slice(thresholds);
-    out.extend_mapped(input, |a| {
+    for (o, &a) in out.iter_mut().zip(input) {
         let magnitude = a.abs();
         let k: u32 = padded.iter().map(|t| u32::from(magnitude > *t)).sum();
-        if a < 0.0 {
-            zero - k
-        } else {
-            zero + k
-        }
-    });
+        *o = if a < 0.0 { zero - k } else { zero + k };
+    }
+}
+
+/// The reconstruction of every symbol at pre-scale `scale`: `level / s`,
+/// clamped to the f32 range.
+pub(crate) fn level_values(format: &FloatFormat, scale: f32) -> Vec<f32> {
+    let scale = f64::from(scale);
+    let limit = f64::from(f32::MAX);
+    format
+        .signed_levels()
+        .iter()
+        .map(|level| (level / scale).clamp(-limit, limit) as f32)
+        .collect()
 }
 
 /// The float-convert quantizer.
@@ -572,7 +588,31 @@ impl FloatConvert {
         scale.clamp(f64::from(f32::MIN_POSITIVE), f64::from(f32::MAX))
     }
 
-    fn stream(&self, side: &SideInfo) -> SymbolStream {
+    /// The side info of `input`: GenNorm fit of its non-zero entries and the
+    /// pre-scale chosen from it.
+    pub(crate) fn side_info(&self, input: &[f32]) -> SideInfo {
+        let fit = fit_tensor(input, self.family());
+        let beta = fit.shape.clamp(BETA_MIN, BETA_MAX) as f32;
+        let alpha = if fit.scale.is_finite() {
+            fit.scale.min(f64::from(f32::MAX)) as f32
+        } else {
+            0.0
+        };
+        let scale = self.choose_prescale(input, f64::from(beta), f64::from(alpha)) as f32;
+        SideInfo {
+            scale,
+            beta,
+            alpha,
+            zero_fraction: fit.zero_fraction as f32,
+        }
+    }
+
+    /// The tensor's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn stream(&self, side: &SideInfo) -> SymbolStream {
         let mut stream = SymbolStream::new(StreamRole::VALUES, self.format.alphabet_size());
         stream.model = level_model(&self.format, side);
         stream
@@ -608,25 +648,13 @@ impl Quantizer for FloatConvert {
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         out.clear();
-        let fit = fit_tensor(input, self.family());
-        let beta = fit.shape.clamp(BETA_MIN, BETA_MAX) as f32;
-        let alpha = if fit.scale.is_finite() {
-            fit.scale.min(f64::from(f32::MAX)) as f32
-        } else {
-            0.0
-        };
-        let scale = self.choose_prescale(input, f64::from(beta), f64::from(alpha)) as f32;
-        let side = SideInfo {
-            scale,
-            beta,
-            alpha,
-            zero_fraction: fit.zero_fraction as f32,
-        };
+        let side = self.side_info(input);
         side.write(&mut out.side_info);
         let mut stream = self.stream(&side);
-        let scale = f64::from(scale);
-        stream.symbols.reserve(input.len());
-        round_to_symbols(&self.format, scale, input, &mut stream.symbols);
+        let rounder = Rounder::new(&self.format, f64::from(side.scale));
+        stream
+            .symbols
+            .extend_filled(input.len(), |slots| rounder.fill(input, slots));
         out.streams.push(stream);
         Ok(())
     }
@@ -659,14 +687,7 @@ impl Quantizer for FloatConvert {
                 self.len
             )
         })?;
-        let scale = f64::from(side.scale);
-        let limit = f64::from(f32::MAX);
-        let values: Vec<f32> = self
-            .format
-            .signed_levels()
-            .iter()
-            .map(|level| (level / scale).clamp(-limit, limit) as f32)
-            .collect();
+        let values = level_values(&self.format, side.scale);
         let largest = symbols.iter().copied().max().unwrap_or(0);
         if largest as usize >= values.len() {
             return Err(corrupt(format!(
@@ -763,8 +784,8 @@ mod tests {
                     }
                 }
                 input.extend([0.0, -0.0, f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45]);
-                let mut symbols = RVec::new();
-                round_to_symbols(&format, scale, &input, &mut symbols);
+                let mut symbols = vec![0u32; input.len()];
+                Rounder::new(&format, scale).fill(&input, &mut symbols);
                 for (a, symbol) in input.iter().zip(symbols.iter()) {
                     assert_eq!(
                         *symbol,

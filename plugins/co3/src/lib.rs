@@ -6,13 +6,16 @@
 //!
 //! With `memory-decay` (the feedback plugin) and `huffman` with
 //! `model: parametric` (the entropy-coders plugin) it makes the CO3 pipeline;
-//! see `pipelines/co3-fp4.yaml`.
+//! see `pipelines/co3-fp4.yaml`. [`fused::FloatConvertHuffman`] is that
+//! quantizer and `huffman` (parametric) fused into one pass (ABI 1.1).
 
 pub mod float_convert;
 pub mod format;
+pub mod fused;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-co3",
     quantizers: [float_convert::FloatConvert],
+    fused: [fused::FloatConvertHuffman],
 }
 gradcodec_sdk::conformance_test!();

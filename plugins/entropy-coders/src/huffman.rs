@@ -28,6 +28,7 @@
 use crate::bits::msb::{BitReader, BitWriter};
 use crate::bits::{BitSink, BitSource};
 use crate::huffman_code::{code_lengths, CanonicalCode};
+
 use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -89,43 +90,9 @@ fn checked_alphabet(stream: &SymbolStream) -> SdkResult<usize> {
     Ok(stream.alphabet_size as usize)
 }
 
-/// Integer weights of a model pmf; `None` when it is not a pmf.
-fn model_weights(model: &[f32]) -> Option<Vec<u64>> {
-    if model.iter().any(|p| !p.is_finite() || *p < 0.0) {
-        return None;
-    }
-    let total: f64 = model.iter().map(|p| f64::from(*p)).sum();
-    if total <= 0.0 {
-        return None;
-    }
-    let scale = f64::from(1u32 << 30) / total;
-    Some(
-        model
-            .iter()
-            .map(|p| ((f64::from(*p) * scale).round() as u64).max(1))
-            .collect(),
-    )
-}
-
 /// The parametric code of a stream (every symbol of the alphabet has a code).
 fn parametric_code(stream: &SymbolStream, alphabet: usize) -> SdkResult<CanonicalCode> {
-    if stream.model.is_empty() {
-        return Err(unsupported(
-            "huffman (parametric): the stream has no model; use model: empirical or a quantizer \
-             that derives a model from its side info",
-        ));
-    }
-    if stream.model.len() != alphabet {
-        return Err(corrupt(format!(
-            "huffman (parametric): model has {} entries for an alphabet of {alphabet}",
-            stream.model.len()
-        )));
-    }
-    let weights = model_weights(&stream.model)
-        .ok_or_else(|| corrupt("huffman (parametric): the model is not a probability vector"))?;
-    let lengths = code_lengths(&weights);
-    let symbols: Vec<u32> = (0..alphabet as u32).collect();
-    CanonicalCode::new(&symbols, &lengths)
+    gradcodec_coding::parametric::parametric_code(&stream.model, alphabet)
 }
 
 fn check_symbols(stream: &SymbolStream, alphabet: usize) -> SdkResult<()> {
@@ -137,69 +104,7 @@ fn check_symbols(stream: &SymbolStream, alphabet: usize) -> SdkResult<()> {
     }
 }
 
-/// Writes the symbols with `code` (a one-symbol code writes the count instead).
-fn write_symbols(
-    code: &CanonicalCode,
-    alphabet: usize,
-    symbols: &[u32],
-    writer: &mut BitWriter<'_>,
-) {
-    let table = code.encode_table(alphabet);
-    if code.min_length() == 0 {
-        writer.put_gamma(symbols.len() as u64);
-        return;
-    }
-    writer.put_codes(&table, symbols);
-}
-
-/// Reads exactly `count` symbols with `code`, then checks the end of the input.
-fn read_symbols(
-    code: &CanonicalCode,
-    reader: &mut BitReader<'_>,
-    count: u64,
-    out: &mut RVec<u32>,
-) -> SdkResult<()> {
-    out.clear();
-    if code.min_length() == 0 {
-        let stored = reader
-            .get_gamma(63)
-            .map_err(|_| corrupt("huffman: bad symbol count"))?;
-        if stored != count || reader.overrun() {
-            return Err(corrupt(format!(
-                "huffman: the stream holds {stored} symbols, {count} expected"
-            )));
-        }
-        let symbol = code.decoder().decode(reader)?;
-        out.reserve(count as usize);
-        out.resize(out.len() + count as usize, symbol);
-    } else {
-        // Every symbol takes at least `min_length` bits: refuse counts the input
-        // cannot hold before allocating anything.
-        if count.saturating_mul(u64::from(code.min_length())) > reader.remaining() {
-            return Err(corrupt(format!(
-                "huffman: {} bytes cannot hold {count} symbols",
-                reader.total() / 8
-            )));
-        }
-        let decoder = code.bulk_decoder(count);
-        let start = out.len();
-        out.resize(start + count as usize, 0);
-        let slots = &mut out.as_mut_slice()[start..];
-        let (bulk, position) = decoder.decode_bulk(reader.data(), reader.position(), slots)?;
-        *reader = BitReader::at(reader.data(), position);
-        for slot in &mut slots[bulk..] {
-            *slot = decoder.decode(reader)?;
-        }
-    }
-    if !reader.at_clean_end() {
-        return Err(corrupt(if reader.overrun() {
-            "huffman: truncated input".to_string()
-        } else {
-            "huffman: trailing bytes after the last symbol".to_string()
-        }));
-    }
-    Ok(())
-}
+use gradcodec_coding::parametric::{read_symbols, write_symbols};
 
 /// Empirical header: distinct symbols, gaps and lengths.
 fn write_empirical(stream: &SymbolStream, alphabet: usize, out: &mut RVec<u8>) -> SdkResult<()> {

@@ -20,15 +20,17 @@
 
 pub mod ans;
 pub mod bitpack;
-pub mod bits;
 pub mod common;
 pub mod elias_gamma;
 pub mod golomb_rice;
 pub mod huffman;
-mod huffman_code;
 pub mod rans;
 pub mod rans_table;
 pub mod zstd_coder;
+
+/// Bit I/O, shared with the fused pairs of other plugins (`gradcodec-coding`).
+pub use gradcodec_coding::bits;
+use gradcodec_coding::huffman_code;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-entropy-coders",

@@ -41,6 +41,12 @@ impl Decoder {
         }
     }
 
+    /// Runs the pipeline's fused pair when it has one (the default unless
+    /// `GRADCODEC_FUSED=off`), or the composed stages with `false`.
+    pub fn set_fused(&mut self, fused: bool) {
+        self.streams.fused = fused;
+    }
+
     /// Sets the caps checked before any allocation (raising the defaults is
     /// how a receiver of larger updates opts in).
     pub fn set_limits(&mut self, limits: Limits) {
@@ -207,7 +213,7 @@ impl Decoder {
             }
         }
         if failure.is_none() {
-            failure = decode_blocks(&mut jobs, &parsed, &pipeline).err();
+            failure = decode_blocks(&mut jobs, &parsed, &pipeline, self.streams.fused).err();
         }
         // Put the codecs back: existing ones always, new ones only on success.
         let ok = failure.is_none();
@@ -343,6 +349,7 @@ fn decode_blocks(
     jobs: &mut [DecodeJob],
     parsed: &ParsedMessage<'_>,
     pipeline: &Pipeline,
+    fused: bool,
 ) -> Result<()> {
     let mut work: Vec<(usize, &mut BlockCodec, &container::BlockRecord)> = Vec::new();
     for (index, (job, record)) in jobs.iter_mut().zip(&parsed.tensors).enumerate() {
@@ -356,7 +363,7 @@ fn decode_blocks(
         .into_par_iter()
         .map(|(index, block, record)| {
             let ctx = block.context(parsed.round, index);
-            block.decode(&ctx, parsed, record, pipeline)
+            block.decode(&ctx, parsed, record, pipeline, fused)
         })
         .collect();
     results.into_iter().collect()

@@ -55,6 +55,14 @@ impl Encoder {
         self.embed = embed;
     }
 
+    /// Runs the pipeline's fused pair (when it has one; the default unless
+    /// `GRADCODEC_FUSED=off`) or, with `false`, the composed stages. The bytes
+    /// are the same either way; only the composed path leaves the symbols in
+    /// [`Encoder::last_symbol_streams`].
+    pub fn set_fused(&mut self, fused: bool) {
+        self.streams.fused = fused;
+    }
+
     /// Sets the policy for NaN / infinite values.
     pub fn set_non_finite(&mut self, policy: NonFinitePolicy) {
         self.non_finite = policy;
@@ -106,7 +114,8 @@ impl Encoder {
 
     /// The symbol streams of the last message's coded tensors, with each
     /// tensor's name (for measurement, e.g. the zeroth-order entropy of what the
-    /// coders were given). Empty before the first message.
+    /// coders were given). Empty before the first message; the symbol vectors
+    /// are empty where a fused pair ran (see [`Encoder::set_fused`]).
     pub fn last_symbol_streams(&self) -> Vec<(&str, &gradcodec_abi::SymbolStream)> {
         self.stats
             .tensors
@@ -172,6 +181,7 @@ impl Encoder {
             .map(|t| t.data.as_standard_layout())
             .collect();
         let round = self.round;
+        let fused = self.streams.fused;
         let outcomes: Vec<Result<Option<u32>>> = {
             let mut blocks: Vec<(usize, &mut BlockCodec, &[f32])> = Vec::new();
             for (index, job) in jobs.iter_mut().enumerate() {
@@ -189,7 +199,7 @@ impl Encoder {
                 .into_par_iter()
                 .map(|(index, block, x)| {
                     let ctx = block.context(round, index);
-                    block.encode(&ctx, x, &pipeline)
+                    block.encode(&ctx, x, &pipeline, fused)
                 })
                 .collect()
         };
@@ -278,20 +288,25 @@ impl Encoder {
             for block in &codecs.blocks {
                 let quantized = &block.quantized;
                 tensor_stats.side_info_bytes += quantized.side_info.len() as u64;
-                for (stream, bytes) in quantized.streams.iter().zip(&block.coded) {
+                for ((stream, bytes), &count) in quantized
+                    .streams
+                    .iter()
+                    .zip(block.coded.iter())
+                    .zip(&block.symbol_counts)
+                {
                     tensor_stats.streams.push((
                         stream.role.as_str().to_string(),
-                        stream.symbols.len() as u64,
+                        count,
                         bytes.len() as u64,
                     ));
                 }
                 blocks.push(CodedBlock {
                     side_info: &quantized.side_info,
-                    streams: quantized
-                        .streams
+                    streams: block
+                        .symbol_counts
                         .iter()
-                        .zip(&block.coded)
-                        .map(|(s, bytes)| (s.symbols.len() as u64, bytes.as_slice()))
+                        .zip(block.coded.iter())
+                        .map(|(&count, bytes)| (count, bytes.as_slice()))
                         .collect(),
                     model_crc: *checks.next().expect("one model check per block"),
                 });

@@ -56,6 +56,8 @@ impl TensorCodecs {
 pub(crate) struct Streams {
     pub pipeline: Arc<Pipeline>,
     pub codecs: HashMap<String, TensorCodecs>,
+    /// Whether blocks run the pipeline's fused pair, when it has one.
+    pub fused: bool,
 }
 
 impl Streams {
@@ -63,6 +65,7 @@ impl Streams {
         Self {
             pipeline,
             codecs: HashMap::new(),
+            fused: crate::fused::fused_enabled_by_default(),
         }
     }
 

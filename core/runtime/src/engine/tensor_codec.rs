@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use abi_stable::std_types::{RResult, RVec};
 use gradcodec_abi::{
-    CallContext, EntropyCoderBox, ErrorCorrectionBox, PredictorBox, Quantized, QuantizerBox,
-    StageError, StageKind, TensorSpec,
+    CallContext, CodedStream, EntropyCoderBox, ErrorCorrectionBox, FusedBox, FusedEncoded,
+    PredictorBox, Quantized, QuantizerBox, StageError, StageKind, TensorSpec,
 };
 
 /// A stage's result, with the place it failed.
@@ -44,7 +44,14 @@ pub(crate) struct BlockCodec {
     compensated: RVec<f32>,
     pub(super) quantized: Quantized,
     dequantized: RVec<f32>,
-    pub(super) coded: Vec<RVec<u8>>,
+    pub(super) coded: RVec<RVec<u8>>,
+    /// Symbols per stream of the last block coded (the fused path leaves the
+    /// streams' symbol vectors empty).
+    pub(super) symbol_counts: Vec<u64>,
+    /// The fused quantizer + coder, once asked for (see [`crate::fused`]).
+    fused: Option<FusedBox>,
+    fused_tried: bool,
+    fused_out: FusedEncoded,
 }
 
 impl BlockCodec {
@@ -83,7 +90,11 @@ impl BlockCodec {
             compensated: RVec::new(),
             quantized: Quantized::default(),
             dequantized: RVec::new(),
-            coded: Vec::new(),
+            coded: RVec::new(),
+            symbol_counts: Vec::new(),
+            fused: None,
+            fused_tried: false,
+            fused_out: FusedEncoded::default(),
         })
     }
 
@@ -155,8 +166,10 @@ impl BlockCodec {
         ctx: &CallContext,
         x: &[f32],
         pipeline: &Pipeline,
+        fused: bool,
     ) -> Result<Option<u32>> {
         let place = self.place();
+        let fused = fused && self.fused_instance(pipeline)?;
         // r = x - P (without a predictor, r is x itself: no copy).
         if self.predictor.is_some() {
             self.predict(ctx)?;
@@ -185,15 +198,122 @@ impl BlockCodec {
             }
             None => residual,
         };
+        if let (true, Some(instance)) = (fused, self.fused.as_mut()) {
+            Self::encode_fused(
+                ctx,
+                input,
+                &place,
+                instance,
+                &mut self.fused_out,
+                Buffers {
+                    quantized: &mut self.quantized,
+                    coded: &mut self.coded,
+                    dequantized: &mut self.dequantized,
+                    symbol_counts: &mut self.symbol_counts,
+                },
+                self.spec.len(),
+            )?;
+        } else {
+            Self::encode_composed(
+                ctx,
+                input,
+                pipeline,
+                &place,
+                &mut self.quantizer,
+                &mut self.coders,
+                Buffers {
+                    quantized: &mut self.quantized,
+                    coded: &mut self.coded,
+                    dequantized: &mut self.dequantized,
+                    symbol_counts: &mut self.symbol_counts,
+                },
+                self.spec.len(),
+            )?;
+        }
+        self.check_len("the dequantized tensor", self.dequantized.len())?;
+        if let Some(correction) = &mut self.correction {
+            stage_result(
+                || format!("{place}: error feedback"),
+                correction.feedback(ctx, input.into(), self.dequantized.as_slice().into()),
+            )?;
+        }
+        self.commit(ctx)?;
+        Ok(container::model_check(&self.quantized.streams))
+    }
+
+    /// Creates the fused instance on first use; true when there is one.
+    fn fused_instance(&mut self, pipeline: &Pipeline) -> Result<bool> {
+        if !self.fused_tried {
+            self.fused_tried = true;
+            self.fused = match pipeline.fused() {
+                Some(factory) => factory.create(&self.spec)?,
+                None => None,
+            };
+        }
+        Ok(self.fused.is_some())
+    }
+
+    /// Quantize, code and reconstruct in one call of the fused pair.
+    fn encode_fused(
+        ctx: &CallContext,
+        input: &[f32],
+        place: &str,
+        fused: &mut FusedBox,
+        out: &mut FusedEncoded,
+        buffers: Buffers<'_>,
+        len: u64,
+    ) -> Result<()> {
+        stage_result(
+            || format!("{place}: fused quantize + code"),
+            fused.encode(ctx, input.into(), out),
+        )?;
+        let streams = out.quantized.streams.len();
+        if out.symbol_counts.len() != streams || out.coded.len() != streams {
+            return Err(Error::Update(format!(
+                "{place}: the fused pair described {streams} streams but gave {} counts and {} coded streams",
+                out.symbol_counts.len(),
+                out.coded.len()
+            )));
+        }
+        let max_symbols = gradcodec_abi::max_stream_symbols(len);
+        if let Some(count) = out.symbol_counts.iter().find(|&&c| c > max_symbols) {
+            return Err(Error::Update(format!(
+                "{place}: the fused pair emitted {count} symbols in a stream, more than {max_symbols}"
+            )));
+        }
+        // Swap the buffers in: both sides keep their capacity for the next call.
+        std::mem::swap(buffers.quantized, &mut out.quantized);
+        std::mem::swap(buffers.coded, &mut out.coded);
+        std::mem::swap(buffers.dequantized, &mut out.reconstruction);
+        buffers.symbol_counts.clear();
+        buffers.symbol_counts.extend_from_slice(&out.symbol_counts);
+        Ok(())
+    }
+
+    /// The composed chain: quantize, check, entropy-code each stream, dequantize.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_composed(
+        ctx: &CallContext,
+        input: &[f32],
+        pipeline: &Pipeline,
+        place: &str,
+        quantizer: &mut QuantizerBox,
+        coders: &mut [EntropyCoderBox],
+        out: Buffers<'_>,
+        len: u64,
+    ) -> Result<()> {
         stage_result(
             || format!("{place}: quantize"),
-            self.quantizer
-                .quantize(ctx, input.into(), &mut self.quantized),
+            quantizer.quantize(ctx, input.into(), out.quantized),
         )?;
-        self.coded
-            .resize_with(self.quantized.streams.len(), RVec::new);
-        let max_symbols = gradcodec_abi::max_stream_symbols(self.spec.len());
-        for (index, stream) in self.quantized.streams.iter().enumerate() {
+        let streams = out.quantized.streams.len();
+        out.coded.truncate(streams);
+        while out.coded.len() < streams {
+            out.coded.push(RVec::new());
+        }
+        let max_symbols = gradcodec_abi::max_stream_symbols(len);
+        out.symbol_counts.clear();
+        for (index, stream) in out.quantized.streams.iter().enumerate() {
             if stream.symbols.len() as u64 > max_symbols {
                 return Err(Error::Update(format!(
                     "{place}: the quantizer emitted {} symbols in stream {index}, more than {max_symbols}",
@@ -216,28 +336,19 @@ impl BlockCodec {
                     stream.role.as_str()
                 ))
             })?;
-            let out = &mut self.coded[index];
-            out.clear();
+            let coded = &mut out.coded[index];
+            coded.clear();
             stage_result(
                 || format!("{place}: entropy-code stream {index}"),
-                self.coders[coder_index].encode(stream, out),
+                coders[coder_index].encode(stream, coded),
             )?;
+            out.symbol_counts.push(stream.symbols.len() as u64);
         }
         // Decode in the loop: exactly what the receiver will reconstruct.
         stage_result(
             || format!("{place}: dequantize"),
-            self.quantizer
-                .dequantize(ctx, &self.quantized, &mut self.dequantized),
-        )?;
-        self.check_len("the dequantized tensor", self.dequantized.len())?;
-        if let Some(correction) = &mut self.correction {
-            stage_result(
-                || format!("{place}: error feedback"),
-                correction.feedback(ctx, input.into(), self.dequantized.as_slice().into()),
-            )?;
-        }
-        self.commit(ctx)?;
-        Ok(container::model_check(&self.quantized.streams))
+            quantizer.dequantize(ctx, out.quantized, out.dequantized),
+        )
     }
 
     /// Entropy-decodes and dequantizes one coded block into â; nothing is
@@ -248,6 +359,7 @@ impl BlockCodec {
         parsed: &ParsedMessage<'_>,
         record: &BlockRecord,
         pipeline: &Pipeline,
+        fused: bool,
     ) -> Result<()> {
         let place = self.place();
         self.quantized.clear();
@@ -273,6 +385,27 @@ impl BlockCodec {
                  (different stage build or platform math)",
                 record.model_crc
             )));
+        }
+        if fused && self.fused_instance(pipeline)? {
+            let streams: Vec<CodedStream<'_>> = record
+                .streams
+                .iter()
+                .map(|stored| CodedStream {
+                    bytes: parsed.slice(&stored.bytes).into(),
+                    symbols: stored.symbols,
+                })
+                .collect();
+            let fused = self.fused.as_mut().expect("checked by fused_instance");
+            stage_result(
+                || format!("{place}: fused decode"),
+                fused.decode(
+                    ctx,
+                    &self.quantized,
+                    streams.as_slice().into(),
+                    &mut self.dequantized,
+                ),
+            )?;
+            return self.check_decoded(&place);
         }
         for (stream_index, (stream, stored)) in self
             .quantized
@@ -315,6 +448,11 @@ impl BlockCodec {
             self.quantizer
                 .dequantize(ctx, &self.quantized, &mut self.dequantized),
         )?;
+        self.check_decoded(&place)
+    }
+
+    /// â must have the block's length and finite values.
+    fn check_decoded(&self, place: &str) -> Result<()> {
         self.check_len("the dequantized tensor", self.dequantized.len())?;
         if !crate::scan::all_finite(&self.dequantized) {
             return Err(Error::Message(format!(
@@ -428,6 +566,14 @@ impl BlockCodec {
             coder.reset();
         }
     }
+}
+
+/// The buffers the composed chain fills.
+struct Buffers<'a> {
+    quantized: &'a mut Quantized,
+    coded: &'a mut RVec<RVec<u8>>,
+    dequantized: &'a mut RVec<f32>,
+    symbol_counts: &'a mut Vec<u64>,
 }
 
 /// Sets `out` to `f(a[i], b[i])` (as long as the shorter): resized once, then a

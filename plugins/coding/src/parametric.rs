@@ -1,0 +1,140 @@
+//! The canonical Huffman code of a model pmf (the `huffman` coder's
+//! `model: parametric`): integer weights `max(1, round(p·2^30/Σp))`, the
+//! length-limited Huffman construction of [`crate::huffman_code`], codes for
+//! every symbol of the alphabet. Both ends build it from the same f32 model, so
+//! nothing of the code is sent.
+
+use crate::bits::msb::{BitReader, BitWriter};
+use crate::bits::{BitSink, BitSource};
+use crate::huffman_code::{code_lengths, CanonicalCode};
+use gradcodec_sdk::prelude::*;
+
+/// Integer weights of a model pmf; `None` when it is not a pmf.
+pub fn model_weights(model: &[f32]) -> Option<Vec<u64>> {
+    if model.iter().any(|p| !p.is_finite() || *p < 0.0) {
+        return None;
+    }
+    let total: f64 = model.iter().map(|p| f64::from(*p)).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let scale = f64::from(1u32 << 30) / total;
+    Some(
+        model
+            .iter()
+            .map(|p| ((f64::from(*p) * scale).round() as u64).max(1))
+            .collect(),
+    )
+}
+
+/// The parametric code of an `alphabet`-symbol stream with model `model`
+/// (every symbol of the alphabet has a code).
+pub fn parametric_code(model: &[f32], alphabet: usize) -> SdkResult<CanonicalCode> {
+    if model.is_empty() {
+        return Err(unsupported(
+            "huffman (parametric): the stream has no model; use model: empirical or a quantizer \
+             that derives a model from its side info",
+        ));
+    }
+    if model.len() != alphabet {
+        return Err(corrupt(format!(
+            "huffman (parametric): model has {} entries for an alphabet of {alphabet}",
+            model.len()
+        )));
+    }
+    let weights = model_weights(model)
+        .ok_or_else(|| corrupt("huffman (parametric): the model is not a probability vector"))?;
+    let lengths = code_lengths(&weights);
+    let symbols: Vec<u32> = (0..alphabet as u32).collect();
+    CanonicalCode::new(&symbols, &lengths)
+}
+
+/// Writes the symbols with `code` (a one-symbol code writes the count instead).
+pub fn write_symbols(
+    code: &CanonicalCode,
+    alphabet: usize,
+    symbols: &[u32],
+    writer: &mut BitWriter<'_>,
+) {
+    let table = code.encode_table(alphabet);
+    if code.min_length() == 0 {
+        writer.put_gamma(symbols.len() as u64);
+        return;
+    }
+    writer.put_codes(&table, symbols);
+}
+
+/// Reads exactly `count` symbols with `code`, then checks the end of the input.
+pub fn read_symbols(
+    code: &CanonicalCode,
+    reader: &mut BitReader<'_>,
+    count: u64,
+    out: &mut RVec<u32>,
+) -> SdkResult<()> {
+    out.clear();
+    if code.min_length() == 0 {
+        let stored = reader
+            .get_gamma(63)
+            .map_err(|_| corrupt("huffman: bad symbol count"))?;
+        if stored != count || reader.overrun() {
+            return Err(corrupt(format!(
+                "huffman: the stream holds {stored} symbols, {count} expected"
+            )));
+        }
+        let symbol = code.decoder().decode(reader)?;
+        out.reserve(count as usize);
+        out.resize(out.len() + count as usize, symbol);
+    } else {
+        // Every symbol takes at least `min_length` bits: refuse counts the input
+        // cannot hold before allocating anything.
+        if count.saturating_mul(u64::from(code.min_length())) > reader.remaining() {
+            return Err(corrupt(format!(
+                "huffman: {} bytes cannot hold {count} symbols",
+                reader.total() / 8
+            )));
+        }
+        let decoder = code.bulk_decoder(count);
+        let start = out.len();
+        out.resize(start + count as usize, 0);
+        let slots = &mut out.as_mut_slice()[start..];
+        let (bulk, position) = decoder.decode_bulk(reader.data(), reader.position(), slots)?;
+        *reader = BitReader::at(reader.data(), position);
+        for slot in &mut slots[bulk..] {
+            *slot = decoder.decode(reader)?;
+        }
+    }
+    if !reader.at_clean_end() {
+        return Err(corrupt(if reader.overrun() {
+            "huffman: truncated input".to_string()
+        } else {
+            "huffman: trailing bytes after the last symbol".to_string()
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_refuse_what_is_not_a_pmf() {
+        assert!(model_weights(&[0.5, f32::NAN]).is_none());
+        assert!(model_weights(&[0.0, 0.0]).is_none());
+        assert!(model_weights(&[-0.1, 1.1]).is_none());
+        assert_eq!(
+            model_weights(&[0.75, 0.25, 0.0]).unwrap(),
+            vec![3 << 28, 1 << 28, 1]
+        );
+    }
+
+    #[test]
+    fn every_symbol_gets_a_code_and_likelier_symbols_shorter_ones() {
+        let code = parametric_code(&[0.6, 0.25, 0.1, 0.05], 4).unwrap();
+        let table = code.encode_table(4);
+        assert!(table.iter().all(|(_, length)| *length > 0));
+        assert!(table[0].1 <= table[3].1);
+        assert!(parametric_code(&[0.5, 0.5], 3).is_err());
+        assert!(parametric_code(&[], 3).is_err());
+    }
+}
