@@ -30,6 +30,7 @@ pub mod error;
 pub mod floats;
 pub mod random;
 pub mod side_info;
+pub mod simd;
 pub mod state;
 pub mod streams;
 mod traits;

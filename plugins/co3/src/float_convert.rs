@@ -526,6 +526,101 @@ impl Rounder {
     }
 }
 
+impl Rounder {
+    /// [`Rounder::fill`], and the level of every symbol from `levels` (the
+    /// reconstruction table of an alphabet of at most 16 symbols) into
+    /// `values`, in one pass. With AVX2 and at most 8 thresholds (fp4), eight
+    /// entries at a time: the threshold counts as vector compares, the table
+    /// lookup as two 8-lane permutes; the same symbols and values bit for bit.
+    pub(crate) fn fill_with_levels(
+        &self,
+        input: &[f32],
+        levels: &[f32; 16],
+        symbols: &mut [u32],
+        values: &mut [f32],
+    ) {
+        let len = input.len().min(symbols.len()).min(values.len());
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if self.thresholds.len() <= 8 && gradcodec_sdk::simd::has_avx2() {
+            let mut padded = [f32::INFINITY; 8];
+            padded[..self.thresholds.len()].copy_from_slice(&self.thresholds);
+            // SAFETY: the CPU has AVX2 (checked just above); the kernel reads
+            // and writes only within the first `len` entries of each slice.
+            done = unsafe {
+                fill_levels_avx2(
+                    &padded,
+                    self.zero,
+                    levels,
+                    &input[..len],
+                    &mut symbols[..len],
+                    &mut values[..len],
+                )
+            };
+        }
+        self.fill(&input[done..len], &mut symbols[done..len]);
+        for (value, symbol) in values[done..len].iter_mut().zip(&symbols[done..len]) {
+            *value = levels[(*symbol & 15) as usize];
+        }
+    }
+}
+
+/// [`Rounder::fill_with_levels`] with AVX2, eight entries at a time; returns
+/// how many entries it did (a multiple of 8; the caller does the rest).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fill_levels_avx2(
+    thresholds: &[f32; 8],
+    zero: u32,
+    levels: &[f32; 16],
+    input: &[f32],
+    symbols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let zero_symbol = _mm256_set1_epi32(zero as i32);
+    let seven = _mm256_set1_epi32(7);
+    let t: [__m256; 8] = thresholds.map(|t| _mm256_set1_ps(t));
+    // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
+    let (low, high) = unsafe {
+        (
+            _mm256_loadu_ps(levels.as_ptr()),
+            _mm256_loadu_ps(levels.as_ptr().add(8)),
+        )
+    };
+    let chunks = input.len() / 8;
+    for chunk in 0..chunks {
+        let at = chunk * 8;
+        // SAFETY: `at + 8 <= input.len()`, and `symbols` / `values` are as long.
+        let a = unsafe { _mm256_loadu_ps(input.as_ptr().add(at)) };
+        let magnitude = _mm256_and_ps(a, abs_mask);
+        // -k: each crossed threshold adds a lane of all ones (-1).
+        let mut minus_k = _mm256_setzero_si256();
+        for threshold in &t {
+            let crossed = _mm256_castps_si256(_mm256_cmp_ps(magnitude, *threshold, _CMP_GT_OQ));
+            minus_k = _mm256_add_epi32(minus_k, crossed);
+        }
+        // a < 0: zero - k, else zero + k.
+        let negative = _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_LT_OQ));
+        let k = _mm256_sub_epi32(_mm256_setzero_si256(), minus_k);
+        let signed = _mm256_blendv_epi8(k, minus_k, negative);
+        let symbol = _mm256_add_epi32(zero_symbol, signed);
+        let index = _mm256_and_si256(symbol, seven);
+        let from_low = _mm256_permutevar8x32_ps(low, index);
+        let from_high = _mm256_permutevar8x32_ps(high, index);
+        // Symbols 8..15 take the high half: bit 3 moved to the sign bit selects it.
+        let pick_high = _mm256_castsi256_ps(_mm256_slli_epi32(symbol, 28));
+        let value = _mm256_blendv_ps(from_low, from_high, pick_high);
+        // SAFETY: as for the load above.
+        unsafe {
+            _mm256_storeu_si256(symbols.as_mut_ptr().add(at).cast(), symbol);
+            _mm256_storeu_ps(values.as_mut_ptr().add(at), value);
+        }
+    }
+    chunks * 8
+}
+
 /// [`Rounder::fill`] for at most `N` thresholds, padded with `+∞` (never
 /// crossed) to a fixed count the compiler unrolls and vectorizes.
 fn fill_counting<const N: usize>(thresholds: &[f32], zero: u32, input: &[f32], out: &mut [u32]) {

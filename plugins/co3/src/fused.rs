@@ -90,8 +90,11 @@ impl FusedPair for FloatConvertHuffman {
         let values = level_values(self.quantizer.format(), side.scale);
         let rounder = Rounder::new(self.quantizer.format(), f64::from(side.scale));
         let reconstruction = &mut out.reconstruction;
-        reconstruction.clear();
-        reconstruction.resize(input.len(), 0.0);
+        if reconstruction.len() != input.len() {
+            // Every entry is overwritten below; a reused buffer needs no clearing.
+            reconstruction.clear();
+            reconstruction.resize(input.len(), 0.0);
+        }
         if !input.is_empty() {
             let mut writer = BitWriter::new(bytes);
             if code.min_length() == 0 {
@@ -155,13 +158,19 @@ impl FusedPair for FloatConvertHuffman {
             read_symbols(&code, &mut reader, len, &mut self.symbols)?;
         }
         let values = level_values(self.quantizer.format(), side.scale);
-        out.clear();
         if values.len() <= 16 {
             // The canonical code yields symbols of the alphabet only (< 16 here).
             let mut table = [0.0f32; 16];
             table[..values.len()].copy_from_slice(&values);
-            out.extend_mapped(&self.symbols, |symbol| table[(symbol & 15) as usize]);
+            if out.len() != self.symbols.len() {
+                out.clear();
+                out.resize(self.symbols.len(), 0.0);
+            }
+            for (value, symbol) in out.as_mut_slice().iter_mut().zip(self.symbols.iter()) {
+                *value = table[(symbol & 15) as usize];
+            }
         } else {
+            out.clear();
             let largest = self.symbols.iter().copied().max().unwrap_or(0);
             if largest as usize >= values.len() {
                 return Err(corrupt(format!(
@@ -184,16 +193,16 @@ fn fill_values(
     mut emit: impl FnMut(&[u32]),
 ) {
     let mut symbols = [0u32; CHUNK];
+    let mut small = [0.0f32; 16];
+    if values.len() <= 16 {
+        small[..values.len()].copy_from_slice(values);
+    }
     for (chunk, out) in input.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
         let symbols = &mut symbols[..chunk.len()];
-        rounder.fill(chunk, symbols);
         if values.len() <= 16 {
-            let mut table = [0.0f32; 16];
-            table[..values.len()].copy_from_slice(values);
-            for (value, symbol) in out.iter_mut().zip(symbols.iter()) {
-                *value = table[(*symbol & 15) as usize];
-            }
+            rounder.fill_with_levels(chunk, &small, symbols, out);
         } else {
+            rounder.fill(chunk, symbols);
             for (value, symbol) in out.iter_mut().zip(symbols.iter()) {
                 *value = values[*symbol as usize];
             }

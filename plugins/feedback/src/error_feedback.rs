@@ -157,17 +157,24 @@ impl<V: Variant> ErrorCorrection for ErrorFeedbackWith<V> {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         ensure_len("residual", residual.len(), self.len as u64)?;
-        out.clear();
         if self.memory.is_empty() {
+            out.clear();
             out.extend_copied(residual);
         } else {
+            if out.len() != residual.len() {
+                // Every entry is overwritten below; a reused buffer needs no clearing.
+                out.clear();
+                out.resize(residual.len(), 0.0);
+            }
             let gamma = self.gamma;
-            let memory = &self.memory;
-            out.extend_filled(residual.len(), |out| {
-                for ((o, r), e) in out.iter_mut().zip(residual).zip(memory) {
-                    *o = r + gamma * e;
-                }
-            });
+            for ((o, r), e) in out
+                .as_mut_slice()
+                .iter_mut()
+                .zip(residual)
+                .zip(&self.memory)
+            {
+                *o = r + gamma * e;
+            }
         }
         Ok(())
     }

@@ -127,15 +127,7 @@ pub fn nonzero_entries(values: &[f32]) -> (Vec<f64>, f64) {
 /// [`gennorm::fit_moments`], so the same bits. `None` below [`MIN_FIT_ENTRIES`]
 /// non-zero entries (the caller's robust path handles those).
 fn fit_moments_in_place(values: &[f32]) -> Option<TensorFit> {
-    let (mut sum_abs, mut sum_sq, mut count) = (0.0f64, 0.0f64, 0usize);
-    for v in values {
-        if *v != 0.0 && v.is_finite() {
-            let d = f64::from(*v).abs();
-            sum_abs += d;
-            sum_sq += d * d;
-            count += 1;
-        }
-    }
+    let (sum_abs, sum_sq, count) = nonzero_moments(values);
     if count < MIN_FIT_ENTRIES {
         return None;
     }
@@ -147,6 +139,174 @@ fn fit_moments_in_place(values: &[f32]) -> Option<TensorFit> {
         nonzero: count,
         fitted: true,
     })
+}
+
+/// Lanes of [`nonzero_moments`]: independent sums the CPU adds in parallel.
+const MOMENT_LANES: usize = 8;
+
+/// `Σ|v|`, `Σv²` and the count over the finite non-zero entries of `values`:
+/// one branch-free pass in [`MOMENT_LANES`] interleaved f64 sums (entry `i`
+/// goes to lane `i % 8`), combined pairwise in a fixed order at the end. A
+/// single running sum would make every addition wait for the one before it.
+/// The AVX2 build computes exactly the same lane sums (a multiply, then an
+/// add: no fused multiply-add), so the result never depends on the machine.
+pub fn nonzero_moments(values: &[f32]) -> (f64, f64, usize) {
+    let split = values.len() - values.len() % MOMENT_LANES;
+    let (body, tail) = values.split_at(split);
+    let mut lanes = Lanes::default();
+    #[cfg(target_arch = "x86_64")]
+    if gradcodec_sdk::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above); `moments_avx2` only
+        // reads `body` through unaligned loads within its bounds.
+        unsafe { moments_avx2(body, &mut lanes) };
+    } else {
+        moments_portable(body, &mut lanes);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    moments_portable(body, &mut lanes);
+    for (i, &v) in tail.iter().enumerate() {
+        lanes.add(i, v);
+    }
+    lanes.finish()
+}
+
+/// The per-lane sums of [`nonzero_moments`].
+#[derive(Default)]
+struct Lanes {
+    abs: [f64; MOMENT_LANES],
+    sq: [f64; MOMENT_LANES],
+    count: [u64; MOMENT_LANES],
+}
+
+impl Lanes {
+    /// |v| of a finite non-zero `v`, else 0 (with whether it counts).
+    #[inline(always)]
+    fn magnitude(v: f32) -> (f64, u64) {
+        let bits = v.to_bits() & 0x7fff_ffff;
+        let keep = bits.wrapping_sub(1) < 0x7f7f_ffff;
+        let masked = bits & u32::from(keep).wrapping_neg();
+        (f64::from(f32::from_bits(masked)), u64::from(keep))
+    }
+
+    #[inline(always)]
+    fn add(&mut self, lane: usize, v: f32) {
+        let (d, kept) = Self::magnitude(v);
+        self.abs[lane] += d;
+        self.sq[lane] += d * d;
+        self.count[lane] += kept;
+    }
+
+    fn finish(&self) -> (f64, f64, usize) {
+        let combine = |l: &[f64; MOMENT_LANES]| {
+            ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+        };
+        (
+            combine(&self.abs),
+            combine(&self.sq),
+            self.count.iter().sum::<u64>() as usize,
+        )
+    }
+}
+
+fn moments_portable(body: &[f32], lanes: &mut Lanes) {
+    for chunk in body.chunks_exact(MOMENT_LANES) {
+        for (i, &v) in chunk.iter().enumerate() {
+            lanes.add(i, v);
+        }
+    }
+}
+
+/// [`moments_portable`] with AVX2: lanes 0-3 and 4-7 as two f64x4 vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn moments_avx2(body: &[f32], lanes: &mut Lanes) {
+    use std::arch::x86_64::*;
+    let abs_mask = _mm256_set1_epi32(0x7fff_ffff);
+    let one = _mm256_set1_epi32(1);
+    let finite_max = _mm256_set1_epi32(0x7f7f_ffff);
+    let (mut abs_lo, mut abs_hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let (mut sq_lo, mut sq_hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    // Counts in i32 lanes, flushed to the u64 lane counts before they could overflow.
+    let mut count = _mm256_setzero_si256();
+    let mut pending = 0u32;
+    let flush = |count: __m256i, lanes: &mut Lanes| {
+        let mut counts = [0i32; MOMENT_LANES];
+        // SAFETY: `counts` holds exactly eight i32 (an unaligned store is allowed).
+        unsafe { _mm256_storeu_si256(counts.as_mut_ptr().cast(), count) };
+        for (total, c) in lanes.count.iter_mut().zip(counts) {
+            *total += c as u32 as u64;
+        }
+    };
+    for chunk in body.chunks_exact(MOMENT_LANES) {
+        // SAFETY: `chunk` holds exactly eight f32 (an unaligned load is allowed).
+        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) };
+        let bits = _mm256_and_si256(v, abs_mask);
+        // Finite non-zero: bits - 1 < 0x7f7fffff as unsigned, i.e. 1 <= bits <= 0x7f7fffff
+        // (bits has no sign bit, so signed compares suffice).
+        let keep = _mm256_and_si256(
+            _mm256_cmpgt_epi32(bits, _mm256_setzero_si256()),
+            _mm256_cmpgt_epi32(_mm256_add_epi32(finite_max, one), bits),
+        );
+        let masked = _mm256_castsi256_ps(_mm256_and_si256(bits, keep));
+        let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(masked));
+        let hi = _mm256_cvtps_pd(_mm256_extractf128_ps(masked, 1));
+        abs_lo = _mm256_add_pd(abs_lo, lo);
+        abs_hi = _mm256_add_pd(abs_hi, hi);
+        sq_lo = _mm256_add_pd(sq_lo, _mm256_mul_pd(lo, lo));
+        sq_hi = _mm256_add_pd(sq_hi, _mm256_mul_pd(hi, hi));
+        count = _mm256_sub_epi32(count, keep);
+        pending += 1;
+        if pending == 1 << 30 {
+            flush(count, lanes);
+            count = _mm256_setzero_si256();
+            pending = 0;
+        }
+    }
+    flush(count, lanes);
+    // SAFETY: each array half holds exactly four f64 (unaligned stores are allowed).
+    unsafe {
+        _mm256_storeu_pd(lanes.abs.as_mut_ptr(), abs_lo);
+        _mm256_storeu_pd(lanes.abs.as_mut_ptr().add(4), abs_hi);
+        _mm256_storeu_pd(lanes.sq.as_mut_ptr(), sq_lo);
+        _mm256_storeu_pd(lanes.sq.as_mut_ptr().add(4), sq_hi);
+    }
+}
+
+#[cfg(test)]
+mod moment_tests {
+    use super::*;
+
+    #[test]
+    fn the_avx2_and_portable_moments_agree_bit_for_bit() {
+        let mut values: Vec<f32> = (0..100_003)
+            .map(|i| (i as f32 * 0.618).sin() * 10f32.powi(i % 9 - 6))
+            .collect();
+        values[5] = 0.0;
+        values[6] = -0.0;
+        values[7] = f32::NAN;
+        values[8] = f32::INFINITY;
+        values[9] = f32::MIN_POSITIVE / 4.0;
+        values[10] = -f32::MAX;
+        let mut portable = Lanes::default();
+        let split = values.len() - values.len() % MOMENT_LANES;
+        moments_portable(&values[..split], &mut portable);
+        for (i, &v) in values[split..].iter().enumerate() {
+            portable.add(i, v);
+        }
+        let expected = portable.finish();
+        assert_eq!(nonzero_moments(&values), expected);
+        let count = values
+            .iter()
+            .filter(|v| **v != 0.0 && v.is_finite())
+            .count();
+        assert_eq!(expected.2, count);
+        let sum: f64 = values
+            .iter()
+            .filter(|v| **v != 0.0 && v.is_finite())
+            .map(|v| f64::from(v.abs()))
+            .sum();
+        assert!((expected.0 - sum).abs() <= 1e-9 * sum);
+    }
 }
 
 fn default_shape(family: Family) -> f64 {
