@@ -19,7 +19,7 @@
 //! ```
 
 use crate::float_convert::{level_values, FloatConvert, FloatConvertConfig, Rounder, SideInfo};
-use gradcodec_coding::bits::msb::{BitReader, BitWriter};
+use gradcodec_coding::bits::msb::{BitReader, BitWriter, PairTable, PAIR_ALPHABET};
 use gradcodec_coding::bits::BitSink;
 use gradcodec_coding::parametric::{parametric_code, read_symbols};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
@@ -87,6 +87,7 @@ impl FusedPair for FloatConvertHuffman {
         let alphabet = stream.alphabet_size as usize;
         let code = parametric_code(&stream.model, alphabet)?;
         let table = code.encode_table(alphabet);
+        let pairs = (alphabet <= PAIR_ALPHABET).then(|| PairTable::new(&table));
         let values = level_values(self.quantizer.format(), side.scale);
         let rounder = Rounder::new(self.quantizer.format(), f64::from(side.scale));
         let reconstruction = &mut out.reconstruction;
@@ -113,7 +114,10 @@ impl FusedPair for FloatConvertHuffman {
                     &values,
                     input,
                     reconstruction.as_mut_slice(),
-                    |symbols| writer.put_codes(&table, symbols),
+                    |symbols| match &pairs {
+                        Some(pairs) => writer.put_pairs(pairs, symbols),
+                        None => writer.put_codes(&table, symbols),
+                    },
                 );
             }
             writer.finish();

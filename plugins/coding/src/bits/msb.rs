@@ -6,6 +6,33 @@
 use super::{BitSink, BitSource};
 use gradcodec_sdk::prelude::*;
 
+/// The codes of every pair of symbols of an alphabet of at most
+/// [`PAIR_ALPHABET`] symbols, for [`BitWriter::put_pairs`].
+pub struct PairTable {
+    pairs: Vec<(u64, u32)>,
+    single: [(u32, u8); PAIR_ALPHABET],
+}
+
+impl PairTable {
+    /// The pair table of an encode table (code, length <= 24) of at most
+    /// [`PAIR_ALPHABET`] symbols.
+    pub fn new(table: &[(u32, u8)]) -> Self {
+        debug_assert!(table.len() <= PAIR_ALPHABET);
+        let mut pairs = vec![(0u64, 0u32); PAIR_ALPHABET * PAIR_ALPHABET];
+        let mut single = [(0u32, 0u8); PAIR_ALPHABET];
+        for (first, (code_a, length_a)) in table.iter().enumerate() {
+            single[first] = (*code_a, *length_a);
+            for (second, (code_b, length_b)) in table.iter().enumerate() {
+                pairs[first * PAIR_ALPHABET + second] = (
+                    (u64::from(*code_a) << length_b) | u64::from(*code_b),
+                    u32::from(*length_a) + u32::from(*length_b),
+                );
+            }
+        }
+        Self { pairs, single }
+    }
+}
+
 /// Appends bits, most significant first, to a byte vector. Whole 32-bit words go
 /// to a local buffer (a plain `Vec` push), copied to the output once by
 /// [`BitWriter::finish`], which must be called.
@@ -49,33 +76,41 @@ impl<'a> BitWriter<'a> {
     /// stack buffer appended to the output every few thousand symbols.
     pub fn put_codes(&mut self, table: &[(u32, u8)], symbols: &[u32]) {
         if table.len() <= PAIR_ALPHABET && symbols.len() >= PAIR_MIN_SYMBOLS {
-            // Small alphabets: the codes of two symbols at once (at most 48
-            // bits), which halves the chain of dependent shifts.
-            let mut pairs = [(0u64, 0u32); PAIR_ALPHABET * PAIR_ALPHABET];
-            for (first, (code_a, length_a)) in table.iter().enumerate() {
-                for (second, (code_b, length_b)) in table.iter().enumerate() {
-                    pairs[first * PAIR_ALPHABET + second] = (
-                        (u64::from(*code_a) << length_b) | u64::from(*code_b),
-                        u32::from(*length_a) + u32::from(*length_b),
-                    );
-                }
-            }
-            let mut duos = symbols.chunks_exact(2);
-            self.put_staged(duos.by_ref(), 48, |duo| {
-                // Symbols index `table` (the caller's contract), so below 16.
-                let index = (duo[0] as usize % PAIR_ALPHABET) * PAIR_ALPHABET
-                    + duo[1] as usize % PAIR_ALPHABET;
-                pairs[index]
-            });
-            let rest = duos.remainder();
-            self.put_staged(rest.chunks(1), 24, |one| {
-                let (code, length) = table[one[0] as usize];
-                (u64::from(code), u32::from(length))
-            });
+            self.put_pairs(&PairTable::new(table), symbols);
             return;
         }
         self.put_staged(symbols.chunks(1), 24, |one| {
             let (code, length) = table[one[0] as usize];
+            (u64::from(code), u32::from(length))
+        });
+    }
+
+    /// [`BitWriter::put_codes`] with a prebuilt [`PairTable`] (for callers that
+    /// code one stream in several calls): the same bits.
+    pub fn put_pairs(&mut self, pairs: &PairTable, symbols: &[u32]) {
+        // Small alphabets: the codes of four symbols at once when they fit in
+        // 48 bits (two pair lookups), else two pairs: a quarter of the chain
+        // of dependent shifts.
+        let index = |a: u32, b: u32| {
+            (a as usize % PAIR_ALPHABET) * PAIR_ALPHABET + b as usize % PAIR_ALPHABET
+        };
+        let mut quads = symbols.chunks_exact(4);
+        self.put_staged_twice(quads.by_ref(), |quad| {
+            (
+                pairs.pairs[index(quad[0], quad[1])],
+                pairs.pairs[index(quad[2], quad[3])],
+            )
+        });
+        let mut duos = quads.remainder().chunks_exact(2);
+        self.put_staged(duos.by_ref(), 48, |duo| {
+            // Symbols index the table (the caller's contract), so below 16.
+            let index =
+                (duo[0] as usize % PAIR_ALPHABET) * PAIR_ALPHABET + duo[1] as usize % PAIR_ALPHABET;
+            pairs.pairs[index]
+        });
+        let rest = duos.remainder();
+        self.put_staged(rest.chunks(1), 24, |one| {
+            let (code, length) = pairs.single[one[0] as usize % PAIR_ALPHABET];
             (u64::from(code), u32::from(length))
         });
     }
@@ -89,7 +124,6 @@ impl<'a> BitWriter<'a> {
         F: Fn(&[u32]) -> (u64, u32),
     {
         const STAGE: usize = 16 * 1024;
-        let mut stage = [0u8; STAGE];
         // Each item adds at most `max_length` bits; 8 bytes of slack for the
         // last store.
         let chunk = (STAGE - 8) * 8 / max_length - 1;
@@ -107,6 +141,13 @@ impl<'a> BitWriter<'a> {
         };
         let mut items = items.peekable();
         while items.peek().is_some() {
+            // The bytes go straight to the end of `self.bytes`: room for a
+            // whole chunk, cut back to what was written.
+            let start = self.bytes.len();
+            let items_here = items.size_hint().1.unwrap_or(chunk).min(chunk);
+            self.bytes
+                .resize(start + (items_here * max_length).div_ceil(8) + 8, 0);
+            let stage = &mut self.bytes[start..];
             let mut at = 0usize;
             for item in items.by_ref().take(chunk) {
                 let (bits, length) = code(item);
@@ -120,7 +161,65 @@ impl<'a> BitWriter<'a> {
                 acc <<= whole; // at most 48
                 filled -= whole;
             }
-            self.bytes.extend_from_slice(&stage[..at]);
+            self.bytes.truncate(start + at);
+        }
+        self.filled = filled;
+        self.buffer = if filled == 0 { 0 } else { acc >> (64 - filled) };
+    }
+
+    /// [`BitWriter::put_staged`] for items of two codes of at most 48 bits
+    /// each: one step when together they fit in 48 bits, two otherwise.
+    #[inline(always)]
+    fn put_staged_twice<'s, I, F>(&mut self, items: I, code: F)
+    where
+        I: Iterator<Item = &'s [u32]>,
+        F: Fn(&[u32]) -> ((u64, u32), (u64, u32)),
+    {
+        const STAGE: usize = 16 * 1024;
+        let chunk = (STAGE - 16) * 8 / 96 - 1;
+        while self.filled >= 8 {
+            self.filled -= 8;
+            self.bytes.push((self.buffer >> self.filled) as u8);
+        }
+        let mut filled = self.filled;
+        let mut acc = if filled == 0 {
+            0
+        } else {
+            self.buffer << (64 - filled)
+        };
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            let start = self.bytes.len();
+            let items_here = items.size_hint().1.unwrap_or(chunk).min(chunk);
+            self.bytes
+                .resize(start + (items_here * 96).div_ceil(8) + 16, 0);
+            let stage = &mut self.bytes[start..];
+            let mut at = 0usize;
+            // Fewer than 8 pending bits before each step, so `filled + length <= 55`.
+            let mut step = |bits: u64, length: u32, acc: &mut u64, filled: &mut u32| {
+                *acc |= bits.wrapping_shl(64u32.wrapping_sub(*filled + length));
+                *filled += length;
+                stage[at..at + 8].copy_from_slice(&acc.to_be_bytes());
+                let whole = *filled & !7;
+                at += (whole / 8) as usize;
+                *acc <<= whole;
+                *filled -= whole;
+            };
+            for item in items.by_ref().take(chunk) {
+                let ((bits_a, length_a), (bits_b, length_b)) = code(item);
+                if length_a + length_b <= 48 {
+                    step(
+                        (bits_a << length_b) | bits_b,
+                        length_a + length_b,
+                        &mut acc,
+                        &mut filled,
+                    );
+                } else {
+                    step(bits_a, length_a, &mut acc, &mut filled);
+                    step(bits_b, length_b, &mut acc, &mut filled);
+                }
+            }
+            self.bytes.truncate(start + at);
         }
         self.filled = filled;
         self.buffer = if filled == 0 { 0 } else { acc >> (64 - filled) };
@@ -141,7 +240,7 @@ impl<'a> BitWriter<'a> {
 }
 
 /// Alphabets up to this size are written two symbols per step.
-const PAIR_ALPHABET: usize = 16;
+pub const PAIR_ALPHABET: usize = 16;
 /// Streams shorter than this are written one symbol per step (the pair table
 /// has 256 entries to fill).
 const PAIR_MIN_SYMBOLS: usize = 4096;
@@ -322,5 +421,68 @@ mod tests {
         assert!(reader.overrun());
         let zeros = [0u8; 16];
         assert!(BitReader::new(&zeros).get_gamma(63).is_err());
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::*;
+
+    /// Per-symbol `put`, the reference of the table-driven writers.
+    fn reference(table: &[(u32, u8)], symbols: &[u32]) -> RVec<u8> {
+        let mut out = RVec::new();
+        let mut writer = BitWriter::new(&mut out);
+        for s in symbols {
+            let (code, length) = table[*s as usize];
+            writer.put(code, u32::from(length));
+        }
+        writer.finish();
+        out
+    }
+
+    #[test]
+    fn pairs_and_quads_write_the_per_symbol_bits_in_any_split() {
+        // Short and 24-bit codes, so some quads take one step and some two.
+        let table: Vec<(u32, u8)> = (0..15u32)
+            .map(|s| match s % 5 {
+                0 => (1, 1),
+                1 => (2, 2),
+                2 => (0x00ab_cdef & ((1 << 24) - 1), 24),
+                3 => (5, 3),
+                _ => (0x3fff, 14),
+            })
+            .collect();
+        let mut state = 12_345u32;
+        let symbols: Vec<u32> = (0..20_011)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) % 15
+            })
+            .collect();
+        let expected = reference(&table, &symbols);
+        let pairs = PairTable::new(&table);
+        for split in [1usize, 3, 4, 7, 4096, 20_011] {
+            let mut out = RVec::new();
+            let mut writer = BitWriter::new(&mut out);
+            writer.put(1, 1);
+            for chunk in symbols.chunks(split) {
+                writer.put_pairs(&pairs, chunk);
+            }
+            writer.finish();
+            let mut shifted = RVec::new();
+            let mut reference_writer = BitWriter::new(&mut shifted);
+            reference_writer.put(1, 1);
+            for s in &symbols {
+                let (code, length) = table[*s as usize];
+                reference_writer.put(code, u32::from(length));
+            }
+            reference_writer.finish();
+            assert_eq!(out, shifted, "chunks of {split}");
+        }
+        let mut out = RVec::new();
+        let mut writer = BitWriter::new(&mut out);
+        writer.put_codes(&table, &symbols);
+        writer.finish();
+        assert_eq!(out, expected);
     }
 }
