@@ -7,8 +7,8 @@
 //! entries at a time into a stack buffer, writes their reconstructions from the
 //! level table and their codes with the same canonical code and bit writer
 //! (`gradcodec-coding`), so the bytes, side info and reconstruction are the
-//! composed path's bit for bit (the conformance kit checks it). Decoding reads
-//! the codes into a reused buffer and maps them to levels.
+//! composed path's bit for bit (the conformance kit checks it). Decoding turns
+//! the codes straight into levels (`read_levels`), with no symbol buffer.
 //!
 //! Used by the engine whenever a pipeline's quantizer is `float-convert` and
 //! its only entropy coder is `huffman` with `model: parametric`, e.g.
@@ -21,7 +21,7 @@
 use crate::float_convert::{level_values, FloatConvert, FloatConvertConfig, Rounder, SideInfo};
 use gradcodec_coding::bits::msb::{BitReader, BitWriter, PairTable, PAIR_ALPHABET};
 use gradcodec_coding::bits::BitSink;
-use gradcodec_coding::parametric::{parametric_code, read_symbols};
+use gradcodec_coding::parametric::{parametric_code, read_levels};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::FusedPair;
@@ -32,7 +32,6 @@ const CHUNK: usize = 4096;
 /// `float-convert` + `huffman` (parametric) in one pass.
 pub struct FloatConvertHuffman {
     quantizer: FloatConvert,
-    symbols: RVec<u32>,
 }
 
 impl FusedPair for FloatConvertHuffman {
@@ -60,10 +59,7 @@ impl FusedPair for FloatConvertHuffman {
             return Ok(None);
         }
         let quantizer = <FloatConvert as Stage>::new(config, tensor)?;
-        Ok(Some(Self {
-            quantizer,
-            symbols: RVec::new(),
-        }))
+        Ok(Some(Self { quantizer }))
     }
 
     fn encode(
@@ -152,37 +148,16 @@ impl FusedPair for FloatConvertHuffman {
         let alphabet = model.alphabet_size as usize;
         let code = parametric_code(&model.model, alphabet)?;
         let bytes = stream.bytes.as_slice();
-        self.symbols.clear();
+        let values = level_values(self.quantizer.format(), side.scale);
         if len == 0 {
             ensure_data(bytes.is_empty(), || {
                 "huffman: bytes for an empty stream".to_string()
             })?;
-        } else {
-            let mut reader = BitReader::new(bytes);
-            read_symbols(&code, &mut reader, len, &mut self.symbols)?;
-        }
-        let values = level_values(self.quantizer.format(), side.scale);
-        if values.len() <= 16 {
-            // The canonical code yields symbols of the alphabet only (< 16 here).
-            let mut table = [0.0f32; 16];
-            table[..values.len()].copy_from_slice(&values);
-            if out.len() != self.symbols.len() {
-                out.clear();
-                out.resize(self.symbols.len(), 0.0);
-            }
-            for (value, symbol) in out.as_mut_slice().iter_mut().zip(self.symbols.iter()) {
-                *value = table[(symbol & 15) as usize];
-            }
-        } else {
             out.clear();
-            let largest = self.symbols.iter().copied().max().unwrap_or(0);
-            if largest as usize >= values.len() {
-                return Err(corrupt(format!(
-                    "float-convert: symbol {largest} outside 0..{}",
-                    values.len()
-                )));
-            }
-            out.extend_mapped(&self.symbols, |symbol| values[symbol as usize]);
+        } else {
+            // Codes straight to levels: no symbol buffer.
+            let mut reader = BitReader::new(bytes);
+            read_levels(&code, &mut reader, len, &values, out)?;
         }
         Ok(())
     }

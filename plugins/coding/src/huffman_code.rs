@@ -159,7 +159,12 @@ impl CanonicalCode {
         })
     }
 
-    /// Length of the shortest code (0 for a one-symbol code).
+    /// The largest symbol that has a code.
+    pub fn max_symbol(&self) -> u32 {
+        self.sorted.iter().copied().max().unwrap_or(0)
+    }
+
+    /// The shortest code length (0 for a one-symbol code).
     pub fn min_length(&self) -> u32 {
         self.min_length
     }
@@ -299,11 +304,19 @@ impl Decoder<'_> {
     /// bit position after them (the caller decodes the rest with
     /// [`Decoder::decode`]). Each load gives at least 57 bits; symbols are
     /// taken from it while 24 (the longest code) remain, so no code is split.
-    pub fn decode_bulk(
+    pub fn decode_bulk(&self, data: &[u8], bit: u64, out: &mut [u32]) -> SdkResult<(usize, u64)> {
+        self.decode_bulk_mapped(data, bit, out, |symbol| symbol)
+    }
+
+    /// [`Decoder::decode_bulk`] writing `map(symbol)` instead of each symbol
+    /// (e.g. its reconstruction level), so no symbol buffer is needed.
+    #[inline]
+    pub fn decode_bulk_mapped<T: Copy>(
         &self,
         data: &[u8],
         mut bit: u64,
-        out: &mut [u32],
+        out: &mut [T],
+        map: impl Fn(u32) -> T,
     ) -> SdkResult<(usize, u64)> {
         if self.primary_bits == 0 {
             return Ok((0, bit));
@@ -329,7 +342,7 @@ impl Decoder<'_> {
                     if count == 0 {
                         let (symbol, length) =
                             self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?;
-                        out[done] = symbol;
+                        out[done] = map(symbol);
                         done += 1;
                         window <<= length;
                         used += length;
@@ -337,7 +350,7 @@ impl Decoder<'_> {
                     }
                     let length = (entry & 31) as u32;
                     for (i, slot) in out[done..done + MULTI_SYMBOLS].iter_mut().enumerate() {
-                        *slot = ((entry >> (8 + 8 * i)) & 0xff) as u32;
+                        *slot = map(((entry >> (8 + 8 * i)) & 0xff) as u32);
                     }
                     done += count;
                     window <<= length;
@@ -357,8 +370,71 @@ impl Decoder<'_> {
                 } else {
                     self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?
                 };
-                out[done] = symbol;
+                out[done] = map(symbol);
                 done += 1;
+                window <<= length;
+                used += length;
+            }
+            bit += u64::from(used);
+        }
+        Ok((done, bit))
+    }
+
+    /// [`Decoder::decode_bulk_mapped`] with `map(s) = levels[s]` (NaN for a
+    /// symbol without a level, which the caller rules out), where each
+    /// multi-symbol table entry is first turned into its eight levels, so one
+    /// lookup writes its symbols' values with one 32-byte copy.
+    pub fn decode_bulk_levels(
+        &self,
+        data: &[u8],
+        mut bit: u64,
+        levels: &[f32],
+        out: &mut [f32],
+    ) -> SdkResult<(usize, u64)> {
+        let level = |symbol: u32| levels.get(symbol as usize).copied().unwrap_or(f32::NAN);
+        if self.multi.is_empty() {
+            return self.decode_bulk_mapped(data, bit, out, level);
+        }
+        let values: Vec<[f32; 8]> = self
+            .multi
+            .iter()
+            .map(|entry| {
+                let count = ((entry >> 5) & 7) as usize;
+                let mut row = [0.0f32; 8];
+                for (i, slot) in row.iter_mut().enumerate().take(count) {
+                    *slot = level(((entry >> (8 + 8 * i)) & 0xff) as u32);
+                }
+                row
+            })
+            .collect();
+        let shift = 64 - self.primary_bits;
+        let mut done = 0usize;
+        while done + 8 <= out.len() {
+            let byte = (bit / 8) as usize;
+            let Some(word) = data
+                .get(byte..byte.saturating_add(8))
+                .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            else {
+                break;
+            };
+            let mut window = u64::from_be_bytes(word) << (bit % 8);
+            let mut used = 0u32;
+            while used <= 57 - MAX_CODE_LENGTH && done + 8 <= out.len() {
+                let prefix = (window >> shift) as usize;
+                let entry = self.multi[prefix];
+                let count = ((entry >> 5) & 7) as usize;
+                if count == 0 {
+                    let (symbol, length) =
+                        self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?;
+                    out[done] = level(symbol);
+                    done += 1;
+                    window <<= length;
+                    used += length;
+                    continue;
+                }
+                let length = (entry & 31) as u32;
+                out[done..done + 8].copy_from_slice(&values[prefix]);
+                done += count;
                 window <<= length;
                 used += length;
             }

@@ -113,9 +113,151 @@ pub fn read_symbols(
     Ok(())
 }
 
+/// [`read_symbols`] writing `levels[symbol]` for each symbol into `out`
+/// (resized to `count`), with the same checks: the fused decoders' path from
+/// coded bytes straight to reconstructed values. `levels` has one entry per
+/// symbol of the code's alphabet.
+pub fn read_levels(
+    code: &CanonicalCode,
+    reader: &mut BitReader<'_>,
+    count: u64,
+    levels: &[f32],
+    out: &mut RVec<f32>,
+) -> SdkResult<()> {
+    let level = |symbol: u32| {
+        levels.get(symbol as usize).copied().ok_or_else(|| {
+            corrupt(format!(
+                "huffman: symbol {symbol} outside the {} levels",
+                levels.len()
+            ))
+        })
+    };
+    if code.min_length() == 0 {
+        let stored = reader
+            .get_gamma(63)
+            .map_err(|_| corrupt("huffman: bad symbol count"))?;
+        if stored != count || reader.overrun() {
+            return Err(corrupt(format!(
+                "huffman: the stream holds {stored} symbols, {count} expected"
+            )));
+        }
+        let value = level(code.decoder().decode(reader)?)?;
+        out.clear();
+        out.resize(count as usize, value);
+    } else {
+        if count.saturating_mul(u64::from(code.min_length())) > reader.remaining() {
+            return Err(corrupt(format!(
+                "huffman: {} bytes cannot hold {count} symbols",
+                reader.total() / 8
+            )));
+        }
+        if code.max_symbol() as usize >= levels.len() {
+            return Err(corrupt(format!(
+                "huffman: the code has symbol {}, there are {} levels",
+                code.max_symbol(),
+                levels.len()
+            )));
+        }
+        if out.len() != count as usize {
+            // Every slot is overwritten below; a reused buffer needs no clearing.
+            out.clear();
+            out.resize(count as usize, 0.0);
+        }
+        let decoder = code.bulk_decoder(count);
+        let slots = out.as_mut_slice();
+        // Every symbol of the code has a level (checked above).
+        let (bulk, position) =
+            decoder.decode_bulk_levels(reader.data(), reader.position(), levels, slots)?;
+        *reader = BitReader::at(reader.data(), position);
+        for slot in &mut slots[bulk..] {
+            *slot = level(decoder.decode(reader)?)?;
+        }
+    }
+    if !reader.at_clean_end() {
+        return Err(corrupt(if reader.overrun() {
+            "huffman: truncated input".to_string()
+        } else {
+            "huffman: trailing bytes after the last symbol".to_string()
+        }));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encode(model: &[f32], symbols: &[u32]) -> RVec<u8> {
+        let code = parametric_code(model, model.len()).unwrap();
+        let mut bytes = RVec::new();
+        let mut writer = BitWriter::new(&mut bytes);
+        write_symbols(&code, model.len(), symbols, &mut writer);
+        writer.finish();
+        bytes
+    }
+
+    #[test]
+    fn levels_are_the_mapped_symbols_and_refusals_agree() {
+        let model = [0.002, 0.01, 0.05, 0.2, 0.476, 0.2, 0.05, 0.01, 0.002];
+        let levels: Vec<f32> = (0..9).map(|k| k as f32 - 4.0).collect();
+        let mut state = 7u64;
+        let symbols: Vec<u32> = (0..50_001)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let u = (state >> 40) as f64 / (1u64 << 24) as f64;
+                let mut total = 0.0;
+                model
+                    .iter()
+                    .position(|p| {
+                        total += f64::from(*p);
+                        u < total
+                    })
+                    .unwrap_or(8) as u32
+            })
+            .collect();
+        let bytes = encode(&model, &symbols);
+        let code = parametric_code(&model, 9).unwrap();
+        for cut in [bytes.len(), bytes.len() - 1, bytes.len() / 2] {
+            for count in [symbols.len() as u64, symbols.len() as u64 - 3, 100] {
+                let mut as_symbols = RVec::new();
+                let by_symbols = read_symbols(
+                    &code,
+                    &mut BitReader::new(&bytes[..cut]),
+                    count,
+                    &mut as_symbols,
+                );
+                let mut as_levels = RVec::new();
+                let by_levels = read_levels(
+                    &code,
+                    &mut BitReader::new(&bytes[..cut]),
+                    count,
+                    &levels,
+                    &mut as_levels,
+                );
+                assert_eq!(
+                    by_symbols.is_ok(),
+                    by_levels.is_ok(),
+                    "cut {cut}, count {count}"
+                );
+                if by_symbols.is_ok() {
+                    let mapped: Vec<f32> = as_symbols.iter().map(|s| levels[*s as usize]).collect();
+                    assert_eq!(as_levels.as_slice(), mapped.as_slice());
+                }
+            }
+        }
+        // Fewer levels than symbols of the code: refused, never indexed.
+        let mut out = RVec::new();
+        assert!(read_levels(
+            &code,
+            &mut BitReader::new(&bytes),
+            50_001,
+            &levels[..5],
+            &mut out
+        )
+        .is_err());
+    }
 
     #[test]
     fn weights_refuse_what_is_not_a_pmf() {

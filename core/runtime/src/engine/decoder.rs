@@ -239,11 +239,6 @@ impl Decoder {
     /// Phase 2 of [`Decoder::decode`]: every block forms and commits x̂, which is
     /// copied into the returned tensors (raw tensors are read from the message).
     fn commit(&mut self, parsed: &ParsedMessage<'_>) -> Result<Vec<NamedTensor>> {
-        let mut outputs: Vec<Vec<f32>> = parsed
-            .tensors
-            .iter()
-            .map(|record| vec![0.0f32; record.entries() as usize])
-            .collect();
         let mut codecs: Vec<Option<TensorCodecs>> = parsed
             .tensors
             .iter()
@@ -252,7 +247,17 @@ impl Decoder {
                 TensorMode::Coded => self.streams.codecs.remove(&record.name),
             })
             .collect();
-        let results: Vec<Result<()>> = {
+        // Tensors in several blocks are written in place, block by block (a
+        // zeroed buffer); the others come out as one copy, with no zeroing.
+        let mut outputs: Vec<Option<Vec<f32>>> = codecs
+            .iter()
+            .zip(&parsed.tensors)
+            .map(|(tensor_codecs, record)| match tensor_codecs {
+                Some(c) if c.blocks.len() > 1 => Some(vec![0.0f32; record.entries() as usize]),
+                _ => None,
+            })
+            .collect();
+        let results: Vec<Result<(usize, Option<Vec<f32>>)>> = {
             let mut work: Vec<Work<'_>> = Vec::new();
             for (index, ((output, record), tensor_codecs)) in outputs
                 .iter_mut()
@@ -260,34 +265,46 @@ impl Decoder {
                 .zip(codecs.iter_mut())
                 .enumerate()
             {
-                match tensor_codecs {
-                    None => work.push(Work::Raw(output, parsed.slice(&record.raw))),
-                    Some(tensor_codecs) => {
+                match (tensor_codecs, output) {
+                    (None, _) => work.push(Work::Raw(index, parsed.slice(&record.raw))),
+                    (Some(tensor_codecs), Some(output)) => {
                         let lengths: Vec<usize> = tensor_codecs.layout.block_lengths().collect();
                         let mut rest = output.as_mut_slice();
                         for (block, length) in tensor_codecs.blocks.iter_mut().zip(lengths) {
                             let (head, tail) = rest.split_at_mut(length);
                             rest = tail;
-                            work.push(Work::Coded(index, block, head));
+                            work.push(Work::Part(index, block, head));
                         }
+                    }
+                    (Some(tensor_codecs), None) => {
+                        work.push(Work::Whole(index, &mut tensor_codecs.blocks[0]))
                     }
                 }
             }
             let round = parsed.round;
             work.into_par_iter()
                 .map(|work| match work {
-                    Work::Raw(out, bytes) => {
-                        for (value, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                            *value = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                        }
-                        Ok(())
+                    Work::Raw(index, bytes) => Ok((
+                        index,
+                        Some(
+                            bytes
+                                .chunks_exact(4)
+                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                                .collect(),
+                        ),
+                    )),
+                    Work::Whole(index, block) => {
+                        let ctx = block.context(round, index);
+                        block.predict(&ctx)?;
+                        block.commit(&ctx)?;
+                        Ok((index, Some(block.reconstruction().to_vec())))
                     }
-                    Work::Coded(index, block, out) => {
+                    Work::Part(index, block, out) => {
                         let ctx = block.context(round, index);
                         block.predict(&ctx)?;
                         block.commit(&ctx)?;
                         out.copy_from_slice(block.reconstruction());
-                        Ok(())
+                        Ok((index, None))
                     }
                 })
                 .collect()
@@ -299,14 +316,19 @@ impl Decoder {
                     .insert(record.name.clone(), tensor_codecs);
             }
         }
-        results.into_iter().collect::<Result<()>>()?;
+        for result in results {
+            let (index, values) = result?;
+            if let Some(values) = values {
+                outputs[index] = Some(values);
+            }
+        }
         parsed
             .tensors
             .iter()
             .zip(outputs)
             .map(|(record, values)| {
                 let shape: Vec<usize> = record.shape.iter().map(|d| *d as usize).collect();
-                NamedTensor::from_vec(record.name.clone(), &shape, values)
+                NamedTensor::from_vec(record.name.clone(), &shape, values.unwrap_or_default())
             })
             .collect()
     }
@@ -339,8 +361,12 @@ impl Decoder {
 
 /// One piece of phase 2.
 enum Work<'a> {
-    Raw(&'a mut [f32], &'a [u8]),
-    Coded(usize, &'a mut BlockCodec, &'a mut [f32]),
+    /// A raw tensor's bytes.
+    Raw(usize, &'a [u8]),
+    /// The only block of a tensor: x̂ comes out as a new vector.
+    Whole(usize, &'a mut BlockCodec),
+    /// One block of a tensor in several, written into its part of the tensor.
+    Part(usize, &'a mut BlockCodec, &'a mut [f32]),
 }
 
 /// Phase 1: every coded block of the message to â, in parallel; the first
