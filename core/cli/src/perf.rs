@@ -51,6 +51,11 @@ pub struct PerfArgs {
     /// in a model with many layers, instead of lengthening each tensor.
     #[arg(long, requires = "tile")]
     tile_as_tensors: bool,
+    /// With --tile: flatten everything into one 1-D tensor (as a DDP bucket is),
+    /// each copy after the first a seeded permutation, so one big tensor is coded
+    /// (in blocks, in parallel).
+    #[arg(long, requires = "tile", conflicts_with = "tile_as_tensors")]
+    tile_as_one: bool,
     /// Threads of the pool the pipelines run in.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -131,6 +136,20 @@ fn tile_as_tensors(update: Update, at_least: usize) -> anyhow::Result<Update> {
         }
     }
     Ok(Update::new(tensors))
+}
+
+/// The copies of [`tile`] as one flat tensor `bucket` (the update's values in
+/// order, then each further copy a seeded permutation of them).
+fn tile_as_one(update: Update, at_least: usize) -> anyhow::Result<Update> {
+    let values: Vec<f32> = update
+        .tensors
+        .iter()
+        .flat_map(|t| t.data.iter().copied())
+        .collect();
+    let copies = at_least.div_ceil(values.len().max(1)).max(1);
+    let flat: Vec<f32> = (0..copies).flat_map(|c| tile_copy(&values, c)).collect();
+    let len = flat.len();
+    Ok(Update::new(vec![NamedTensor::from_vec("bucket", &[len], flat)?]))
 }
 
 fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {
@@ -456,6 +475,8 @@ pub fn run(plugin_args: &PluginArgs, args: &PerfArgs) -> anyhow::Result<ExitCode
     if let Some(entries) = args.tile {
         update = if args.tile_as_tensors {
             tile_as_tensors(update, entries)?
+        } else if args.tile_as_one {
+            tile_as_one(update, entries)?
         } else {
             tile(update, entries)?
         };
