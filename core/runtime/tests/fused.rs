@@ -83,6 +83,8 @@ fn params_for(quantizer: &str, coder: &str) -> Vec<(&'static str, &'static str)>
                 r#"{"model": "parametric"}"#,
             ),
         ],
+        // No parameters; the inputs above and the kit's probes do the rest.
+        ("raw" | "fp16" | "bf16", "bitpack") => vec![("{}", "{}")],
         _ => vec![("{}", "{}")],
     }
 }
@@ -96,6 +98,15 @@ fn every_offered_fused_pair_is_byte_identical_to_its_composed_stages() {
             .any(|p| p.descriptor.quantizer.as_str() == "float-convert"),
         "the co3 library offers float-convert + huffman"
     );
+    for quantizer in ["raw", "fp16", "bf16"] {
+        assert!(
+            pairs
+                .iter()
+                .any(|p| p.descriptor.quantizer.as_str() == quantizer
+                    && p.descriptor.coder.as_str() == "bitpack"),
+            "the quantizers library offers {quantizer} + bitpack"
+        );
+    }
     for pair in &pairs {
         let d = &pair.descriptor;
         for (quantizer_params, coder_params) in params_for(&d.quantizer, &d.coder) {
@@ -148,11 +159,20 @@ fn the_engine_uses_fused_pairs_only_where_the_configs_match_and_the_bytes_do_not
         pipeline("normal-huffman-fp8").fused().is_some(),
         "the same stages, another fit"
     );
+    for name in ["f32", "fp16", "bf16"] {
+        assert!(
+            pipeline(name).fused().is_some(),
+            "{name}: the quantizers library fuses it with bitpack"
+        );
+    }
     for name in [
         "co3-fp4",
         "co3-fp8",
         "gennorm-huffman-fp8",
         "normal-huffman-fp8",
+        "f32",
+        "fp16",
+        "bf16",
     ] {
         let pipeline = pipeline(name);
         let (mut fused, mut composed) = (pipeline.encoder(), pipeline.encoder());

@@ -3,6 +3,8 @@
 //! libraries implement against them (CO3's float-convert + huffman), so both
 //! write the same bits from one source:
 //!
+//! - [`bitpack`]: the `bitpack` coder's fixed-width layout (also written
+//!   directly by the quantizers' fused pairs);
 //! - [`bits`]: bit I/O (LSB-first and MSB-first) and the universal codes;
 //! - [`huffman_code`]: canonical, length-limited Huffman codes;
 //! - [`parametric`]: the Huffman code of a quantizer's model pmf (the
@@ -11,6 +13,7 @@
 //! This crate is a plain library, never a plugin: it exports no root module,
 //! so any plugin may link it.
 
+pub mod bitpack;
 pub mod bits;
 pub mod huffman_code;
 pub mod parametric;

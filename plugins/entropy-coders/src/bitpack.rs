@@ -3,14 +3,19 @@
 //! Every symbol takes `w = ⌈log₂(alphabet)⌉` bits (0 for a one-symbol alphabet),
 //! packed least-significant bit first into bytes; the stream is exactly
 //! `⌈count·w / 8⌉` bytes. No model, no adaptivity: the reference point that
-//! entropy coders must beat.
+//! entropy coders must beat. The layout (and its byte-aligned fast paths)
+//! lives in `gradcodec_coding::bitpack`, shared with the fused pairs of the
+//! `raw`, `fp16` and `bf16` quantizers, which write these bytes directly.
 //!
 //! ```yaml
 //! - entropy-coder: { use: bitpack }
 //! ```
 
+use gradcodec_coding::bitpack::{pack, packed_len, unpack};
 use gradcodec_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
+
+pub use gradcodec_coding::bitpack::symbol_width;
 
 /// `bitpack` has no parameters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -21,15 +26,6 @@ impl StageConfig for BitpackConfig {}
 
 /// The fixed-width coder.
 pub struct Bitpack;
-
-/// Bits per symbol for an alphabet of `alphabet` symbols.
-pub fn symbol_width(alphabet: u64) -> u32 {
-    if alphabet <= 1 {
-        0
-    } else {
-        64 - (alphabet - 1).leading_zeros()
-    }
-}
 
 impl Stage for Bitpack {
     type Config = BitpackConfig;
@@ -45,88 +41,6 @@ impl Stage for Bitpack {
     }
 }
 
-/// Packs `symbols` of `width` bits (1..=64; symbols below `2^32`) into `out`,
-/// which holds exactly `⌈len·width/8⌉` bytes. Writes 32 bits at a time.
-fn pack(symbols: &[u32], width: u32, out: &mut [u8]) {
-    if width == 32 {
-        for (bytes, symbol) in out.chunks_exact_mut(4).zip(symbols) {
-            bytes.copy_from_slice(&symbol.to_le_bytes());
-        }
-        return;
-    }
-    if width == 8 {
-        for (byte, symbol) in out.iter_mut().zip(symbols) {
-            *byte = *symbol as u8;
-        }
-        return;
-    }
-    let (mut buffer, mut filled, mut at) = (0u64, 0u32, 0usize);
-    for &symbol in symbols {
-        buffer |= u64::from(symbol) << filled;
-        filled += width;
-        while filled >= 32 {
-            out[at..at + 4].copy_from_slice(&(buffer as u32).to_le_bytes());
-            at += 4;
-            buffer >>= 32;
-            filled -= 32;
-        }
-    }
-    for byte in &mut out[at..] {
-        *byte = buffer as u8;
-        buffer >>= 8;
-    }
-}
-
-/// Unpacks `out.len()` symbols of `width` bits (1..=64) from `bytes`, which holds
-/// exactly `⌈len·width/8⌉` bytes; the value above bit 32 of a wide symbol must be
-/// zero, else `false`.
-fn unpack(bytes: &[u8], width: u32, out: &mut [u32]) -> bool {
-    if width == 32 {
-        for (symbol, word) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *symbol = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        return true;
-    }
-    if width == 8 {
-        for (symbol, byte) in out.iter_mut().zip(bytes) {
-            *symbol = u32::from(*byte);
-        }
-        return true;
-    }
-    let mask = if width == 64 {
-        u64::MAX
-    } else {
-        (1u64 << width) - 1
-    };
-    let mut wide = false;
-    let (mut buffer, mut filled) = (0u64, 0u32);
-    let mut input = bytes.chunks(4);
-    for symbol in out.iter_mut() {
-        let mut value = 0u64;
-        let mut have = 0u32;
-        // Take `width` bits, 32 at most per refill (a u64 holds < 32 + 32).
-        while have < width {
-            if filled == 0 {
-                let word = input.next().unwrap_or(&[]);
-                let mut le = [0u8; 4];
-                le[..word.len()].copy_from_slice(word);
-                buffer = u64::from(u32::from_le_bytes(le));
-                filled = 32;
-            }
-            let take = (width - have).min(filled);
-            let part = buffer & ((1u64 << take) - 1);
-            value |= part << have;
-            buffer >>= take;
-            filled -= take;
-            have += take;
-        }
-        let value = value & mask;
-        wide |= value > u64::from(u32::MAX);
-        *symbol = value as u32;
-    }
-    !wide
-}
-
 impl EntropyCoder for Bitpack {
     fn encode(&mut self, stream: &SymbolStream, out: &mut RVec<u8>) -> SdkResult<()> {
         let width = symbol_width(stream.alphabet_size);
@@ -135,19 +49,24 @@ impl EntropyCoder for Bitpack {
         }
         let alphabet = stream.alphabet_size;
         let symbols = stream.symbols.as_slice();
-        if let Some(symbol) = symbols.iter().find(|s| u64::from(**s) >= alphabet) {
+        // The largest symbol first (a loop that vectorizes), the culprit only
+        // when there is one.
+        let largest = symbols.iter().copied().fold(0, u32::max);
+        if u64::from(largest) >= alphabet {
+            let symbol = symbols.iter().find(|s| u64::from(**s) >= alphabet);
+            let symbol = symbol.copied().unwrap_or(largest);
             return Err(invalid_input(format!(
                 "symbol {symbol} outside 0..{alphabet}"
             )));
         }
-        let bytes = (symbols.len() * width as usize).div_ceil(8);
+        let bytes = packed_len(symbols.len() as u64, width) as usize;
         out.extend_filled(bytes, |out| pack(symbols, width, out));
         Ok(())
     }
 
     fn decode(&mut self, bytes: &[u8], count: u64, stream: &mut SymbolStream) -> SdkResult<()> {
         let width = symbol_width(stream.alphabet_size);
-        let expected = (u128::from(count) * u128::from(width)).div_ceil(8);
+        let expected = packed_len(count, width);
         ensure_data(bytes.len() as u128 == expected, || {
             format!(
                 "bitpack: {count} symbols of {width} bits need {expected} bytes, got {}",
@@ -165,7 +84,12 @@ impl EntropyCoder for Bitpack {
             .symbols
             .extend_filled(count as usize, |out| fits = unpack(bytes, width, out));
         let symbols = stream.symbols.as_slice();
-        let outside = symbols.iter().find(|s| u64::from(**s) >= alphabet);
+        let largest = symbols.iter().copied().fold(0, u32::max);
+        let outside = if u64::from(largest) < alphabet {
+            None
+        } else {
+            symbols.iter().find(|s| u64::from(**s) >= alphabet)
+        };
         if !fits || outside.is_some() {
             let symbol = outside.map_or_else(|| "above 2^32".to_string(), u32::to_string);
             stream.symbols.clear();

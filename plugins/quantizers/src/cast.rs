@@ -15,6 +15,7 @@
 //! - quantizer: { use: bf16 }
 //! ```
 
+use crate::convert;
 use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
 use gradcodec_sdk::prelude::*;
 use std::marker::PhantomData;
@@ -27,12 +28,28 @@ pub trait HalfFormat: Send + 'static {
     fn encode(value: f32) -> u32;
     /// The format's bits to f32 (refusing non-finite patterns).
     fn decode(symbol: u32) -> SdkResult<f32>;
+    /// [`HalfFormat::encode`] of a slice (`out` as long as `input`): `false`
+    /// when an entry is not finite (then `out` is unspecified).
+    fn encode_slice(input: &[f32], out: &mut [u16]) -> bool;
+    /// [`HalfFormat::decode`] of a slice (`out` as long as `bits`): `false`
+    /// when a pattern is not finite (then `out` is unspecified).
+    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool;
 }
+
+/// Entries converted per step through a stack buffer of 16-bit patterns.
+pub(crate) const CHUNK: usize = 4096;
 
 /// Shared implementation of the two casts.
 pub struct Cast<F> {
     len: u64,
     format: PhantomData<F>,
+}
+
+impl<F> Cast<F> {
+    /// Entries of the tensor.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 /// IEEE binary16.
@@ -52,6 +69,12 @@ impl HalfFormat for F16Format {
     fn decode(symbol: u32) -> SdkResult<f32> {
         from_f16_bits(symbol)
     }
+    fn encode_slice(input: &[f32], out: &mut [u16]) -> bool {
+        convert::f16_from_f32(input, out)
+    }
+    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool {
+        convert::f16_to_f32(bits, out)
+    }
 }
 
 impl HalfFormat for Bf16Format {
@@ -66,6 +89,33 @@ impl HalfFormat for Bf16Format {
     fn decode(symbol: u32) -> SdkResult<f32> {
         from_bf16_bits(symbol)
     }
+    fn encode_slice(input: &[f32], out: &mut [u16]) -> bool {
+        convert::bf16_from_f32(input, out)
+    }
+    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool {
+        convert::bf16_to_f32(bits, out)
+    }
+}
+
+/// Decodes `bits` into `out` (as long), or the error [`HalfFormat::decode`]
+/// gives for the first pattern it refuses.
+pub(crate) fn decode_checked<F: HalfFormat>(bits: &[u16], out: &mut [f32]) -> SdkResult<()> {
+    if F::decode_slice(bits, out) {
+        return Ok(());
+    }
+    for h in bits {
+        F::decode(u32::from(*h))?;
+    }
+    Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
+}
+
+/// `out` holding `len` entries, every one about to be overwritten: a buffer of
+/// that length is reused as it is.
+pub(crate) fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
+    if out.len() != len {
+        out.clear();
+        out.resize(len, T::default());
+    }
 }
 
 /// The `fp16` quantizer.
@@ -73,7 +123,7 @@ pub type Fp16 = Cast<F16Format>;
 /// The `bf16` quantizer.
 pub type Bf16 = Cast<Bf16Format>;
 
-const STREAMS: [StreamShape; 1] = [StreamShape::half_words()];
+pub(crate) const STREAMS: [StreamShape; 1] = [StreamShape::half_words()];
 
 impl<F: HalfFormat> Stage for Cast<F> {
     type Config = NoParams;
@@ -95,9 +145,25 @@ impl<F: HalfFormat> Quantizer for Cast<F> {
         out: &mut Quantized,
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
-        ensure_finite(input)?;
         begin_streams(out, &STREAMS);
-        out.streams[0].symbols.extend_mapped(input, F::encode);
+        let mut finite = true;
+        out.streams[0]
+            .symbols
+            .extend_filled(input.len(), |symbols| {
+                let mut halves = [0u16; CHUNK];
+                for (chunk, symbols) in input.chunks(CHUNK).zip(symbols.chunks_mut(CHUNK)) {
+                    let halves = &mut halves[..chunk.len()];
+                    finite &= F::encode_slice(chunk, halves);
+                    for (symbol, half) in symbols.iter_mut().zip(halves.iter()) {
+                        *symbol = u32::from(*half);
+                    }
+                }
+            });
+        if !finite {
+            out.streams[0].symbols.clear();
+            ensure_finite(input)?;
+            return Err(invalid_input("non-finite input"));
+        }
         Ok(())
     }
 
@@ -115,10 +181,15 @@ impl<F: HalfFormat> Quantizer for Cast<F> {
     ) -> SdkResult<()> {
         expect_no_side_info(F::INFO.name, &coded.side_info)?;
         let [symbols] = received_streams(F::INFO.name, coded, &STREAMS, [self.len])?;
-        out.clear();
-        out.reserve(symbols.len());
-        for symbol in symbols {
-            out.push(F::decode(*symbol)?);
+        // Every symbol is below 2^16 (`received_streams` checked the alphabet).
+        resize_for_overwrite(out, symbols.len());
+        let mut halves = [0u16; CHUNK];
+        for (chunk, out) in symbols.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let halves = &mut halves[..chunk.len()];
+            for (half, symbol) in halves.iter_mut().zip(chunk) {
+                *half = *symbol as u16;
+            }
+            decode_checked::<F>(halves, out)?;
         }
         Ok(())
     }

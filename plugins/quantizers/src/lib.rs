@@ -12,8 +12,14 @@
 //! - [`cast::Fp16`] and [`cast::Bf16`], `fp16` and `bf16`: 16-bit float casts;
 //! - [`powersgd::PowerSgd`], `powersgd`: rank-r PowerSGD with warm start (Vogels
 //!   et al. 2019).
+//!
+//! Fused with the `bitpack` coder (ABI 1.1, [`fused`]): `raw`, `fp16` and
+//! `bf16`, each a single pass from the input to the coded bytes and the
+//! reconstruction; [`convert`] holds the slice casts (F16C where available).
 
 pub mod cast;
+pub mod convert;
+pub mod fused;
 pub mod powersgd;
 pub mod qsgd;
 pub mod raw;
@@ -33,6 +39,7 @@ gradcodec_sdk::export_plugin! {
         cast::Bf16,
         powersgd::PowerSgd,
     ],
+    fused: [fused::RawBitpack, fused::Fp16Bitpack, fused::Bf16Bitpack],
 }
 // The kit again with other parameters: extreme widths, the other norms.
 gradcodec_sdk::conformance_test! {
