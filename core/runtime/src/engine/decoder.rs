@@ -297,7 +297,7 @@ impl Decoder {
                         let ctx = block.context(round, index);
                         block.predict(&ctx)?;
                         block.commit(&ctx)?;
-                        Ok((index, Some(block.reconstruction().to_vec())))
+                        Ok((index, Some(block.take_reconstruction())))
                     }
                     Work::Part(index, block, out) => {
                         let ctx = block.context(round, index);

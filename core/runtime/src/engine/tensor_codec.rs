@@ -503,6 +503,18 @@ impl BlockCodec {
         }
     }
 
+    /// Moves x̂ of the last decoded block out (without a copy when the buffer's
+    /// allocator is this binary's, as it is for in-tree plugins); the stages
+    /// refill an empty buffer next time.
+    pub fn take_reconstruction(&mut self) -> Vec<f32> {
+        let buffer = if self.predictor.is_some() {
+            &mut self.residual
+        } else {
+            &mut self.dequantized
+        };
+        std::mem::take(buffer).into_vec()
+    }
+
     /// The stage states, for checkpoints: predictor, error correction, quantizer.
     pub fn save_states(&self) -> Result<[Vec<u8>; 3]> {
         let place = self.place();
