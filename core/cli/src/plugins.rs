@@ -71,6 +71,50 @@ pub fn run(plugin_args: &PluginArgs, args: &PluginsArgs) -> anyhow::Result<ExitC
             }
         }
     }
+    if args.verbose {
+        // Fused pairs (ABI 1.1): a quantizer and a coder in one pass.
+        let fused = registry.fused_pairs();
+        let enabled = gradcodec::fused::fused_enabled_by_default();
+        for pair in &fused {
+            let d = &pair.descriptor;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "kind": "fused-pair",
+                        "quantizer": d.quantizer.as_str(),
+                        "quantizer_library": d.quantizer_library.as_str(),
+                        "coder": d.coder.as_str(),
+                        "coder_library": d.coder_library.as_str(),
+                        "library": pair.library,
+                        "path": pair.library_path.display().to_string(),
+                        "doc": d.doc.as_str(),
+                        "enabled": enabled,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<17} {} + {}  (by {}){}",
+                    "fused-pair",
+                    d.quantizer.as_str(),
+                    d.coder.as_str(),
+                    pair.library,
+                    if enabled {
+                        ""
+                    } else {
+                        "  [off: GRADCODEC_FUSED]"
+                    }
+                );
+                println!("    {}", d.doc);
+            }
+        }
+        if !args.json && !fused.is_empty() {
+            println!(
+                "    (fused pairs run in place of the two stages when a pipeline's configs match, \
+                 with the same bytes; GRADCODEC_FUSED=off runs the stages)"
+            );
+        }
+    }
     if args.verbose || registry.stages().is_empty() {
         eprintln!("searched:");
         for dir in registry.searched() {

@@ -48,6 +48,38 @@ fn gradcodec_test_update(array: ndarray::ArrayD<f32>) -> gradcodec::Update {
 }
 
 #[test]
+fn plugins_verbose_lists_the_fused_pairs_and_the_switch_turns_them_off() {
+    let out = ok(&["plugins", "--verbose"]);
+    assert!(
+        out.contains("fused-pair        float-convert + huffman  (by gradcodec-plugin-co3)"),
+        "{out}"
+    );
+    let out = ok(&["plugins", "--verbose", "--json"]);
+    let pair = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "fused-pair" && v["quantizer"] == "float-convert")
+        .expect("the co3 fused pair is listed");
+    assert_eq!(pair["coder"], "huffman");
+    assert_eq!(pair["coder_library"], "gradcodec-plugin-entropy-coders");
+    assert_eq!(pair["enabled"], true);
+    let output = Command::new(env!("CARGO_BIN_EXE_gradcodec"))
+        .args(["plugins", "--verbose"])
+        .current_dir(workspace())
+        .env_remove("GRADCODEC_PLUGIN_PATH")
+        .env("GRADCODEC_FUSED", "off")
+        .output()
+        .unwrap();
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        out.contains("float-convert + huffman  (by gradcodec-plugin-co3)  [off: GRADCODEC_FUSED]"),
+        "{out}"
+    );
+    // Not without --verbose.
+    assert!(!ok(&["plugins"]).contains("fused-pair"));
+}
+
+#[test]
 fn plugins_json_lists_stages_with_the_library_of_their_family() {
     let out = ok(&["plugins", "--json"]);
     let stages: Vec<serde_json::Value> = out
