@@ -15,7 +15,7 @@
 //! - quantizer: { use: bf16 }
 //! ```
 
-use crate::convert;
+use crate::convert::{self, fill_chunked, CHUNK};
 use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
 use gradcodec_sdk::prelude::*;
 use std::marker::PhantomData;
@@ -35,9 +35,6 @@ pub trait HalfFormat: Send + 'static {
     /// when a pattern is not finite (then `out` is unspecified).
     fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool;
 }
-
-/// Entries converted per step through a stack buffer of 16-bit patterns.
-pub(crate) const CHUNK: usize = 4096;
 
 /// Shared implementation of the two casts.
 pub struct Cast<F> {
@@ -109,15 +106,6 @@ pub(crate) fn decode_checked<F: HalfFormat>(bits: &[u16], out: &mut [f32]) -> Sd
     Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
 }
 
-/// `out` holding `len` entries, every one about to be overwritten: a buffer of
-/// that length is reused as it is.
-pub(crate) fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
-    if out.len() != len {
-        out.clear();
-        out.resize(len, T::default());
-    }
-}
-
 /// The `fp16` quantizer.
 pub type Fp16 = Cast<F16Format>;
 /// The `bf16` quantizer.
@@ -147,18 +135,17 @@ impl<F: HalfFormat> Quantizer for Cast<F> {
         ensure_len("input", input.len(), self.len)?;
         begin_streams(out, &STREAMS);
         let mut finite = true;
-        out.streams[0]
-            .symbols
-            .extend_filled(input.len(), |symbols| {
-                let mut halves = [0u16; CHUNK];
-                for (chunk, symbols) in input.chunks(CHUNK).zip(symbols.chunks_mut(CHUNK)) {
-                    let halves = &mut halves[..chunk.len()];
-                    finite &= F::encode_slice(chunk, halves);
-                    for (symbol, half) in symbols.iter_mut().zip(halves.iter()) {
-                        *symbol = u32::from(*half);
-                    }
-                }
-            });
+        let mut halves = [0u16; CHUNK];
+        let symbols = &mut out.streams[0].symbols;
+        fill_chunked(symbols, input.len(), |index, symbols| {
+            let chunk = &input[index * CHUNK..][..symbols.len()];
+            let halves = &mut halves[..chunk.len()];
+            finite &= F::encode_slice(chunk, halves);
+            for (symbol, half) in symbols.iter_mut().zip(halves.iter()) {
+                *symbol = u32::from(*half);
+            }
+            Ok(())
+        })?;
         if !finite {
             out.streams[0].symbols.clear();
             ensure_finite(input)?;
@@ -182,16 +169,15 @@ impl<F: HalfFormat> Quantizer for Cast<F> {
         expect_no_side_info(F::INFO.name, &coded.side_info)?;
         let [symbols] = received_streams(F::INFO.name, coded, &STREAMS, [self.len])?;
         // Every symbol is below 2^16 (`received_streams` checked the alphabet).
-        resize_for_overwrite(out, symbols.len());
         let mut halves = [0u16; CHUNK];
-        for (chunk, out) in symbols.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+        fill_chunked(out, symbols.len(), |index, out| {
+            let chunk = &symbols[index * CHUNK..][..out.len()];
             let halves = &mut halves[..chunk.len()];
             for (half, symbol) in halves.iter_mut().zip(chunk) {
                 *half = *symbol as u16;
             }
-            decode_checked::<F>(halves, out)?;
-        }
-        Ok(())
+            decode_checked::<F>(halves, out)
+        })
     }
 }
 

@@ -32,9 +32,8 @@
 //!   - entropy-coder: { use: bitpack }
 //! ```
 
-use crate::cast::{
-    decode_checked, resize_for_overwrite, Bf16Format, Cast, F16Format, HalfFormat, CHUNK,
-};
+use crate::cast::{decode_checked, Bf16Format, Cast, F16Format, HalfFormat};
+use crate::convert::{fill_chunked, CHUNK};
 use gradcodec_coding::bitpack::{pack_16, pack_32, packed_len, unpack_16, unpack_32};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
@@ -49,6 +48,15 @@ fn no_params(stage: &str, config: &str) -> SdkResult<bool> {
     let value: serde_json::Value =
         serde_json::from_str(config).map_err(|e| invalid_config(format!("{stage} config: {e}")))?;
     Ok(value.as_object().is_some_and(|o| o.is_empty()))
+}
+
+/// `out` holding `len` entries, every one about to be overwritten: a buffer of
+/// that length is reused as it is.
+fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
+    if out.len() != len {
+        out.clear();
+        out.resize(len, T::default());
+    }
 }
 
 /// Clears `out` for one stream of `bytes` coded bytes and `len` reconstructed
@@ -144,9 +152,10 @@ impl FusedPair for RawBitpack {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let bytes = one_stream("raw", described, streams, 32, self.len)?;
-        resize_for_overwrite(out, self.len as usize);
-        unpack_32(bytes, out, f32::from_bits);
-        Ok(())
+        fill_chunked(out, self.len as usize, |index, out| {
+            unpack_32(&bytes[index * CHUNK * 4..], out, f32::from_bits);
+            Ok(())
+        })
     }
 }
 
@@ -235,14 +244,12 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
     ) -> SdkResult<()> {
         let len = self.quantizer.len();
         let bytes = one_stream(F::INFO.name, described, streams, 16, len)?;
-        resize_for_overwrite(out, len as usize);
         let mut halves = [0u16; CHUNK];
-        for (bytes, out) in bytes.chunks(2 * CHUNK).zip(out.chunks_mut(CHUNK)) {
+        fill_chunked(out, len as usize, |index, out| {
             let halves = &mut halves[..out.len()];
-            unpack_16(bytes, halves, |half| half);
-            decode_checked::<F>(halves, out)?;
-        }
-        Ok(())
+            unpack_16(&bytes[index * CHUNK * 2..], halves, |half| half);
+            decode_checked::<F>(halves, out)
+        })
     }
 }
 

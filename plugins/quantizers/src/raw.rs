@@ -8,6 +8,7 @@
 //! - quantizer: { use: raw }
 //! ```
 
+use crate::convert::{fill_chunked, CHUNK};
 use gradcodec_sdk::prelude::*;
 
 /// The passthrough quantizer.
@@ -40,8 +41,13 @@ impl Quantizer for Raw {
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         begin_streams(out, &STREAMS);
-        out.streams[0].symbols.extend_mapped(input, f32::to_bits);
-        Ok(())
+        fill_chunked(&mut out.streams[0].symbols, input.len(), |index, words| {
+            let chunk = &input[index * CHUNK..][..words.len()];
+            for (word, value) in words.iter_mut().zip(chunk) {
+                *word = value.to_bits();
+            }
+            Ok(())
+        })
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
@@ -57,8 +63,12 @@ impl Quantizer for Raw {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let [words] = received_streams("raw", coded, &STREAMS, [self.len])?;
-        out.clear();
-        out.extend_mapped(words, f32::from_bits);
-        Ok(())
+        fill_chunked(out, words.len(), |index, out| {
+            let chunk = &words[index * CHUNK..][..out.len()];
+            for (value, word) in out.iter_mut().zip(chunk) {
+                *value = f32::from_bits(*word);
+            }
+            Ok(())
+        })
     }
 }
