@@ -59,12 +59,14 @@ pub fn to_py(error: gradcodec::Error) -> PyErr {
     use gradcodec::Error as E;
     let text = error.to_string();
     match error {
-        E::Spec(_) => SpecError::new_err(text),
+        E::Spec(_) | E::SpecAt { .. } => SpecError::new_err(text),
         E::UnknownStage(_) => UnknownStageError::new_err(text),
         E::PluginLoad { .. } => PluginError::new_err(text),
         E::Stage { .. } => StageError::new_err(text),
-        E::Message(_) => MessageError::new_err(text),
-        E::Update(_) => UpdateError::new_err(text),
+        E::Message(_) | E::RoundGap { .. } | E::FingerprintMismatch { .. } => {
+            MessageError::new_err(text)
+        }
+        E::Update(_) | E::LimitExceeded { .. } => UpdateError::new_err(text),
         E::Io { .. } | E::TensorFile { .. } => FileError::new_err(text),
     }
 }

@@ -24,6 +24,22 @@ pub enum Error {
     #[error("{0}")]
     Spec(String),
 
+    /// A spec is invalid at a known place: its file, line and column (when the
+    /// YAML parser knows them) and the field.
+    #[error("{origin}{}: {message}", place(*line, *column))]
+    SpecAt {
+        /// The spec file (or the name it was parsed under).
+        origin: String,
+        /// 1-based line, if known.
+        line: Option<usize>,
+        /// 1-based column, if known.
+        column: Option<usize>,
+        /// The field (`stages`, `blocks.entries`, ...), if known.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+
     /// A stage is not in the registry.
     #[error("{0}")]
     UnknownStage(String),
@@ -52,6 +68,46 @@ pub enum Error {
     #[error("invalid message: {0}")]
     Message(String),
 
+    /// A message of a stateful stream arrived out of order.
+    #[error("invalid message: round {got} arrived, this stateful stream expects round {expected}")]
+    RoundGap {
+        /// The round the stream expects.
+        expected: u64,
+        /// The round the message carries.
+        got: u64,
+    },
+
+    /// A message was coded by another pipeline than the decoder's.
+    #[error(
+        "invalid message: encoded with another pipeline (fingerprint {message:016x}, this \
+         decoder's `{pipeline}` is {decoder:016x})"
+    )]
+    FingerprintMismatch {
+        /// The message's pipeline fingerprint.
+        message: u64,
+        /// The decoder's.
+        decoder: u64,
+        /// The decoder's pipeline name.
+        pipeline: String,
+    },
+
+    /// An update exceeds the limits its receiver's decoder checks (the encoder
+    /// refuses it before any state changes).
+    #[error(
+        "invalid update: {subject}{value} {unit}, more than the limit of {limit}; the receiver's \
+         decoder would refuse it (raise the limits on both ends to send it)"
+    )]
+    LimitExceeded {
+        /// What has too many (`tensor `w` has `, or empty).
+        subject: String,
+        /// How many it has.
+        value: u64,
+        /// Of what (`entries`, `tensors`, ...).
+        unit: &'static str,
+        /// The limit.
+        limit: u64,
+    },
+
     /// An update is invalid (non-finite values, shape change, ...).
     #[error("invalid update: {0}")]
     Update(String),
@@ -64,6 +120,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+}
+
+fn place(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(":{line}:{column}"),
+        (Some(line), None) => format!(":{line}"),
+        _ => String::new(),
+    }
 }
 
 impl Error {

@@ -172,11 +172,21 @@ impl PipelineSpec {
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         check_nesting(text).map_err(|message| Error::Spec(format!("{origin}: {message}")))?;
         let file: SpecFile = serde_yaml::from_str(text).map_err(|err| {
-            let place = err
-                .location()
-                .map(|loc| format!(":{}:{}", loc.line(), loc.column()))
-                .unwrap_or_default();
-            Error::Spec(format!("{origin}{place}: {err}"))
+            let location = err.location();
+            let message = err.to_string();
+            // serde_yaml names the path of the field first (`stages[1]: ...`).
+            let field = message
+                .split_once(": ")
+                .map(|(head, _)| head)
+                .filter(|head| !head.contains(' '))
+                .map(str::to_string);
+            Error::SpecAt {
+                origin: origin.to_string(),
+                line: location.as_ref().map(|l| l.line()),
+                column: location.as_ref().map(|l| l.column()),
+                field,
+                message,
+            }
         })?;
         let lines = stage_lines(text);
         let mut stages = Vec::with_capacity(file.stages.len());
@@ -215,11 +225,16 @@ impl PipelineSpec {
         }
         if let Some(entries) = self.block_entries {
             if entries < crate::engine::MIN_BLOCK_ENTRIES {
-                return Err(Error::Spec(format!(
-                    "{}: `blocks: {{ entries: {entries} }}` is below the minimum of {}",
-                    self.origin,
-                    crate::engine::MIN_BLOCK_ENTRIES
-                )));
+                return Err(Error::SpecAt {
+                    origin: self.origin.clone(),
+                    line: None,
+                    column: None,
+                    field: Some("blocks.entries".into()),
+                    message: format!(
+                        "`blocks: {{ entries: {entries} }}` is below the minimum of {}",
+                        crate::engine::MIN_BLOCK_ENTRIES
+                    ),
+                });
             }
         }
         let shapes: Vec<StageShape<'_>> = self

@@ -188,3 +188,62 @@ fn checkpoints_keep_every_block_state() {
         restored.encode(&update(1)).unwrap()
     );
 }
+
+#[test]
+fn runtime_errors_are_typed_variants() {
+    use gradcodec::{Error, Limits};
+    let pipeline = small_blocks("co3-fp4");
+    let mut encoder = pipeline.encoder();
+    let first = encoder.encode(&update(0)).unwrap();
+    let second = encoder.encode(&update(1)).unwrap();
+    // A stateful stream must get its rounds in order.
+    let mut decoder = pipeline.decoder();
+    match decoder.decode(&second).unwrap_err() {
+        Error::RoundGap { expected, got } => assert_eq!((expected, got), (0, 1)),
+        other => panic!("not a round gap: {other}"),
+    }
+    decoder.decode(&first).unwrap();
+    // Another pipeline's message.
+    let other = small_blocks("qsgd");
+    match other.decoder().decode(&first).unwrap_err() {
+        Error::FingerprintMismatch {
+            message,
+            decoder,
+            pipeline,
+        } => {
+            assert_eq!(message, blocked_fingerprint(&first));
+            assert_eq!(decoder, other.fingerprint());
+            assert_eq!(pipeline, "qsgd");
+        }
+        other => panic!("not a fingerprint mismatch: {other}"),
+    }
+    // An update beyond the receiver's limits, refused before any state changes.
+    let mut limited = pipeline.encoder();
+    limited.set_limits(Limits::with_max_entries(10_000));
+    match limited.encode(&update(0)).unwrap_err() {
+        Error::LimitExceeded {
+            value, unit, limit, ..
+        } => {
+            assert_eq!((value, unit, limit), (21_000, "entries", 10_000))
+        }
+        other => panic!("not a limit: {other}"),
+    }
+    // A spec error with its place and field.
+    let text = "name: x\nstages:\n  - quantizer: { use: raw }\n  - entropy-coder: { use: bitpack }\nblocks: { entries: 10 }\n";
+    match PipelineSpec::parse(text, "tiny.yaml").unwrap_err() {
+        Error::SpecAt { origin, field, .. } => {
+            assert_eq!(origin, "tiny.yaml");
+            assert_eq!(field.as_deref(), Some("blocks.entries"));
+        }
+        other => panic!("not a placed spec error: {other}"),
+    }
+    match PipelineSpec::parse("name: x\nstages: 3\n", "bad.yaml").unwrap_err() {
+        Error::SpecAt { line, column, .. } => assert_eq!((line, column), (Some(2), Some(9))),
+        other => panic!("not a placed spec error: {other}"),
+    }
+}
+
+/// The fingerprint field of a message (bytes 7.. after magic, version, flags, round 0).
+fn blocked_fingerprint(message: &[u8]) -> u64 {
+    u64::from_le_bytes(message[7..15].try_into().unwrap())
+}

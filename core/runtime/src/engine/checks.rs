@@ -7,53 +7,62 @@ use crate::container::Limits;
 use crate::error::{Error, Result};
 use crate::update::Update;
 
-fn refuse(what: String) -> Error {
-    Error::Update(format!(
-        "{what}; the receiver's decoder would refuse it (raise the limits on both ends \
-         to send it)"
-    ))
+fn exceeded(subject: String, value: u64, unit: &'static str, limit: u64) -> Error {
+    Error::LimitExceeded {
+        subject,
+        value,
+        unit,
+        limit,
+    }
 }
 
 /// The update against the limits, as the decoder will check its message.
 pub(super) fn check_limits(limits: &Limits, update: &Update) -> Result<()> {
     if update.tensors.len() as u64 > limits.max_tensors {
-        return Err(refuse(format!(
-            "{} tensors, more than the limit of {}",
-            update.tensors.len(),
-            limits.max_tensors
-        )));
+        return Err(exceeded(
+            String::new(),
+            update.tensors.len() as u64,
+            "tensors",
+            limits.max_tensors,
+        ));
     }
     let mut total: u64 = 0;
     for tensor in &update.tensors {
         let name = &tensor.name;
         if name.len() as u64 > limits.max_name_bytes {
-            return Err(refuse(format!(
-                "tensor name of {} bytes, more than the limit of {}",
-                name.len(),
-                limits.max_name_bytes
-            )));
+            return Err(exceeded(
+                "tensor name of ".into(),
+                name.len() as u64,
+                "bytes",
+                limits.max_name_bytes,
+            ));
         }
         if tensor.data.ndim() as u64 > limits.max_dims {
-            return Err(refuse(format!(
-                "tensor `{name}` has {} dimensions, more than the limit of {}",
-                tensor.data.ndim(),
-                limits.max_dims
-            )));
+            return Err(exceeded(
+                format!("tensor `{name}` has "),
+                tensor.data.ndim() as u64,
+                "dimensions",
+                limits.max_dims,
+            ));
         }
         let entries = tensor.len() as u64;
         if entries > limits.max_tensor_entries {
-            return Err(refuse(format!(
-                "tensor `{name}` has {entries} entries, more than the limit of {}",
-                limits.max_tensor_entries
-            )));
+            return Err(exceeded(
+                format!("tensor `{name}` has "),
+                entries,
+                "entries",
+                limits.max_tensor_entries,
+            ));
         }
         total = total.saturating_add(entries);
     }
     if total > limits.max_total_entries {
-        return Err(refuse(format!(
-            "the update has {total} entries, more than the limit of {}",
-            limits.max_total_entries
-        )));
+        return Err(exceeded(
+            "the update has ".into(),
+            total,
+            "entries",
+            limits.max_total_entries,
+        ));
     }
     Ok(())
 }

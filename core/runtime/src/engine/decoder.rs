@@ -81,12 +81,11 @@ impl Decoder {
     fn check_header(&self, parsed: &ParsedMessage<'_>) -> Result<u64> {
         let pipeline = &self.streams.pipeline;
         if parsed.fingerprint != pipeline.fingerprint() {
-            return Err(Error::Message(format!(
-                "encoded with another pipeline (fingerprint {:016x}, this decoder's `{}` is {:016x})",
-                parsed.fingerprint,
-                pipeline.name(),
-                pipeline.fingerprint()
-            )));
+            return Err(Error::FingerprintMismatch {
+                message: parsed.fingerprint,
+                decoder: pipeline.fingerprint(),
+                pipeline: pipeline.name().to_string(),
+            });
         }
         let Some(next_round) = parsed.round.checked_add(1) else {
             return Err(Error::Message(format!(
@@ -97,10 +96,10 @@ impl Decoder {
         if pipeline.is_stateful() {
             let expected = self.next_round.unwrap_or(0);
             if parsed.round != expected {
-                return Err(Error::Message(format!(
-                    "round {} arrived, this stateful stream expects round {expected}",
-                    parsed.round
-                )));
+                return Err(Error::RoundGap {
+                    expected,
+                    got: parsed.round,
+                });
             }
         }
         Ok(next_round)
