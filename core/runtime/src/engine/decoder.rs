@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::layout::ExpectedLayout;
 use crate::pipeline::Pipeline;
 use crate::update::{NamedTensor, Update};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// One tensor of a message in the decoder's parallel phase: sent raw, or coded
@@ -281,32 +280,30 @@ impl Decoder {
                 }
             }
             let round = parsed.round;
-            work.into_par_iter()
-                .map(|work| match work {
-                    Work::Raw(index, bytes) => Ok((
-                        index,
-                        Some(
-                            bytes
-                                .chunks_exact(4)
-                                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                                .collect(),
-                        ),
-                    )),
-                    Work::Whole(index, block) => {
-                        let ctx = block.context(round, index);
-                        block.predict(&ctx)?;
-                        block.commit(&ctx)?;
-                        Ok((index, Some(block.take_reconstruction())))
-                    }
-                    Work::Part(index, block, out) => {
-                        let ctx = block.context(round, index);
-                        block.predict(&ctx)?;
-                        block.commit(&ctx)?;
-                        out.copy_from_slice(block.reconstruction());
-                        Ok((index, None))
-                    }
-                })
-                .collect()
+            super::parallel::map_all(work, |work| match work {
+                Work::Raw(index, bytes) => Ok((
+                    index,
+                    Some(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                    ),
+                )),
+                Work::Whole(index, block) => {
+                    let ctx = block.context(round, index);
+                    block.predict(&ctx)?;
+                    block.commit(&ctx)?;
+                    Ok((index, Some(block.take_reconstruction())))
+                }
+                Work::Part(index, block, out) => {
+                    let ctx = block.context(round, index);
+                    block.predict(&ctx)?;
+                    block.commit(&ctx)?;
+                    out.copy_from_slice(block.reconstruction());
+                    Ok((index, None))
+                }
+            })
         };
         for (record, tensor_codecs) in parsed.tensors.iter().zip(codecs) {
             if let Some(tensor_codecs) = tensor_codecs {
@@ -384,12 +381,9 @@ fn decode_blocks(
             }
         }
     }
-    let results: Vec<Result<()>> = work
-        .into_par_iter()
-        .map(|(index, block, record)| {
-            let ctx = block.context(parsed.round, index);
-            block.decode(&ctx, parsed, record, pipeline, fused)
-        })
-        .collect();
+    let results: Vec<Result<()>> = super::parallel::map_all(work, |(index, block, record)| {
+        let ctx = block.context(parsed.round, index);
+        block.decode(&ctx, parsed, record, pipeline, fused)
+    });
     results.into_iter().collect()
 }

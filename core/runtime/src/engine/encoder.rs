@@ -9,7 +9,6 @@ use crate::container::{CodedBlock, CodedTensor, Limits, MessageWriter};
 use crate::error::{Error, Result};
 use crate::pipeline::Pipeline;
 use crate::update::{NamedTensor, Update};
-use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
 /// Entries per piece of the parallel non-finite scan.
@@ -195,13 +194,10 @@ impl Encoder {
                     }
                 }
             }
-            blocks
-                .into_par_iter()
-                .map(|(index, block, x)| {
-                    let ctx = block.context(round, index);
-                    block.encode(&ctx, x, &pipeline, fused)
-                })
-                .collect()
+            super::parallel::map_all(blocks, |(index, block, x)| {
+                let ctx = block.context(round, index);
+                block.encode(&ctx, x, &pipeline, fused)
+            })
         };
         let failure = outcomes.iter().position(Result::is_err);
         let result = match failure {
@@ -375,10 +371,9 @@ fn count_non_finite(update: &Update) -> Vec<usize> {
             None => counts[index] = tensor.data.iter().filter(|v| !v.is_finite()).count(),
         }
     }
-    let found: Vec<(usize, usize)> = pieces
-        .into_par_iter()
-        .map(|(index, piece)| (index, crate::scan::count_non_finite(piece)))
-        .collect();
+    let found: Vec<(usize, usize)> = super::parallel::map_all(pieces, |(index, piece)| {
+        (index, crate::scan::count_non_finite(piece))
+    });
     for (index, count) in found {
         counts[index] += count;
     }

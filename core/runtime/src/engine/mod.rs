@@ -8,6 +8,7 @@
 //! - [`streams`]: the codecs of one stream by tensor name, and checkpoints;
 //! - [`checks`]: what the encoder checks before any state changes;
 //! - [`encoder`] / [`decoder`]: one update to one message and back;
+//! - [`parallel`]: the pieces of a message on the pool, or inline;
 //! - [`options`], [`stats`]: encoder settings and message sizes.
 
 mod blocks;
@@ -15,6 +16,7 @@ mod checks;
 mod decoder;
 mod encoder;
 mod options;
+mod parallel;
 mod stats;
 mod streams;
 mod tensor_codec;
