@@ -81,33 +81,60 @@ def pipeline_table(rows, base, title, note):
 
 # What would close each miss (analysis of the profiles printed beside it).
 DESIGN = {
-    "co3-fp4": (
-        "Encode: the error feedback is its own stage, so the tensor is streamed five times "
-        "(compensate, fit, round + code + reconstruct, feedback, the host's non-finite scan); "
-        "the two-pass limit needs error feedback inside the fused pair (a fused "
-        "error-correction + quantizer + coder with the memory as its state, ABI 1.2), and a "
-        "faster prescale search (vectorized, with its f64 sums kept in order). Decode: the "
-        "Huffman table walk is serial; interleaved streams (several bit readers) would let "
-        "the CPU overlap them."
+    ("co3-fp4", "encode"): (
+        "The error feedback is its own stage, so the tensor is streamed five times: "
+        "compensate, the fit's moments, round + code + reconstruct (fused), feedback, and "
+        "the host's non-finite scan; the prescale search (`SearchSample::error`, for "
+        "beta < 0.4) sums its errors in one f64 chain. The two-pass limit needs the error "
+        "feedback inside the fused path (error correction + quantizer + coder, with the "
+        "memory as its state: a new fused kind in ABI 1.2) and a search that evaluates "
+        "several candidate scales per pass over the sample (each sum still in order)."
     ),
-    "f32": (
-        "Every raw stream still goes through the host's CRC, the non-finite scan and one copy "
-        "into the message; x̂ of a lossless pipeline is the input itself, so the engine could "
-        "hand the input back instead of copying it."
+    ("co3-fp4", "decode"): (
+        "One serial walk of the Huffman multi-symbol table; interleaved code streams "
+        "(several bit readers, a new bitstream version) would let the CPU overlap them."
     ),
-    "fp16": (
-        "As f32, plus the cast; the peer (`tensor.to(float16)`) is one vectorized pass with no "
-        "message, checksum or scan."
+    ("co3-fp8", "encode"): (
+        "The MSE prescale search over 247 levels dominates (`search_prescale`): a grid and "
+        "golden-section refinement, each step a pass over a 32k-entry sample; fp8 would "
+        "need the fp4-style closed-form prescale or a coarser, cached search."
     ),
-    "qsgd": (
-        "Stochastic rounding draws one ChaCha8 number per entry; a vectorized generator "
-        "(several ChaCha blocks at once) and the fused qsgd + rans pair would remove the symbol "
-        "buffer and two passes."
+    ("co3-fp8", "decode"): (
+        "Codes of up to 247 symbols leave the multi-symbol table (bytes only for small "
+        "alphabets) for many codes; a two-level table would close most of it."
     ),
-    "topk-ef-1pct": (
-        "Decode writes the dense tensor three times (zeroing, scatter, the host's copy and "
-        "finite scan) and the adaptive ANS model of the values searches its Fenwick tree per "
-        "byte; a sparse reconstruction handed to the caller and a static model would close it."
+    ("f32", "encode"): (
+        "Three copies remain (into the coded stream, x̂, and into the message) plus the "
+        "non-finite scan and the CRC; x̂ of a lossless pair is the input itself, so an "
+        "engine that hands the caller's input back as x̂ would drop one copy."
+    ),
+    ("fp16", "encode"): (
+        "The cast both ways (x̂ is the cast back), one copy into the message, the "
+        "non-finite scan and the CRC; the peer (`tensor.to(float16)`) is one vectorized "
+        "pass with no message, checksum or scan."
+    ),
+    ("fp16", "decode"): (
+        "The unpack + cast, the host's finite scan of x̂ (redundant after a fused decode "
+        "that refuses non-finite patterns), the CRC and the copy out; the peer is one cast."
+    ),
+    ("qsgd", "encode"): (
+        "Stochastic rounding draws one ChaCha8 word per entry and rounds in f64 "
+        "(`Qsgd::quantize`); an AVX-512 build of the rounding and a fused qsgd + rans pair "
+        "(no symbol buffer, no separate alphabet check) would close it."
+    ),
+    ("qsgd", "decode"): (
+        "rANS decoding is one symbol at a time per state; a fused qsgd + rans decode "
+        "writing levels directly, as co3's pair does, would remove the symbol buffer, "
+        "the alphabet check and the dequantize pass."
+    ),
+    ("topk-ef-1pct", "encode"): (
+        "The top-k selection and the adaptive ANS coding of the values' byte planes."
+    ),
+    ("topk-ef-1pct", "decode"): (
+        "The adaptive ANS model searches its Fenwick tree per byte of every kept value, "
+        "and the dense tensor is written three times (zeroing, scatter, the host's copy "
+        "and finite scan); the peer scatters 1% of the entries into zeros. A static model "
+        "and a sparse reconstruction handed to the caller would close it."
     ),
 }
 
@@ -363,8 +390,8 @@ def report(work, criterion, cores, cpu, min_time, big):
                     symbol = symbol[:107] + "..."
                 print(f"| {t['percent']:.1f}% | {t['dso']} | `{symbol}` |")
             print()
-            if name in DESIGN:
-                print(DESIGN[name] + "\n")
+            if (name, side) in DESIGN:
+                print(DESIGN[(name, side)] + "\n")
 
 
 def main():
