@@ -364,16 +364,49 @@ impl SearchSample {
     /// pre-scale `2^log_scale`.
     fn error(&self, format: &FloatFormat, rounder: &EdgeRounder, log_scale: f64) -> f64 {
         let scale = log_scale.exp2();
+        // `level / scale` once per level, not once per sample (the same quotients).
+        let quotients = level_quotients(format, scale);
         let sum = |values: &[f64]| {
             values
                 .iter()
                 .map(|m| {
-                    let q = format.level(rounder.index(scale * m)) / scale;
+                    let q = quotients[rounder.index(scale * m) as usize];
                     (q - m) * (q - m)
                 })
                 .sum::<f64>()
         };
         sum(&self.top) + self.rest_weight * sum(&self.rest)
+    }
+
+    /// [`SearchSample::error`] at `LANES` pre-scales `2^log_scales[j]` in one
+    /// pass over the sample: each sum is still taken in sample order (so every
+    /// value is `error`'s bit for bit), but the independent sums overlap in
+    /// the CPU instead of waiting on one chain of additions.
+    fn errors<const LANES: usize>(
+        &self,
+        format: &FloatFormat,
+        rounder: &EdgeRounder,
+        log_scales: [f64; LANES],
+    ) -> [f64; LANES] {
+        let scales = log_scales.map(f64::exp2);
+        let quotients = scales.map(|scale| level_quotients(format, scale));
+        let sums = |values: &[f64]| {
+            // `Iterator::sum` of f64 starts from -0.0: so do these.
+            let mut sums = [-0.0f64; LANES];
+            for m in values {
+                for ((sum, scale), quotients) in sums.iter_mut().zip(&scales).zip(&quotients) {
+                    let q = quotients[rounder.index(scale * m) as usize];
+                    *sum += (q - m) * (q - m);
+                }
+            }
+            sums
+        };
+        let (top, rest) = (sums(&self.top), sums(&self.rest));
+        let mut out = [0.0f64; LANES];
+        for j in 0..LANES {
+            out[j] = top[j] + self.rest_weight * rest[j];
+        }
+        out
     }
 
     /// [`SearchSample::error`] for formats with many levels, the same value
@@ -389,6 +422,7 @@ impl SearchSample {
     ) -> f64 {
         let scale = log_scale.exp2();
         let edges = rounder.edges();
+        let quotients = level_quotients(format, scale);
         let mut errors = orders.scratch.borrow_mut();
         let mut sum = |values: &[f64], order: &[u32]| {
             errors.clear();
@@ -400,13 +434,20 @@ impl SearchSample {
                 while k < edges.len() && edges[k] < x {
                     k += 1;
                 }
-                let q = format.level(k as u32) / scale;
+                let q = quotients[k];
                 errors[i as usize] = (q - m) * (q - m);
             }
             errors.iter().sum::<f64>()
         };
         sum(&self.top, &orders.top) + self.rest_weight * sum(&self.rest, &orders.rest)
     }
+}
+
+/// `level(k) / scale` for every non-negative level index `k` of `format`.
+fn level_quotients(format: &FloatFormat, scale: f64) -> Vec<f64> {
+    (0..=format.max_index())
+        .map(|k| format.level(k) / scale)
+        .collect()
 }
 
 /// Ascending orders of a [`SearchSample`]'s two parts, and a scratch buffer.
@@ -456,8 +497,23 @@ pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f6
     let step = if range_octaves > 8.0 { 1.0 } else { 0.25 };
     let points = ((high - low) / step).ceil() as usize + 1;
     let mut best = (high, f64::INFINITY);
-    for i in 0..points {
-        let u = high - step * i as f64;
+    let grid = |i: usize| high - step * i as f64;
+    let mut i = 0;
+    // Small formats: four grid points per pass over the sample (the same
+    // errors as one at a time, in the same order of comparison).
+    if sorted.is_none() {
+        while i + 4 <= points {
+            let us = [grid(i), grid(i + 1), grid(i + 2), grid(i + 3)];
+            for (u, error) in us.into_iter().zip(sample.errors(format, &rounder, us)) {
+                if error < best.1 {
+                    best = (u, error);
+                }
+            }
+            i += 4;
+        }
+    }
+    for i in i..points {
+        let u = grid(i);
         let error = error(u);
         if error < best.1 {
             best = (u, error);
@@ -821,6 +877,27 @@ mod tests {
 
     fn tensor(len: u64) -> TensorSpec {
         TensorSpec::new("t", &[len])
+    }
+
+    #[test]
+    fn batched_search_errors_are_the_direct_errors_bit_for_bit() {
+        let format = FloatFormat::new(2, 1).unwrap();
+        let rounder = EdgeRounder::new(&format);
+        for len in [0usize, 5, 1000, 100_000] {
+            let input: Vec<f32> = (0..len)
+                .map(|i| (i as f32 * 0.37).sin() * 10f32.powi(i as i32 % 7 - 5))
+                .collect();
+            let sample = SearchSample::new(&input);
+            let us = [3.5, -1.25, 0.0, 12.75];
+            let batched = sample.errors(&format, &rounder, us);
+            for (u, e) in us.into_iter().zip(batched) {
+                assert_eq!(
+                    e.to_bits(),
+                    sample.error(&format, &rounder, u).to_bits(),
+                    "{len} {u}"
+                );
+            }
+        }
     }
 
     #[test]
