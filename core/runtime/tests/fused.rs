@@ -159,7 +159,7 @@ fn the_engine_uses_fused_pairs_only_where_the_configs_match_and_the_bytes_do_not
         pipeline("normal-huffman-fp8").fused().is_some(),
         "the same stages, another fit"
     );
-    for name in ["f32", "fp16", "bf16"] {
+    for name in ["f32", "fp16", "bf16", "signsgd-ef"] {
         assert!(
             pipeline(name).fused().is_some(),
             "{name}: the quantizers library fuses it with bitpack"
@@ -173,6 +173,7 @@ fn the_engine_uses_fused_pairs_only_where_the_configs_match_and_the_bytes_do_not
         "f32",
         "fp16",
         "bf16",
+        "signsgd-ef",
     ] {
         let pipeline = pipeline(name);
         let (mut fused, mut composed) = (pipeline.encoder(), pipeline.encoder());

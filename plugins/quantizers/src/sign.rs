@@ -21,7 +21,7 @@ pub struct Sign {
 
 const STREAMS: [StreamShape; 1] = [StreamShape::values(2)];
 
-fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
+pub(crate) fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
     SideInfoReader::single_non_negative_f32(side_info, "scale")
 }
 
