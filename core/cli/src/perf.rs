@@ -149,7 +149,11 @@ fn tile_as_one(update: Update, at_least: usize) -> anyhow::Result<Update> {
     let copies = at_least.div_ceil(values.len().max(1)).max(1);
     let flat: Vec<f32> = (0..copies).flat_map(|c| tile_copy(&values, c)).collect();
     let len = flat.len();
-    Ok(Update::new(vec![NamedTensor::from_vec("bucket", &[len], flat)?]))
+    Ok(Update::new(vec![NamedTensor::from_vec(
+        "bucket",
+        &[len],
+        flat,
+    )?]))
 }
 
 fn tile(update: Update, at_least: usize) -> anyhow::Result<Update> {

@@ -53,7 +53,12 @@ fn all_finite_kernel(values: &[f32]) -> bool {
 fn count_non_finite_kernel(values: &[f32]) -> usize {
     values
         .chunks(BLOCK)
-        .map(|block| block.iter().map(|v| u32::from(!finite_bits(*v))).sum::<u32>() as usize)
+        .map(|block| {
+            block
+                .iter()
+                .map(|v| u32::from(!finite_bits(*v)))
+                .sum::<u32>() as usize
+        })
         .sum()
 }
 
