@@ -44,7 +44,7 @@ const ENTROPY_CODERS: &str = "gradcodec-plugin-entropy-coders";
 
 /// Whether a canonical config is the empty object (`raw`, `fp16`, `bf16` and
 /// `bitpack` have no parameters).
-fn no_params(stage: &str, config: &str) -> SdkResult<bool> {
+pub(crate) fn no_params(stage: &str, config: &str) -> SdkResult<bool> {
     let value: serde_json::Value =
         serde_json::from_str(config).map_err(|e| invalid_config(format!("{stage} config: {e}")))?;
     Ok(value.as_object().is_some_and(|o| o.is_empty()))
@@ -52,7 +52,7 @@ fn no_params(stage: &str, config: &str) -> SdkResult<bool> {
 
 /// `out` holding `len` entries, every one about to be overwritten: a buffer of
 /// that length is reused as it is.
-fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
+pub(crate) fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
     if out.len() != len {
         out.clear();
         out.resize(len, T::default());

@@ -13,6 +13,7 @@
 //! - entropy-coder:    { use: bitpack }
 //! ```
 
+use crate::fused::{no_params, resize_for_overwrite};
 use crate::sign::read_scale;
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
@@ -21,21 +22,6 @@ use gradcodec_sdk::FusedPair;
 /// `sign` + `bitpack` in one pass.
 pub struct SignBitpack {
     len: u64,
-}
-
-/// Whether a canonical config is the empty object.
-fn no_params(stage: &str, config: &str) -> SdkResult<bool> {
-    let value: serde_json::Value =
-        serde_json::from_str(config).map_err(|e| invalid_config(format!("{stage} config: {e}")))?;
-    Ok(value.as_object().is_some_and(|o| o.is_empty()))
-}
-
-/// `out` holding `len` entries, every one about to be overwritten.
-fn resize_for_overwrite<T: Copy + Default>(out: &mut RVec<T>, len: usize) {
-    if out.len() != len {
-        out.clear();
-        out.resize(len, T::default());
-    }
 }
 
 impl FusedPair for SignBitpack {
