@@ -199,20 +199,11 @@ impl Encoder {
                 block.encode(&ctx, x, &pipeline, fused)
             })
         };
-        let failure = outcomes.iter().position(Result::is_err);
-        let result = match failure {
-            Some(_) => Err(outcomes
-                .into_iter()
-                .find_map(Result::err)
-                .expect("a failure was found")),
-            None => {
-                let model_checks: Vec<Option<u32>> = outcomes
-                    .into_iter()
-                    .map(|o| o.expect("no failure"))
-                    .collect();
-                self.assemble(update, &shapes, &values, &jobs, &model_checks)
-            }
-        };
+        // The first error in message order, else every block's model check.
+        let result = outcomes
+            .into_iter()
+            .collect::<Result<Vec<Option<u32>>>>()
+            .and_then(|model_checks| self.assemble(update, &shapes, &values, &jobs, &model_checks));
         // Put the codecs back (their stages have advanced either way).
         for (tensor, job) in update.tensors.iter().zip(jobs) {
             if let Some(codecs) = job {
