@@ -391,8 +391,15 @@ pub struct FusedEncoded {
     /// Per stream: the coded bytes, byte-identical to the entropy coder's
     /// `encode` output.
     pub coded: RVec<RVec<u8>>,
-    /// â: the quantizer's reconstruction (what `dequantize` gives).
+    /// â: the quantizer's reconstruction (what `dequantize` gives). Left empty
+    /// when the host set `skip_reconstruction` and the pair chose to skip it.
     pub reconstruction: RVec<f32>,
+    /// Set by the host before `encode` (kept by [`FusedEncoded::clear`]): true
+    /// when nothing in the encode needs â (no error correction, no predictor).
+    /// The pair may then leave `reconstruction` empty; the host decodes the
+    /// coded streams with the same pair if x̂ is asked for later, which is exact
+    /// because fused pairs are stateless. A pair that ignores it stays correct.
+    pub skip_reconstruction: bool,
 }
 
 impl FusedEncoded {

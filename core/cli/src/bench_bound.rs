@@ -70,7 +70,7 @@ pub fn compare(
     update: &Update,
 ) -> anyhow::Result<LimitComparison> {
     let message = encoder.encode(update)?;
-    let reconstruction = encoder.last_reconstruction();
+    let reconstruction = encoder.try_last_reconstruction()?;
     let stats = encoder.last_stats();
     let entries = update.entries() as u64;
     let (mut limit_bits, mut slb_bits) = (Some(0.0f64), Some(0.0f64));

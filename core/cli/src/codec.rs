@@ -58,7 +58,7 @@ pub fn encode(plugin_args: &PluginArgs, args: &EncodeArgs) -> anyhow::Result<Exi
         update.tensors.len(),
         message.len(),
         metrics::bits_per_entry(message.len() as u64, entries),
-        metrics::relative_mse(&update, encoder.last_reconstruction()),
+        metrics::relative_mse(&update, encoder.try_last_reconstruction()?),
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -190,6 +190,17 @@ fn time(
     Ok((medians[0], count))
 }
 
+/// [`time`] of `run` alone, with `check` of its output after the clock stops.
+fn time_checked<T>(
+    min_time: Duration,
+    mut run: impl FnMut() -> anyhow::Result<T>,
+    mut check: impl FnMut(T) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, usize)> {
+    let (medians, count) =
+        time_alternating_checked(min_time, 1, 3, |_| run(), |_, output| check(output))?;
+    Ok((medians[0], count))
+}
+
 /// The information in a stream, bits: for a `positions` stream (distinct sorted
 /// indices below `n`), `log₂ C(n, k)`, what any coder of a k-subset needs on
 /// average; for the others `count · H0`, the empirical zeroth-order entropy.
@@ -258,15 +269,24 @@ fn baselines(update: &Update, threads: usize, min_time: Duration) -> anyhow::Res
         let mut compressor = zstd::bulk::Compressor::new(level)?;
         let mut decompressor = zstd::bulk::Decompressor::new()?;
         let compressed = compressor.compress(&bytes)?;
-        let (encode, _) = time(min_time, || {
-            black_box(compressor.compress(black_box(&bytes))?);
-            Ok(())
-        })?;
-        let (decode, _) = time(min_time, || {
-            let out = decompressor.decompress(black_box(&compressed), bytes.len())?;
-            anyhow::ensure!(out.len() == bytes.len(), "zstd round trip lost bytes");
-            Ok(())
-        })?;
+        // Timed as the pipelines are: the output is checked and dropped after
+        // the clock stops.
+        let (encode, _) = time_checked(
+            min_time,
+            || Ok(compressor.compress(black_box(&bytes))?),
+            |again| {
+                anyhow::ensure!(again == compressed, "zstd is not deterministic");
+                Ok(())
+            },
+        )?;
+        let (decode, _) = time_checked(
+            min_time,
+            || Ok(decompressor.decompress(black_box(&compressed), bytes.len())?),
+            |out| {
+                anyhow::ensure!(out == bytes, "zstd round trip lost bytes");
+                Ok(())
+            },
+        )?;
         Ok((
             8.0 * compressed.len() as f64 / entries,
             rate(encode),
@@ -327,28 +347,43 @@ fn measure(
     let mut decoder = pipeline.decoder();
     let decoded = decoder.decode(&message)?;
     anyhow::ensure!(
-        &decoded == encoder.last_reconstruction(),
+        &decoded == encoder.try_last_reconstruction()?,
         "{}: the decoder's output differs from the encoder's reconstruction",
         pipeline.name()
     );
     // Timed as configured (fused unless GRADCODEC_FUSED=off); every repetition
     // must give the composed path's bytes.
     encoder.set_fused(gradcodec::fused::fused_enabled_by_default());
-    let (encode, repetitions) = time(min_time, || {
-        encoder.reset();
-        let again = encoder.encode(update)?;
-        anyhow::ensure!(
-            again == message,
-            "{}: encoding is not deterministic",
-            pipeline.name()
-        );
-        Ok(())
-    })?;
-    let (decode, _) = time(min_time, || {
-        decoder.reset();
-        black_box(decoder.decode(&message)?);
-        Ok(())
-    })?;
+    let (encode, repetitions) = time_checked(
+        min_time,
+        || {
+            encoder.reset();
+            Ok(encoder.encode(update)?)
+        },
+        |again| {
+            anyhow::ensure!(
+                again == message,
+                "{}: encoding is not deterministic",
+                pipeline.name()
+            );
+            Ok(())
+        },
+    )?;
+    let (decode, _) = time_checked(
+        min_time,
+        || {
+            decoder.reset();
+            Ok(decoder.decode(&message)?)
+        },
+        |again| {
+            anyhow::ensure!(
+                again == decoded,
+                "{}: decoding is not deterministic",
+                pipeline.name()
+            );
+            Ok(())
+        },
+    )?;
     let rate = |seconds: f64| entries / seconds.max(1e-12) / 1e6;
     Ok(PipelinePerf {
         fused: pipeline
@@ -396,10 +431,24 @@ fn time_alternating(
     min_time: Duration,
     variants: usize,
     min_repetitions: usize,
-    mut run: impl FnMut(usize) -> anyhow::Result<()>,
+    run: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<f64>, usize)> {
+    time_alternating_checked(min_time, variants, min_repetitions, run, |_, ()| Ok(()))
+}
+
+/// Medians of alternating repetitions of `run(variant)`, each timed alone:
+/// `check(variant, output)` runs after the clock stops (comparing the bytes,
+/// dropping the output), so the figures are the codec's time, not the check's.
+fn time_alternating_checked<T>(
+    min_time: Duration,
+    variants: usize,
+    min_repetitions: usize,
+    mut run: impl FnMut(usize) -> anyhow::Result<T>,
+    mut check: impl FnMut(usize, T) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Vec<f64>, usize)> {
     for variant in 0..variants {
-        run(variant)?;
+        let output = run(variant)?;
+        check(variant, output)?;
     }
     let started = Instant::now();
     let mut samples = vec![Vec::new(); variants];
@@ -409,8 +458,9 @@ fn time_alternating(
     {
         for (variant, times) in samples.iter_mut().enumerate() {
             let start = Instant::now();
-            run(variant)?;
+            let output = run(variant)?;
             times.push(start.elapsed().as_secs_f64());
+            check(variant, output)?;
         }
     }
     let count = samples[0].len();
@@ -439,21 +489,36 @@ fn scaling(
     let mut encoder = pipeline.encoder();
     let message = encoder.encode(update)?;
     let mut decoder = pipeline.decoder();
-    let (encode, repetitions) = time_alternating(min_time, 2, 5, |variant| {
-        encoder.reset();
-        let again = pools[variant].install(|| encoder.encode(update))?;
-        anyhow::ensure!(
-            again == message,
-            "{}: the bytes depend on the thread count",
-            pipeline.name()
-        );
-        Ok(())
-    })?;
-    let (decode, _) = time_alternating(min_time, 2, 5, |variant| {
-        decoder.reset();
-        black_box(pools[variant].install(|| decoder.decode(&message))?);
-        Ok(())
-    })?;
+    let (encode, repetitions) = time_alternating_checked(
+        min_time,
+        2,
+        5,
+        |variant| {
+            encoder.reset();
+            Ok(pools[variant].install(|| encoder.encode(update))?)
+        },
+        |_, again| {
+            anyhow::ensure!(
+                again == message,
+                "{}: the bytes depend on the thread count",
+                pipeline.name()
+            );
+            Ok(())
+        },
+    )?;
+    let (decode, _) = time_alternating_checked(
+        min_time,
+        2,
+        5,
+        |variant| {
+            decoder.reset();
+            Ok(pools[variant].install(|| decoder.decode(&message))?)
+        },
+        |_, decoded| {
+            black_box(decoded);
+            Ok(())
+        },
+    )?;
     let entries = update.entries() as f64;
     let rate = |seconds: f64| entries / seconds.max(1e-12) / 1e6;
     Ok(Scaling {

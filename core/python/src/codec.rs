@@ -150,13 +150,13 @@ impl PyEncoder {
     /// What the receiver reconstructs from the last message: (name, array) pairs.
     fn _last_reconstruction<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let encoder = lock(&self.inner)?;
-        update_to_list(py, encoder.last_reconstruction())
+        update_to_list(py, encoder.try_last_reconstruction().map_err(to_py)?)
     }
 
     /// Sizes of the last message (a dict; see `gradcodec.Encoder.last_stats`).
     fn _last_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let encoder = lock(&self.inner)?;
-        let entries = encoder.last_reconstruction().entries() as u64;
+        let entries = encoder.last_stats().tensors.iter().map(|t| t.entries).sum();
         stats_dict(py, encoder.last_stats(), entries)
     }
 

@@ -65,7 +65,7 @@ pub fn measure(
 ) -> Result<BenchReport> {
     let mut encoder = pipeline.encoder();
     let message = encoder.encode(update)?;
-    let reconstruction = encoder.last_reconstruction().clone();
+    let reconstruction = encoder.try_last_reconstruction()?.clone();
     let decoded = pipeline.decoder().decode(&message)?;
     if decoded != reconstruction {
         return Err(Error::Message(
@@ -131,7 +131,7 @@ pub fn measure_stream(
         let update = round_update(round);
         let message = encoder.encode(update)?;
         let decoded = decoder.decode(&message)?;
-        if &decoded != encoder.last_reconstruction() {
+        if &decoded != encoder.try_last_reconstruction()? {
             return Err(Error::Message(format!(
                 "round {round}: the decoder's output differs from the encoder's reconstruction"
             )));

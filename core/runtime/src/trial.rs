@@ -84,7 +84,7 @@ pub fn trial_run(pipeline: &Arc<Pipeline>, rounds: u32) -> Result<TrialReport, T
         report.entries = update.entries() as u64;
         let message = encoder.encode(&update).map_err(fail)?;
         let decoded = decoder.decode(&message).map_err(fail)?;
-        if &decoded != encoder.last_reconstruction() {
+        if &decoded != encoder.try_last_reconstruction().map_err(fail)? {
             return Err(fail(Error::Message(
                 "the decoder's output differs from the encoder's reconstruction".into(),
             )));

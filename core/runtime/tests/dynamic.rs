@@ -472,7 +472,6 @@ fn panicking_plugin_gives_an_error_naming_the_stage_and_the_host_survives() {
         ("  - error-correction: { use: faulty-correction, params: { panic_in: compensate } }\n  - quantizer: { use: faulty-quantizer }", "compensate"),
         ("  - error-correction: { use: faulty-correction, params: { panic_in: feedback } }\n  - quantizer: { use: faulty-quantizer }", "feedback"),
         ("  - quantizer: { use: faulty-quantizer, params: { panic_in: quantize } }", "quantize"),
-        ("  - quantizer: { use: faulty-quantizer, params: { panic_in: dequantize } }", "dequantize"),
         ("  - quantizer: { use: faulty-quantizer, params: { panic_in: new } }", "new"),
     ] {
         let spec = PipelineSpec::parse(&faulty_spec(stage_line), "faulty.yaml").unwrap();
@@ -482,8 +481,20 @@ fn panicking_plugin_gives_an_error_naming_the_stage_and_the_host_survives() {
         assert!(error.contains(&format!("injected panic in {method}")), "{method}: {error}");
     }
     // Decoder-side panics: the encoder never calls these methods, so the same
-    // pipeline encodes and only the decoder meets the panic.
+    // pipeline encodes and only the decoder meets the panic. (Without error
+    // feedback or a predictor, the encoder of a stateless quantizer leaves
+    // `dequantize` for x̂ until it is asked for: the panic is then an error of
+    // `try_last_reconstruction`.)
+    let line = "  - quantizer: { use: faulty-quantizer, params: { panic_in: dequantize } }";
+    let pipeline = registry
+        .build(&PipelineSpec::parse(&faulty_spec(line), "deq.yaml").unwrap())
+        .unwrap();
+    let mut encoder = pipeline.encoder();
+    encoder.encode(&update(0)).unwrap();
+    let error = encoder.try_last_reconstruction().unwrap_err().to_string();
+    assert!(error.contains("injected panic in dequantize"), "{error}");
     for (line, method) in [
+        (line.to_string(), "dequantize"),
         ("  - quantizer: { use: faulty-quantizer, params: { panic_in: describe_streams } }".to_string(), "describe_streams"),
         ("  - quantizer: { use: faulty-quantizer }\n  - entropy-coder: { use: faulty-coder, params: { panic_in: decode }, roles: [raw-words] }".to_string(), "decode"),
     ] {

@@ -932,6 +932,19 @@ pub fn check_fused_pair(
             let mut out = first.clone().unwrap_or_default();
             fused_ok(&what, fused.encode(&ctx, input.as_slice().into(), &mut out))?;
             compare_encoded(&what, &quantized, &coded, &reconstruction, &out)?;
+            // With the host's `skip_reconstruction`: the same bytes, and x̂ left
+            // out or the same.
+            let mut skipped = first.clone().unwrap_or_default();
+            skipped.skip_reconstruction = true;
+            let skip_what = format!("{what}, skip_reconstruction");
+            fused_ok(
+                &skip_what,
+                fused.encode(&ctx, input.as_slice().into(), &mut skipped),
+            )?;
+            if skipped.reconstruction.is_empty() {
+                skipped.reconstruction = reconstruction.clone();
+            }
+            compare_encoded(&skip_what, &quantized, &coded, &reconstruction, &skipped)?;
             report.cases += 1;
             report.bytes += coded.iter().map(|(b, _)| b.len() as u64).sum::<u64>();
             // Both decoders, from the composed bytes.

@@ -66,6 +66,19 @@ impl StageRng {
         self.0.fill_bytes(out);
     }
 
+    /// Fills `out` with the next `out.len()` words [`StageRng::next_u64`]
+    /// would give, drawn in bulk.
+    pub fn fill_u64(&mut self, out: &mut [u64]) {
+        let mut bytes = [0u8; 8 * 256];
+        for words in out.chunks_mut(256) {
+            let bytes = &mut bytes[..8 * words.len()];
+            self.0.fill_bytes(bytes);
+            for (word, le) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+                *word = u64::from_le_bytes(<[u8; 8]>::try_from(le).unwrap_or_default());
+            }
+        }
+    }
+
     /// A uniform draw in [0, 1) from the next 64-bit output (53 bits).
     #[inline]
     pub fn uniform01(&mut self) -> f64 {
@@ -135,9 +148,55 @@ pub fn unit_interval(word: u64) -> f64 {
     (word >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// [`unit_interval`] in operations that vectorize (no u64 -> f64 instruction
+/// before AVX-512): `word >> 11 < 2^53` converts as its two 32-bit halves, each
+/// exact through the exponent trick, whose sum is below 2^53 and so exact too.
+/// Equal to [`unit_interval`] for every word.
+#[inline(always)]
+pub fn unit_interval_lanes(word: u64) -> f64 {
+    const TWO_52: u64 = 0x4330_0000_0000_0000; // the bits of 2^52
+    const TWO_84: u64 = 0x4530_0000_0000_0000; // the bits of 2^84
+    let k = word >> 11;
+    let high =
+        f64::from_bits((k >> 32) | TWO_84) - (f64::from_bits(TWO_84) + f64::from_bits(TWO_52));
+    let low = f64::from_bits((k & 0xffff_ffff) | TWO_52);
+    (high + low) * (1.0 / (1u64 << 53) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_words_and_lane_draws_are_the_scalar_ones() {
+        let mut rng = call_rng(9, &CallContext::new(2, 1));
+        let mut reference = rng.clone();
+        let mut words = vec![0u64; 1000];
+        rng.fill_u64(&mut words[..3]);
+        rng.fill_u64(&mut words[3..]);
+        let mut edge = vec![
+            0,
+            1,
+            2047,
+            2048,
+            u64::MAX,
+            1 << 63,
+            (1 << 63) - 1,
+            0xffff_f800,
+        ];
+        for word in &words {
+            assert_eq!(*word, reference.next_u64());
+        }
+        assert_eq!(rng.next_u64(), reference.next_u64());
+        edge.extend(&words);
+        for word in edge {
+            assert_eq!(
+                unit_interval_lanes(word).to_bits(),
+                unit_interval(word).to_bits(),
+                "{word:#x}"
+            );
+        }
+    }
 
     #[test]
     fn streams_differ_by_round_and_tensor_and_repeat_exactly() {

@@ -211,7 +211,8 @@ pub trait FusedPair: Send + Sized + 'static {
     /// Quantizes, codes and reconstructs `input`: `out.quantized` gets the side
     /// info and stream descriptors with empty symbols, `out.symbol_counts` and
     /// `out.coded` one entry per stream, `out.reconstruction` â. Clear `out`
-    /// first (`FusedEncoded::clear`).
+    /// first (`FusedEncoded::clear`). Where the host set
+    /// `out.skip_reconstruction`, `out.reconstruction` may be left empty.
     fn encode(&mut self, ctx: &CallContext, input: &[f32], out: &mut FusedEncoded)
         -> SdkResult<()>;
 

@@ -422,8 +422,14 @@ impl DecoderModel<PRECISION> for Adaptive {
             }
             step >>= 1;
         }
+        // The descent summed the counts of the `position` symbols below; only
+        // a clamped position (never, with every count >= 1) needs the prefix.
         let symbol = position.min(self.counts.len() - 1);
-        let below = self.prefix(symbol);
+        let below = if symbol == position {
+            below as u32
+        } else {
+            self.prefix(symbol)
+        };
         let left = self.scale(below);
         let right = self.scale(below + self.counts[symbol]);
         (

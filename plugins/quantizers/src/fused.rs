@@ -71,7 +71,11 @@ fn begin_one_stream(out: &mut FusedEncoded, bytes: usize, len: usize) {
         out.coded.push(RVec::new());
     }
     resize_for_overwrite(&mut out.coded[0], bytes);
-    resize_for_overwrite(&mut out.reconstruction, len);
+    if out.skip_reconstruction {
+        out.reconstruction.clear();
+    } else {
+        resize_for_overwrite(&mut out.reconstruction, len);
+    }
 }
 
 /// The one coded stream of a message for a tensor of `len` entries whose
@@ -138,7 +142,9 @@ impl FusedPair for RawBitpack {
         ensure_len("input", input.len(), self.len)?;
         begin_one_stream(out, input.len() * 4, input.len());
         pack_32(input, f32::to_bits, &mut out.coded[0]);
-        out.reconstruction.copy_from_slice(input);
+        if !out.skip_reconstruction {
+            out.reconstruction.copy_from_slice(input);
+        }
         out.quantized.streams.push(StreamShape::raw_words().empty());
         out.symbol_counts.push(input.len() as u64);
         Ok(())
@@ -214,16 +220,21 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
         begin_one_stream(out, input.len() * 2, input.len());
         let mut halves = [0u16; CHUNK];
         let mut finite = true;
-        let chunks = input
+        let reconstruct = !out.skip_reconstruction;
+        let (coded, reconstruction) = (&mut out.coded[0], &mut out.reconstruction);
+        for (index, (chunk, bytes)) in input
             .chunks(CHUNK)
-            .zip(out.coded[0].chunks_mut(2 * CHUNK))
-            .zip(out.reconstruction.chunks_mut(CHUNK));
-        for ((chunk, bytes), reconstruction) in chunks {
+            .zip(coded.chunks_mut(2 * CHUNK))
+            .enumerate()
+        {
             let halves = &mut halves[..chunk.len()];
             finite &= F::encode_slice(chunk, halves);
             pack_16(halves, |half| half, bytes);
-            // Finite input casts to finite patterns (the casts saturate).
-            F::decode_slice(halves, reconstruction);
+            if reconstruct {
+                // Finite input casts to finite patterns (the casts saturate).
+                let start = index * CHUNK;
+                F::decode_slice(halves, &mut reconstruction[start..start + chunk.len()]);
+            }
         }
         if !finite {
             out.clear();

@@ -20,7 +20,7 @@
 
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::{
-    random::unit_interval, side_info::SideInfoReader, side_info::SideInfoWriter,
+    random::unit_interval_lanes, side_info::SideInfoReader, side_info::SideInfoWriter,
     streams::check_alphabet, streams::check_count,
 };
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,37 @@ impl Stage for Qsgd {
 /// Random draws generated at once.
 const DRAWS: usize = 1024;
 
+/// The stochastic rounding of one bucket's part: entry `value` with draw `word`
+/// becomes the zigzag symbol of `±level`, where `position = min(|value|·scale, s)`
+/// and `level = ⌊position⌋ + [unit(word) < position - ⌊position⌋]`, with
+/// `unit(word) = (word >> 11)·2⁻⁵³` ([`gradcodec_sdk::random::unit_interval`]).
+///
+/// Written in f64 lane arithmetic so it vectorizes (AVX2 where the CPU has it,
+/// [`gradcodec_sdk::simd_dispatch!`]) with the scalar rule's exact results:
+/// `trunc` is the floor on `[0, s]`; [`unit_interval_lanes`] is
+/// `unit_interval`; the levels are small integers, exact in f64; `zigzag`
+/// maps `L > 0` to `2L - 1` (positive, -0 included) or `2L` (negative) and 0 to
+/// 0 (the input is finite: no NaN to order).
+fn round_levels_kernel(part: &[f32], words: &[u64], scale: f64, s: f64, out: &mut [u32]) {
+    for ((symbol, &value), &word) in out.iter_mut().zip(part).zip(words) {
+        let position = (f64::from(value.abs()) * scale).min(s);
+        let floor = position.trunc();
+        let up = unit_interval_lanes(word) < position - floor;
+        let level = floor + if up { 1.0 } else { 0.0 };
+        let odd = if level > 0.0 && value >= 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        *symbol = (2.0 * level - odd) as i32 as u32;
+    }
+}
+
+gradcodec_sdk::simd_dispatch! {
+    /// [`round_levels_kernel`], AVX2 where the CPU has it.
+    fn round_levels(part: &[f32], words: &[u64], scale: f64, s: f64, out: &mut [u32]) => round_levels_kernel
+}
+
 /// Alphabets up to this size (a power of two) dequantize by table lookup.
 const SMALL_ALPHABET: usize = 256;
 
@@ -165,7 +196,7 @@ impl Quantizer for Qsgd {
         stream.symbols.reserve(input.len());
         let s = f64::from(self.config.levels);
         let mut rng = call_rng(self.config.seed, ctx);
-        let mut draw_bytes = vec![0u8; 8 * DRAWS.min(self.bucket)];
+        let mut draws = vec![0u64; DRAWS.min(self.bucket)];
         let norms = match self.config.norm {
             QsgdNorm::L2 => l2_norms(input, self.bucket),
             QsgdNorm::Max => input
@@ -185,21 +216,11 @@ impl Quantizer for Qsgd {
             for part in bucket.chunks(DRAWS) {
                 // One draw per entry, in order: the generator's words in bulk
                 // (the same stream `next_u64` reads, low word first).
-                let draws = &mut draw_bytes[..8 * part.len()];
-                rng.fill_bytes(draws);
-                let mut draws = draws.chunks_exact(8);
-                stream.symbols.extend_mapped(part, |value| {
-                    let word = draws.next().map_or(0, |bytes| {
-                        u64::from_le_bytes(<[u8; 8]>::try_from(bytes).unwrap_or_default())
-                    });
-                    let position = (f64::from(value.abs()) * scale).min(s);
-                    // `position` is in [0, s]: truncation is the floor (and no
-                    // libm call on targets without SSE4.1).
-                    let floor = position as i64;
-                    let up = unit_interval(word) < position - floor as f64;
-                    let level = floor + i64::from(up);
-                    zigzag(if value < 0.0 { -level } else { level })
-                });
+                let words = &mut draws[..part.len()];
+                rng.fill_u64(words);
+                stream
+                    .symbols
+                    .extend_filled(part.len(), |out| round_levels(part, words, scale, s, out));
             }
         }
         out.streams.push(stream);
@@ -284,6 +305,48 @@ pub fn unzigzag(symbol: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gradcodec_sdk::random::unit_interval;
+
+    #[test]
+    fn the_lane_rounding_is_the_scalar_rule() {
+        let mut rng = gradcodec_sdk::random::call_rng(5, &CallContext::new(0, 0));
+        for s in [1.0f64, 3.0, 16.0, 127.0] {
+            let values: Vec<f32> = (0..4099)
+                .map(|i| {
+                    let u = (rng.uniform01() * 4.0 - 2.0) as f32;
+                    match i % 7 {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => u * 1e-30,
+                        _ => u,
+                    }
+                })
+                .collect();
+            let mut words: Vec<u64> = (0..values.len()).map(|_| rng.next_u64()).collect();
+            words[0] = 0;
+            words[1] = u64::MAX;
+            words[2] = 1 << 63;
+            for scale in [0.7f64, 5.0, 1e35, f64::INFINITY] {
+                let mut fast = vec![0u32; values.len()];
+                round_levels(&values, &words, scale, s, &mut fast);
+                let mut portable = vec![0u32; values.len()];
+                round_levels_kernel(&values, &words, scale, s, &mut portable);
+                let scalar: Vec<u32> = values
+                    .iter()
+                    .zip(&words)
+                    .map(|(&value, &word)| {
+                        let position = (f64::from(value.abs()) * scale).min(s);
+                        let floor = position as i64;
+                        let up = unit_interval(word) < position - floor as f64;
+                        let level = floor + i64::from(up);
+                        zigzag(if value < 0.0 { -level } else { level })
+                    })
+                    .collect();
+                assert_eq!(fast, scalar, "s = {s}, scale = {scale}");
+                assert_eq!(portable, scalar, "s = {s}, scale = {scale}");
+            }
+        }
+    }
 
     #[test]
     fn zigzag_round_trips() {

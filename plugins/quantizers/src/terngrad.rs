@@ -15,6 +15,7 @@
 //! ```
 
 use gradcodec_sdk::prelude::*;
+use gradcodec_sdk::random::unit_interval_lanes;
 use serde::{Deserialize, Serialize};
 
 /// Parameters of `terngrad`.
@@ -72,15 +73,40 @@ impl Stage for TernGrad {
     }
 }
 
+/// Random draws generated at once.
+const DRAWS: usize = 1024;
+
+/// TernGrad's symbols of one part: entry `value` with draw `word` is kept with
+/// probability `p = min(|value|, limit) / scale` (`unit(word) < p`), as 1 when
+/// positive and 2 when negative, else 0. Lane arithmetic
+/// ([`unit_interval_lanes`]), so it vectorizes with the scalar rule's results.
+fn ternary_symbols_kernel(part: &[f32], words: &[u64], limit: f32, inverse: f64, out: &mut [u32]) {
+    for ((symbol, &value), &word) in out.iter_mut().zip(part).zip(words) {
+        let p = f64::from(value.abs().min(limit)) * inverse;
+        let keep = unit_interval_lanes(word) < p;
+        let sign = if value < 0.0 { 2 } else { 1 };
+        *symbol = if keep { sign } else { 0 };
+    }
+}
+
+gradcodec_sdk::simd_dispatch! {
+    /// [`ternary_symbols_kernel`], AVX2 where the CPU has it.
+    fn ternary_symbols(part: &[f32], words: &[u64], limit: f32, inverse: f64, out: &mut [u32]) => ternary_symbols_kernel
+}
+
 impl Quantizer for TernGrad {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
         begin_streams(out, &STREAMS);
+        // max |v| rides along the mean's pass (a second, independent chain).
+        let (sum, max_abs) = input.iter().fold((0.0f64, 0.0f32), |(sum, max), v| {
+            (sum + f64::from(*v), max.max(v.abs()))
+        });
         let limit = match self.config.clip_sigma {
             Some(c) if !input.is_empty() => {
                 let n = input.len() as f64;
-                let mean = input.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+                let mean = sum / n;
                 let variance = input
                     .iter()
                     .map(|v| (f64::from(*v) - mean).powi(2))
@@ -90,9 +116,9 @@ impl Quantizer for TernGrad {
             }
             _ => f32::INFINITY,
         };
-        let scale = input
-            .iter()
-            .fold(0.0f32, |acc, v| acc.max(v.abs().min(limit)));
+        // max_i min(|v_i|, limit) = min(max_i |v_i|, limit) (min is monotone;
+        // both exact on finite values), and the fold started at 0.
+        let scale = 0.0f32.max(max_abs.min(limit));
         SideInfoWriter::new(&mut out.side_info).f32(scale);
         let symbols = &mut out.streams[0].symbols;
         if scale == 0.0 {
@@ -100,13 +126,13 @@ impl Quantizer for TernGrad {
         } else {
             let mut rng = call_rng(self.config.seed, ctx);
             let inverse = 1.0 / f64::from(scale);
-            symbols.extend_mapped(input, |value| {
-                let p = f64::from(value.abs().min(limit)) * inverse;
-                let keep = rng.uniform01() < p;
-                match (keep, value < 0.0) {
-                    (false, _) => 0,
-                    (true, false) => 1,
-                    (true, true) => 2,
+            // One draw per entry, in order, drawn in bulk.
+            let mut draws = vec![0u64; DRAWS.min(input.len())];
+            symbols.extend_filled(input.len(), |out| {
+                for (part, out) in input.chunks(DRAWS).zip(out.chunks_mut(DRAWS)) {
+                    let words = &mut draws[..part.len()];
+                    rng.fill_u64(words);
+                    ternary_symbols(part, words, limit, inverse, out);
                 }
             });
         }
@@ -144,7 +170,37 @@ impl Quantizer for TernGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gradcodec_sdk::{conformance::sample_tensor, parse_config};
+    use gradcodec_sdk::{conformance::sample_tensor, parse_config, random::unit_interval};
+
+    #[test]
+    fn the_lane_kernel_is_the_scalar_rule() {
+        let mut rng = call_rng(3, &CallContext::new(0, 0));
+        let values: Vec<f32> = (0..3001)
+            .map(|i| match i % 5 {
+                0 => 0.0,
+                1 => -0.0,
+                _ => (rng.uniform01() * 6.0 - 3.0) as f32,
+            })
+            .collect();
+        let words: Vec<u64> = (0..values.len()).map(|_| rng.next_u64()).collect();
+        for (limit, inverse) in [(f32::INFINITY, 1.0 / 3.0), (1.5, 1.0 / 1.5), (0.0, 1.0)] {
+            let mut fast = vec![0u32; values.len()];
+            ternary_symbols(&values, &words, limit, inverse, &mut fast);
+            let scalar: Vec<u32> = values
+                .iter()
+                .zip(&words)
+                .map(|(&value, &word)| {
+                    let p = f64::from(value.abs().min(limit)) * inverse;
+                    match (unit_interval(word) < p, value < 0.0) {
+                        (false, _) => 0,
+                        (true, false) => 1,
+                        (true, true) => 2,
+                    }
+                })
+                .collect();
+            assert_eq!(fast, scalar, "limit {limit}");
+        }
+    }
 
     fn run(config: TernGradConfig, input: &[f32], round: u64) -> Vec<f32> {
         let tensor = TensorSpec::new("t", &[input.len() as u64]);

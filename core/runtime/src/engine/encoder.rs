@@ -30,7 +30,8 @@ pub struct Encoder {
     non_finite: NonFinitePolicy,
     limits: Limits,
     last: Vec<LastTensor>,
-    reconstruction: OnceLock<Update>,
+    /// x̂ of the last message, or why a plugin could not give it.
+    reconstruction: OnceLock<std::result::Result<Update, String>>,
     stats: MessageStats,
 }
 
@@ -88,22 +89,40 @@ impl Encoder {
     /// What the receiver reconstructs from the last message (empty before the
     /// first message and after a failed encode). Built on the first call after
     /// each message, so an encoder whose caller never asks copies nothing.
+    ///
+    /// # Panics
+    /// Where a fused pair skipped x̂ and then fails to decode the streams it
+    /// coded (a plugin breaking its contract); [`Encoder::try_last_reconstruction`]
+    /// returns that as an error instead.
     pub fn last_reconstruction(&self) -> &Update {
-        self.reconstruction.get_or_init(|| {
-            let tensors = self
-                .last
-                .iter()
-                .map(|tensor| match tensor {
-                    LastTensor::Raw(tensor) => tensor.clone(),
-                    LastTensor::Coded { name, shape } => {
-                        let values = self.streams.codecs[name].reconstruction();
-                        NamedTensor::from_vec(name.clone(), shape, values)
-                            .expect("the codecs reconstruct every entry of the shape")
-                    }
-                })
-                .collect();
-            Update::new(tensors)
-        })
+        match self.try_last_reconstruction() {
+            Ok(update) => update,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// [`Encoder::last_reconstruction`], with a plugin's failure to decode its
+    /// own streams as an error.
+    pub fn try_last_reconstruction(&self) -> Result<&Update> {
+        self.reconstruction
+            .get_or_init(|| {
+                self.last
+                    .iter()
+                    .map(|tensor| match tensor {
+                        LastTensor::Raw(tensor) => Ok(tensor.clone()),
+                        LastTensor::Coded { name, shape } => {
+                            let values = self.streams.codecs[name]
+                                .encoded_reconstruction(&self.streams.pipeline)
+                                .map_err(|error| error.to_string())?;
+                            NamedTensor::from_vec(name.clone(), shape, values)
+                                .map_err(|error| error.to_string())
+                        }
+                    })
+                    .collect::<std::result::Result<Vec<_>, String>>()
+                    .map(Update::new)
+            })
+            .as_ref()
+            .map_err(|message| Error::Update(message.clone()))
     }
 
     /// Sizes of the last message.

@@ -33,16 +33,17 @@ impl TensorCodecs {
         shape
     }
 
-    /// Concatenates the blocks' x̂ into one vector.
-    pub fn reconstruction(&self) -> Vec<f32> {
+    /// Concatenates the blocks' x̂ of the last encode into one vector (see
+    /// [`BlockCodec::encoded_reconstruction`]).
+    pub fn encoded_reconstruction(&self, pipeline: &Pipeline) -> Result<Vec<f32>> {
         if let [only] = self.blocks.as_slice() {
-            return only.reconstruction().to_vec();
+            return Ok(only.encoded_reconstruction(pipeline)?.into_owned());
         }
         let mut values = Vec::with_capacity(self.layout.block_lengths().sum());
         for block in &self.blocks {
-            values.extend_from_slice(block.reconstruction());
+            values.extend_from_slice(&block.encoded_reconstruction(pipeline)?);
         }
-        values
+        Ok(values)
     }
 
     fn reset(&mut self) {

@@ -16,8 +16,9 @@ use crate::pipeline::Pipeline;
 use abi_stable::std_types::{RResult, RVec};
 use gradcodec_abi::{
     CallContext, CodedStream, EntropyCoderBox, ErrorCorrectionBox, FusedBox, FusedEncoded,
-    PredictorBox, Quantized, QuantizerBox, StageError, StageKind, TensorSpec,
+    PredictorBox, Quantized, QuantizerBox, StageError, StageFlags, StageKind, TensorSpec,
 };
+use std::borrow::Cow;
 
 /// A stage's result, with the place it failed.
 pub(super) fn stage_result<T>(
@@ -52,6 +53,12 @@ pub(crate) struct BlockCodec {
     fused: Option<FusedBox>,
     fused_tried: bool,
     fused_out: FusedEncoded,
+    /// True when the last encode ran a fused pair that skipped x̂ (nothing in
+    /// the encode needed it): [`BlockCodec::encoded_reconstruction`] decodes it
+    /// from the block's own streams on request.
+    deferred: bool,
+    /// The call context of the last encode, for that decode.
+    encoded_ctx: CallContext,
 }
 
 impl BlockCodec {
@@ -95,6 +102,12 @@ impl BlockCodec {
             fused: None,
             fused_tried: false,
             fused_out: FusedEncoded::default(),
+            deferred: false,
+            encoded_ctx: CallContext {
+                round: 0,
+                tensor_index: 0,
+                reserved: block,
+            },
         })
     }
 
@@ -169,7 +182,19 @@ impl BlockCodec {
         fused: bool,
     ) -> Result<Option<u32>> {
         let place = self.place();
+        self.deferred = false;
+        self.encoded_ctx = *ctx;
         let fused = fused && self.fused_instance(pipeline)?;
+        // Only the error correction's feedback and the predictor's commit read â
+        // during the encode; otherwise a fused pair may skip it.
+        let needs_reconstruction = self.predictor.is_some() || self.correction.is_some();
+        self.fused_out.skip_reconstruction = !needs_reconstruction;
+        // The composed path skips `dequantize` likewise, for a stateless
+        // quantizer (its dequantize then depends only on what it coded).
+        let skip_dequantize = !needs_reconstruction
+            && pipeline
+                .stage(StageKind::QUANTIZER)
+                .is_some_and(|q| !q.flags.contains(StageFlags::STATEFUL));
         // r = x - P (without a predictor, r is x itself: no copy).
         if self.predictor.is_some() {
             self.predict(ctx)?;
@@ -228,9 +253,17 @@ impl BlockCodec {
                     symbol_counts: &mut self.symbol_counts,
                 },
                 self.spec.len(),
+                skip_dequantize,
             )?;
         }
-        self.check_len("the dequantized tensor", self.dequantized.len())?;
+        self.deferred = if fused {
+            !needs_reconstruction && self.dequantized.is_empty()
+        } else {
+            skip_dequantize
+        };
+        if !self.deferred {
+            self.check_len("the dequantized tensor", self.dequantized.len())?;
+        }
         if let Some(correction) = &mut self.correction {
             stage_result(
                 || format!("{place}: error feedback"),
@@ -301,6 +334,7 @@ impl BlockCodec {
         coders: &mut [EntropyCoderBox],
         out: Buffers<'_>,
         len: u64,
+        skip_dequantize: bool,
     ) -> Result<()> {
         stage_result(
             || format!("{place}: quantize"),
@@ -343,6 +377,10 @@ impl BlockCodec {
                 coders[coder_index].encode(stream, coded),
             )?;
             out.symbol_counts.push(stream.symbols.len() as u64);
+        }
+        if skip_dequantize {
+            out.dequantized.clear();
+            return Ok(());
         }
         // Decode in the loop: exactly what the receiver will reconstruct.
         stage_result(
@@ -494,7 +532,59 @@ impl BlockCodec {
         Ok(())
     }
 
-    /// x̂ of the last encoded or decoded block.
+    /// x̂ of the last encoded block: [`BlockCodec::reconstruction`], or, where
+    /// the fused pair skipped it, its decode of the block's own coded streams by
+    /// a new instance of the pair (exact: fused pairs are stateless).
+    pub fn encoded_reconstruction(&self, pipeline: &Pipeline) -> Result<Cow<'_, [f32]>> {
+        if !self.deferred {
+            return Ok(Cow::Borrowed(self.reconstruction()));
+        }
+        let place = self.place();
+        let mut values = RVec::new();
+        if self.fused.is_some() {
+            let mut fused = match pipeline.fused() {
+                Some(factory) => factory.create(&self.spec)?,
+                None => None,
+            }
+            .ok_or_else(|| {
+                Error::Update(format!(
+                    "{place}: the fused pair that coded the block is gone"
+                ))
+            })?;
+            let streams: Vec<CodedStream<'_>> = self
+                .coded
+                .iter()
+                .zip(&self.symbol_counts)
+                .map(|(bytes, &symbols)| CodedStream {
+                    bytes: bytes.as_slice().into(),
+                    symbols,
+                })
+                .collect();
+            stage_result(
+                || format!("{place}: fused decode of the reconstruction"),
+                fused.decode(
+                    &self.encoded_ctx,
+                    &self.quantized,
+                    streams.as_slice().into(),
+                    &mut values,
+                ),
+            )?;
+        } else {
+            let stage = pipeline
+                .stage(StageKind::QUANTIZER)
+                .ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
+            let mut quantizer = stage.new_quantizer(&self.spec)?;
+            stage_result(
+                || format!("{place}: dequantize"),
+                quantizer.dequantize(&self.encoded_ctx, &self.quantized, &mut values),
+            )?;
+        }
+        self.check_len("the reconstruction", values.len())?;
+        Ok(Cow::Owned(values.into_vec()))
+    }
+
+    /// x̂ of the last encoded or decoded block (of an encode, only where it was
+    /// not deferred: see [`BlockCodec::encoded_reconstruction`]).
     pub fn reconstruction(&self) -> &[f32] {
         if self.predictor.is_some() {
             &self.residual
