@@ -104,23 +104,28 @@ DESIGN = {
         "alphabets) for many codes; a two-level table would close most of it."
     ),
     ("f32", "encode"): (
-        "Three copies remain (into the coded stream, x̂, and into the message) plus the "
-        "non-finite scan and the CRC; x̂ of a lossless pair is the input itself, so an "
-        "engine that hands the caller's input back as x̂ would drop one copy."
+        "Two copies remain (the input into the coded stream, the stream into the message, "
+        "with the CRC running behind that copy a 64 KiB piece at a time) plus the host's "
+        "non-finite scan; x̂ is no longer copied (the raw pair skips it when nothing needs "
+        "it, and the encoder decodes it on request). Coders that write straight into the "
+        "message buffer would drop the second copy."
     ),
     ("fp16", "encode"): (
-        "The cast both ways (x̂ is the cast back), one copy into the message, the "
-        "non-finite scan and the CRC; the peer (`tensor.to(float16)`) is one vectorized "
-        "pass with no message, checksum or scan."
+        "The cast, one copy into the message, the host's non-finite scan and the CRC; the "
+        "cast back (x̂) is skipped when nothing needs it. The peer (`tensor.to(float16)`) is "
+        "one vectorized pass with no message, checksum or scan; folding the scan into the "
+        "cast (the cast already reports non-finite input) needs the policy check to move "
+        "after the stages, which only stateless pipelines allow."
     ),
     ("fp16", "decode"): (
         "The unpack + cast, the host's finite scan of x̂ (redundant after a fused decode "
         "that refuses non-finite patterns), the CRC and the copy out; the peer is one cast."
     ),
     ("qsgd", "encode"): (
-        "Stochastic rounding draws one ChaCha8 word per entry and rounds in f64 "
-        "(`Qsgd::quantize`); an AVX-512 build of the rounding and a fused qsgd + rans pair "
-        "(no symbol buffer, no separate alphabet check) would close it."
+        "Stochastic rounding now runs in f64 lanes (AVX2) on bulk ChaCha8 draws; what is "
+        "left is the generator (one ChaCha8 word per entry), the rANS coder and its symbol "
+        "buffer. A fused qsgd + rans pair (no symbol buffer, no separate alphabet check) "
+        "would close the rest."
     ),
     ("qsgd", "decode"): (
         "rANS decoding is one symbol at a time per state; a fused qsgd + rans decode "

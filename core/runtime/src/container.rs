@@ -264,6 +264,9 @@ pub struct CodedTensor<'a> {
     pub blocks: Vec<CodedBlock<'a>>,
 }
 
+/// Bytes copied into a message between checksum updates (fits in L2).
+const CHECKSUM_PIECE: usize = 1 << 16;
+
 impl<'a> MessageWriter<'a> {
     /// Starts a message.
     pub fn new() -> Self {
@@ -348,19 +351,31 @@ impl<'a> MessageWriter<'a> {
         }
         put_varint(&mut out, self.tensors);
         out.extend_from_slice(&self.table);
+        // The checksum runs behind the copy, a cache-sized piece at a time, so
+        // it reads bytes just written instead of streaming the message again.
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&out);
         for part in &self.payload {
             match part {
-                PayloadPart::Bytes(bytes) => out.extend_from_slice(bytes),
+                PayloadPart::Bytes(bytes) => {
+                    for piece in bytes.chunks(CHECKSUM_PIECE) {
+                        out.extend_from_slice(piece);
+                        hasher.update(piece);
+                    }
+                }
                 PayloadPart::Floats(values) => {
-                    let start = out.len();
-                    out.resize(start + values.len() * 4, 0);
-                    for (bytes, value) in out[start..].chunks_exact_mut(4).zip(values.iter()) {
-                        bytes.copy_from_slice(&value.to_le_bytes());
+                    for piece in values.chunks(CHECKSUM_PIECE / 4) {
+                        let start = out.len();
+                        out.resize(start + piece.len() * 4, 0);
+                        for (bytes, value) in out[start..].chunks_exact_mut(4).zip(piece) {
+                            bytes.copy_from_slice(&value.to_le_bytes());
+                        }
+                        hasher.update(&out[start..]);
                     }
                 }
             }
         }
-        let crc = crc32fast::hash(&out);
+        let crc = hasher.finalize();
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
