@@ -128,9 +128,13 @@ DESIGN = {
         "would close the rest."
     ),
     ("qsgd", "decode"): (
-        "rANS decoding is one symbol at a time per state; a fused qsgd + rans decode "
-        "writing levels directly, as co3's pair does, would remove the symbol buffer, "
-        "the alphabet check and the dequantize pass."
+        "The rANS decode: four states advance together (table lookups and products first, "
+        "then the renormalization words, which share one read position), about two "
+        "nanoseconds a symbol; the symbols now go to a reused buffer (a fresh one per call "
+        "cost a page fault per 4 KiB, which two threads took in turn) and the alphabet "
+        "check rides the dequantize lookup. A fused qsgd + rans decode writing levels "
+        "directly, as co3's pair does, would remove the symbol buffer and the dequantize "
+        "pass; more states (8 or 16, a new rans bitstream version) would let SIMD decode."
     ),
     ("topk-ef-1pct", "encode"): (
         "The top-k selection and the adaptive ANS coding of the values' byte planes."

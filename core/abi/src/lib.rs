@@ -131,7 +131,9 @@ pub trait QuantizerStage: Send {
 
     /// Decoder side, before entropy decoding: from `out.side_info` (already set by
     /// the caller), fills the stream descriptors (role, alphabet, model) of `out`
-    /// with empty symbol vectors. Must reject side info it cannot parse.
+    /// with empty symbol vectors. Must reject side info it cannot parse. (The
+    /// engine calls it with no streams in `out`, then lends each new stream
+    /// without a buffer of its own the previous message's symbol buffer.)
     fn describe_streams(&self, ctx: &CallContext, out: &mut Quantized) -> StageResult<()>;
 
     /// Reconstructs the tensor from side info and symbols into `out` (resized to the

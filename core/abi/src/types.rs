@@ -266,10 +266,35 @@ pub struct Quantized {
 }
 
 impl Quantized {
-    /// Clears side info and streams, keeping allocations.
+    /// Clears side info and streams, keeping the two lists' allocations (the
+    /// streams' symbol buffers go: [`Quantized::reuse_streams`] keeps them).
     pub fn clear(&mut self) {
         self.side_info.clear();
         self.streams.clear();
+    }
+
+    /// Makes the streams `descriptors` (role, alphabet size), empty and
+    /// without models, reusing the symbol buffers of the streams already
+    /// there; the side info is untouched. A stage that emits the same streams
+    /// every call then allocates nothing in the steady state (a fresh
+    /// multi-megabyte buffer costs a page fault per 4 KiB, which the kernel
+    /// serializes across threads). An inherent method: the ABI layout is the
+    /// same.
+    pub fn reuse_streams(&mut self, descriptors: impl IntoIterator<Item = (StreamRole, u64)>) {
+        let mut used = 0;
+        for (role, alphabet_size) in descriptors {
+            match self.streams.get_mut(used) {
+                Some(stream) => {
+                    stream.role = role;
+                    stream.alphabet_size = alphabet_size;
+                    stream.symbols.clear();
+                    stream.model.clear();
+                }
+                None => self.streams.push(SymbolStream::new(role, alphabet_size)),
+            }
+            used += 1;
+        }
+        self.streams.truncate(used);
     }
 }
 

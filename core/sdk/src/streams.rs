@@ -83,16 +83,16 @@ impl StreamShape {
 }
 
 /// Decoder side: replaces `out`'s streams with empty ones of `shapes` (the side
-/// info is kept).
+/// info is kept; the old streams' symbol buffers are reused).
 pub fn describe(out: &mut Quantized, shapes: &[StreamShape]) {
-    out.streams.clear();
-    for shape in shapes {
-        out.streams.push(shape.empty());
-    }
+    // The streams already there lend their symbol buffers (no fresh
+    // allocation per call).
+    out.reuse_streams(shapes.iter().map(|shape| (shape.role, shape.alphabet_size)));
 }
 
-/// Encoder side: clears `out` (side info and streams, capacity kept) and adds
-/// empty streams of `shapes`, whose symbols the quantizer then fills.
+/// Encoder side: clears `out` (side info and streams, capacity kept, symbol
+/// buffers too) and adds empty streams of `shapes`, whose symbols the quantizer
+/// then fills.
 pub fn begin_streams(out: &mut Quantized, shapes: &[StreamShape]) {
     out.side_info.clear();
     describe(out, shapes);
@@ -193,4 +193,38 @@ pub fn check_positions(symbols: &[u32], n: u64) -> SdkResult<()> {
         previous = Some(position);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    #[test]
+    fn describe_keeps_the_symbol_buffers_and_resets_the_rest() {
+        let mut coded = Quantized::default();
+        begin_streams(
+            &mut coded,
+            &[StreamShape::values(4), StreamShape::raw_words()],
+        );
+        coded.side_info.push(9);
+        coded.streams[0].symbols.extend_from_copy_slice(&[1, 2, 3]);
+        coded.streams[0].model.push(0.5);
+        let buffer = coded.streams[0].symbols.as_ptr();
+        describe(&mut coded, &[StreamShape::positions(100)]);
+        assert_eq!(
+            coded.side_info.as_slice(),
+            &[9],
+            "describe keeps the side info"
+        );
+        assert_eq!(coded.streams.len(), 1);
+        let stream = &coded.streams[0];
+        assert_eq!(
+            (stream.role, stream.alphabet_size),
+            (StreamRole::POSITIONS, 100)
+        );
+        assert!(stream.symbols.is_empty() && stream.model.is_empty());
+        assert_eq!(stream.symbols.as_ptr(), buffer, "the buffer is reused");
+        begin_streams(&mut coded, &[]);
+        assert!(coded.side_info.is_empty() && coded.streams.is_empty());
+    }
 }

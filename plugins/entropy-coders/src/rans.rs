@@ -151,6 +151,8 @@ impl StageConfig for RansConfig {
 pub struct Rans {
     precision: Option<u32>,
     model: RansModel,
+    /// The decoder's slot table, allocated on the first decode and reused.
+    slots: Option<Box<Slots>>,
 }
 
 impl Stage for Rans {
@@ -173,6 +175,7 @@ impl Stage for Rans {
         Ok(Self {
             precision: config.precision,
             model: config.model,
+            slots: None,
         })
     }
 }
@@ -387,17 +390,45 @@ struct Slot {
     symbol: u16,
 }
 
-/// The slot → symbol table (`2^precision` entries).
-fn slot_table(table: &Table) -> Vec<Slot> {
-    let mut slots = Vec::with_capacity(1 << table.precision);
-    for &(symbol, freq) in &table.entries {
-        slots.extend((0..freq).map(|bias| Slot {
-            freq: freq as u16,
-            bias: bias as u16,
-            symbol: symbol as u16,
-        }));
+/// Slots of the largest table.
+const MAX_SLOTS: usize = 1 << MAX_PRECISION;
+
+/// A slot table of the largest precision: a smaller table uses its first
+/// `2^precision` slots. Its fixed length lets the decoder index it with
+/// `slot & (MAX_SLOTS - 1)`, with no bounds check.
+type Slots = [Slot; MAX_SLOTS];
+
+/// An empty slot table on the heap.
+fn new_slots() -> Box<Slots> {
+    vec![Slot::default(); MAX_SLOTS]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("the vector has MAX_SLOTS slots"))
+}
+
+/// Fills the first `2^precision` slots of `slots` with the slot → symbol
+/// table; false when the table's frequencies do not sum to `2^precision`.
+fn slot_table(table: &Table, slots: &mut Slots) -> bool {
+    if table.precision > MAX_PRECISION {
+        return false;
     }
-    slots
+    let size = 1usize << table.precision;
+    let mut next = 0usize;
+    for &(symbol, freq) in &table.entries {
+        let freq = freq as usize;
+        if next + freq > size {
+            return false;
+        }
+        for (bias, slot) in slots[next..next + freq].iter_mut().enumerate() {
+            *slot = Slot {
+                freq: freq as u16,
+                bias: bias as u16,
+                symbol: symbol as u16,
+            };
+        }
+        next += freq;
+    }
+    next == size
 }
 
 /// Decodes one symbol from `x` and renormalizes from `words[*pos]`. A read past
@@ -406,13 +437,13 @@ fn slot_table(table: &Table) -> Vec<Slot> {
 #[inline(always)]
 fn decode_one(
     x: &mut u64,
-    slots: &[Slot],
+    slots: &Slots,
     mask: u64,
     precision: u32,
     words: &[u32],
     pos: &mut usize,
 ) -> u32 {
-    let slot = slots.get((*x & mask) as usize).copied().unwrap_or_default();
+    let slot = slots[(*x & mask) as usize & (MAX_SLOTS - 1)];
     // freq < 2^precision and x < 2^63, so this stays below 2^63.
     let state = u64::from(slot.freq) * (*x >> precision) + u64::from(slot.bias);
     let need = state < L;
@@ -420,6 +451,41 @@ fn decode_one(
     *x = if need { (state << 32) | word } else { state };
     *pos += usize::from(need);
     u32::from(slot.symbol)
+}
+
+/// Decodes one symbol from each of the `N` states into `out` (`N` long). The
+/// lanes' table lookups and products do not depend on one another; only the
+/// word positions do (lane `k` reads the word after those lanes `0..k` took),
+/// so the states advance first and the words are read after: the same
+/// symbols and words as `N` calls of [`decode_one`], with the `N` chains
+/// overlapping instead of waiting on each other's renormalization.
+#[inline(always)]
+fn decode_round<const N: usize>(
+    x: &mut [u64; N],
+    slots: &Slots,
+    mask: u64,
+    precision: u32,
+    words: &[u32],
+    pos: &mut usize,
+    out: &mut [u32],
+) {
+    let mut next = [0u64; N];
+    for lane in 0..N {
+        let slot = slots[(x[lane] & mask) as usize & (MAX_SLOTS - 1)];
+        // freq < 2^precision and x < 2^63, so this stays below 2^63.
+        next[lane] = u64::from(slot.freq) * (x[lane] >> precision) + u64::from(slot.bias);
+        out[lane] = u32::from(slot.symbol);
+    }
+    for lane in 0..N {
+        let need = next[lane] < L;
+        let word = u64::from(words.get(*pos).copied().unwrap_or(0));
+        x[lane] = if need {
+            (next[lane] << 32) | word
+        } else {
+            next[lane]
+        };
+        *pos += usize::from(need);
+    }
 }
 
 /// The most symbols a payload of `words` renormalization words can hold when
@@ -448,8 +514,17 @@ fn max_count(words: usize, max_freq: u32, precision: u32, lanes: usize) -> u64 {
     }
 }
 
-/// Decodes `out.len()` symbols from the payload after the table (`N` states).
-fn decode_payload<const N: usize>(payload: &[u8], table: &Table, out: &mut [u32]) -> SdkResult<()> {
+/// Appends `count` symbols decoded from the payload after the table (`N`
+/// states) to `out`, which keeps its capacity from call to call (a fresh
+/// buffer per call costs a page fault per 4 KiB, which the kernel serializes
+/// across threads).
+fn decode_payload<const N: usize>(
+    payload: &[u8],
+    table: &Table,
+    slots: &mut Slots,
+    count: usize,
+    out: &mut RVec<u32>,
+) -> SdkResult<()> {
     let states = state_bytes(N);
     ensure_data(payload.len() >= states && payload.len() & 3 == 0, || {
         format!(
@@ -471,23 +546,23 @@ fn decode_payload<const N: usize>(payload: &[u8], table: &Table, out: &mut [u32]
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let slots = slot_table(table);
-    ensure_data(slots.len() == 1 << table.precision, || {
+    ensure_data(slot_table(table, slots), || {
         "rans table does not fill the slots".into()
     })?;
+    let slots: &Slots = slots;
     let precision = table.precision;
     let mask = (1u64 << precision) - 1;
     let mut pos = 0usize;
-    let split = out.len() - out.len() % N;
-    let (body, tail) = out.split_at_mut(split);
-    for chunk in body.chunks_exact_mut(N) {
-        for lane in 0..N {
-            chunk[lane] = decode_one(&mut x[lane], &slots, mask, precision, &words, &mut pos);
+    out.extend_filled(count, |out| {
+        let split = out.len() - out.len() % N;
+        let (body, tail) = out.split_at_mut(split);
+        for chunk in body.chunks_exact_mut(N) {
+            decode_round(&mut x, slots, mask, precision, &words, &mut pos, chunk);
         }
-    }
-    for (lane, symbol) in tail.iter_mut().enumerate() {
-        *symbol = decode_one(&mut x[lane], &slots, mask, precision, &words, &mut pos);
-    }
+        for (lane, symbol) in tail.iter_mut().enumerate() {
+            *symbol = decode_one(&mut x[lane], slots, mask, precision, &words, &mut pos);
+        }
+    });
     ensure_data(pos <= words.len(), || {
         "rans payload truncated (corrupt data or wrong count)".into()
     })?;
@@ -507,8 +582,15 @@ fn encode_with(symbols: &[u32], table: &Table, out: &mut RVec<u8>) {
 }
 
 /// Decodes `count` (> 0) symbols coded with `table` (at least two entries)
-/// from `payload`, refusing counts it cannot hold before allocating.
-fn decode_with(payload: &[u8], table: &Table, count: u64) -> SdkResult<Vec<u32>> {
+/// from `payload` into `out` (cleared first), refusing counts it cannot hold
+/// before allocating.
+fn decode_with(
+    payload: &[u8],
+    table: &Table,
+    slots: &mut Slots,
+    count: u64,
+    out: &mut RVec<u32>,
+) -> SdkResult<()> {
     let lanes = lanes_for(count);
     let words = payload.len().saturating_sub(state_bytes(lanes)) / 4;
     let limit = max_count(words, table.max_frequency(), table.precision, lanes);
@@ -519,12 +601,11 @@ fn decode_with(payload: &[u8], table: &Table, count: u64) -> SdkResult<Vec<u32>>
         )
     })?;
     let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
-    let mut symbols = vec![0u32; count];
+    out.clear();
     match lanes {
-        1 => decode_payload::<1>(payload, table, &mut symbols)?,
-        _ => decode_payload::<LANES>(payload, table, &mut symbols)?,
+        1 => decode_payload::<1>(payload, table, slots, count, out),
+        _ => decode_payload::<LANES>(payload, table, slots, count, out),
     }
-    Ok(symbols)
 }
 
 impl EntropyCoder for Rans {
@@ -580,11 +661,11 @@ impl EntropyCoder for Rans {
                 format!("rans: {} bytes after a one-symbol table", payload.len())
             })?;
             let count = usize::try_from(count).map_err(|_| corrupt("rans: count too large"))?;
-            stream.symbols = vec![symbol; count].into();
+            stream.symbols.resize(count, symbol);
             return Ok(());
         }
-        stream.symbols = decode_with(payload, &table, count)?.into();
-        Ok(())
+        let slots = self.slots.get_or_insert_with(new_slots);
+        decode_with(payload, &table, slots, count, &mut stream.symbols)
     }
 }
 

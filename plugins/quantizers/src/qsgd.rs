@@ -191,8 +191,9 @@ impl Quantizer for Qsgd {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
-        out.clear();
-        let mut stream = SymbolStream::new(StreamRole::VALUES, self.alphabet());
+        out.side_info.clear();
+        out.reuse_streams([(StreamRole::VALUES, self.alphabet())]);
+        let stream = &mut out.streams[0];
         stream.symbols.reserve(input.len());
         let s = f64::from(self.config.levels);
         let mut rng = call_rng(self.config.seed, ctx);
@@ -223,15 +224,12 @@ impl Quantizer for Qsgd {
                     .extend_filled(part.len(), |out| round_levels(part, words, scale, s, out));
             }
         }
-        out.streams.push(stream);
         Ok(())
     }
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_norms(&out.side_info)?;
-        out.streams.clear();
-        out.streams
-            .push(SymbolStream::new(StreamRole::VALUES, self.alphabet()));
+        out.reuse_streams([(StreamRole::VALUES, self.alphabet())]);
         Ok(())
     }
 
@@ -247,24 +245,33 @@ impl Quantizer for Qsgd {
         })?;
         let symbols = &coded.streams[0].symbols;
         check_count("qsgd", symbols, self.len)?;
-        check_alphabet("qsgd", symbols, self.alphabet())?;
         let levels = f64::from(self.config.levels);
         out.clear();
         out.reserve(symbols.len());
         let alphabet = self.alphabet() as usize;
         if alphabet <= SMALL_ALPHABET {
             // Per bucket, the value of every symbol (the same expression), then
-            // a lookup; symbols are below the alphabet (checked), so the masked
-            // index is the symbol itself and needs no bounds check.
+            // a lookup by the masked symbol (no bounds check); the alphabet
+            // check rides along the same pass, and any symbol outside it fails
+            // the whole call below (what it decoded is discarded).
             let mut values = [0.0f32; SMALL_ALPHABET];
+            let mut outside = false;
             for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
                 let step = f64::from(*norm) / levels;
                 for (symbol, value) in values[..alphabet].iter_mut().enumerate() {
                     *value = (unzigzag(symbol as u32) as f64 * step) as f32;
                 }
-                out.extend_mapped(bucket, |s| values[s as usize & (SMALL_ALPHABET - 1)]);
+                out.extend_mapped(bucket, |s| {
+                    outside |= s as usize >= alphabet;
+                    values[s as usize & (SMALL_ALPHABET - 1)]
+                });
+            }
+            if outside {
+                out.clear();
+                check_alphabet("qsgd", symbols, self.alphabet())?;
             }
         } else {
+            check_alphabet("qsgd", symbols, self.alphabet())?;
             for (bucket, norm) in symbols.chunks(self.bucket).zip(&norms) {
                 let step = f64::from(*norm) / levels;
                 out.extend_mapped(bucket, |s| (unzigzag(s) as f64 * step) as f32);

@@ -400,7 +400,10 @@ impl BlockCodec {
         fused: bool,
     ) -> Result<()> {
         let place = self.place();
-        self.quantized.clear();
+        // The last message's streams lend their symbol buffers to the new ones
+        // (below), so the coders decode into warm memory, not fresh pages.
+        let mut previous = std::mem::take(&mut self.quantized.streams);
+        self.quantized.side_info.clear();
         self.quantized
             .side_info
             .extend_from_slice(parsed.slice(&record.side_info));
@@ -408,6 +411,12 @@ impl BlockCodec {
             || format!("{place}: read side info"),
             self.quantizer.describe_streams(ctx, &mut self.quantized),
         )?;
+        for (stream, old) in self.quantized.streams.iter_mut().zip(previous.iter_mut()) {
+            if stream.symbols.capacity() == 0 {
+                old.symbols.clear();
+                std::mem::swap(&mut stream.symbols, &mut old.symbols);
+            }
+        }
         if self.quantized.streams.len() != record.streams.len() {
             return Err(Error::Message(format!(
                 "{place}: {} streams in the message, the quantizer expects {}",

@@ -10,6 +10,7 @@ fn coder(precision: Option<u32>) -> Rans {
     Rans {
         precision,
         model: RansModel::Empirical,
+        slots: None,
     }
 }
 
@@ -330,16 +331,18 @@ fn count_bound_admits_every_encodable_stream() {
         encode_payload::<LANES>(&vec![0u32; n], &table, &mut out);
         let words = (out.len() - state_bytes(LANES)) / 4;
         assert!(max_count(words, m - 1, precision, LANES) >= n as u64);
-        let mut back = vec![0u32; n];
-        decode_payload::<LANES>(&out, &table, &mut back).unwrap();
+        let mut back = RVec::new();
+        decode_payload::<LANES>(&out, &table, &mut new_slots(), n, &mut back).unwrap();
+        assert!(back.len() == n && back.iter().all(|&s| s == 0));
         // One state (short streams).
         let n = 4_000;
         let mut out = RVec::new();
         encode_payload::<1>(&vec![0u32; n], &table, &mut out);
         let words = (out.len() - state_bytes(1)) / 4;
         assert!(max_count(words, m - 1, precision, 1) >= n as u64);
-        let mut back = vec![0u32; n];
-        decode_payload::<1>(&out, &table, &mut back).unwrap();
+        let mut back = RVec::new();
+        decode_payload::<1>(&out, &table, &mut new_slots(), n, &mut back).unwrap();
+        assert!(back.len() == n && back.iter().all(|&s| s == 0));
     }
     // A near-uniform table gives a tight bound: ~log2(M/f_max) bits a symbol.
     assert!(max_count(10, 512, 10, LANES) <= 32 * 14 + LANES as u64 + 1);
@@ -352,6 +355,7 @@ fn parametric(precision: Option<u32>) -> Rans {
     Rans {
         precision,
         model: RansModel::Parametric,
+        slots: None,
     }
 }
 
@@ -651,4 +655,26 @@ fn model_config_defaults_to_empirical_and_stays_out_of_the_canonical_config() {
         r#"{"model":"parametric"}"#
     );
     assert!(parse_config::<RansConfig>(r#"{"model": "adaptive"}"#).is_err());
+}
+
+/// One coder decodes streams of different tables in turn: its reused slot
+/// table is rebuilt for each (a larger precision first, then a smaller one),
+/// and its reused symbol buffer holds only the current stream.
+#[test]
+fn one_decoder_reuses_its_tables_across_streams() {
+    let wide = values(33, qsgd_like(20_000, 0.6, 1));
+    let narrow = values(3, (0..5_000u32).map(|i| (i * 7 % 11) % 3).collect());
+    let wide_bytes = encode(Some(15), &wide);
+    let narrow_bytes = encode(Some(10), &narrow);
+    let mut decoder = coder(None);
+    let mut back = SymbolStream::new(StreamRole::VALUES, 33);
+    for _ in 0..2 {
+        for (stream, bytes) in [(&wide, &wide_bytes), (&narrow, &narrow_bytes)] {
+            back.alphabet_size = stream.alphabet_size;
+            decoder
+                .decode(bytes, stream.symbols.len() as u64, &mut back)
+                .unwrap();
+            assert_eq!(back.symbols.as_slice(), stream.symbols.as_slice());
+        }
+    }
 }
