@@ -153,6 +153,8 @@ pub struct Rans {
     model: RansModel,
     /// The decoder's slot table, allocated on the first decode and reused.
     slots: Option<Box<Slots>>,
+    /// The encoder's tables, allocated on the first encode and reused.
+    encoder: Option<Box<EncoderScratch>>,
 }
 
 impl Stage for Rans {
@@ -176,6 +178,7 @@ impl Stage for Rans {
             precision: config.precision,
             model: config.model,
             slots: None,
+            encoder: None,
         })
     }
 }
@@ -329,16 +332,63 @@ fn encode_one(x: &mut u64, symbol: &EncSymbol, buffer: &mut [u32; BUFFER], pos: 
     *x = symbol.put(state);
 }
 
+/// The encoder's buffers, kept from call to call: the symbol table of the
+/// largest alphabet (indexing it with `s & (MAX - 1)` needs no bounds check;
+/// the histogram has checked that s < alphabet <= MAX, and only the entries of
+/// the current table are read) and the words in encoding order.
+pub(crate) struct EncoderScratch {
+    enc: Box<[EncSymbol; MAX_ALPHABET as usize]>,
+    words: Vec<u32>,
+}
+
+impl EncoderScratch {
+    pub(crate) fn new() -> Box<Self> {
+        let enc = vec![EncSymbol::default(); MAX_ALPHABET as usize]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has MAX_ALPHABET entries"));
+        Box::new(Self {
+            enc,
+            words: Vec::new(),
+        })
+    }
+}
+
+/// Encodes one symbol into each of the `N` states, lane `N - 1` first (as `N`
+/// calls of [`encode_one`] from the last lane down would): every lane's
+/// overflow test comes first, then the words in lane order, then the states,
+/// so no state waits on another lane's word position. The same words and
+/// states.
+#[inline(always)]
+fn encode_round<const N: usize>(
+    x: &mut [u64; N],
+    symbols: [&EncSymbol; N],
+    buffer: &mut [u32; BUFFER],
+    pos: &mut usize,
+) {
+    let mut emit = [false; N];
+    for lane in 0..N {
+        emit[lane] = x[lane] >= symbols[lane].x_max;
+    }
+    for lane in (0..N).rev() {
+        buffer[*pos & (BUFFER - 1)] = x[lane] as u32;
+        *pos += usize::from(emit[lane]);
+    }
+    for lane in 0..N {
+        let state = if emit[lane] { x[lane] >> 32 } else { x[lane] };
+        x[lane] = symbols[lane].put(state);
+    }
+}
+
 /// The rANS payload of `symbols` (all in the table) with `N` states: states,
 /// then words.
-fn encode_payload<const N: usize>(symbols: &[u32], table: &Table, out: &mut RVec<u8>) {
-    // A table of the largest alphabet: indexing it with `s & (MAX - 1)` needs
-    // no bounds check (the histogram has checked that s < alphabet <= MAX).
-    let Ok(mut enc) = <Box<[EncSymbol; MAX_ALPHABET as usize]>>::try_from(
-        vec![EncSymbol::default(); MAX_ALPHABET as usize].into_boxed_slice(),
-    ) else {
-        return;
-    };
+fn encode_payload<const N: usize>(
+    symbols: &[u32],
+    table: &Table,
+    scratch: &mut EncoderScratch,
+    out: &mut RVec<u8>,
+) {
+    let EncoderScratch { enc, words } = scratch;
     let index = |s: u32| s as usize & (MAX_ALPHABET as usize - 1);
     let mut cum = 0u32;
     for &(symbol, freq) in &table.entries {
@@ -346,7 +396,7 @@ fn encode_payload<const N: usize>(symbols: &[u32], table: &Table, out: &mut RVec
         cum += freq;
     }
     // Words in encoding order (the decoder reads them backward).
-    let mut words: Vec<u32> = Vec::new();
+    words.clear();
     let mut buffer = [0u32; BUFFER];
     let mut x = [L; N];
     let split = symbols.len() - symbols.len() % N;
@@ -358,23 +408,24 @@ fn encode_payload<const N: usize>(symbols: &[u32], table: &Table, out: &mut RVec
     for block in symbols[..split].rchunks(BLOCK) {
         let mut pos = 0;
         for chunk in block.chunks_exact(N).rev() {
-            for lane in (0..N).rev() {
-                encode_one(
-                    &mut x[lane],
-                    &enc[index(chunk[lane])],
-                    &mut buffer,
-                    &mut pos,
-                );
-            }
+            let coded: [&EncSymbol; N] = std::array::from_fn(|lane| &enc[index(chunk[lane])]);
+            encode_round(&mut x, coded, &mut buffer, &mut pos);
         }
         words.extend_from_slice(&buffer[..pos.min(BUFFER)]);
     }
     out.reserve(state_bytes(N) + 4 * words.len());
     for state in x {
-        out.extend_from_slice(&state.to_le_bytes());
+        out.extend_copied(&state.to_le_bytes());
     }
-    for word in words.iter().rev() {
-        out.extend_from_slice(&word.to_le_bytes());
+    // Little-endian words, last first, a stack buffer at a time (one memcpy
+    // each; `RVec::extend_from_slice` pushes byte by byte).
+    let mut staged = [0u8; 4 * BLOCK];
+    for part in words.rchunks(BLOCK) {
+        let bytes = &mut staged[..4 * part.len()];
+        for (word, le) in part.iter().rev().zip(bytes.chunks_exact_mut(4)) {
+            le.copy_from_slice(&word.to_le_bytes());
+        }
+        out.extend_copied(bytes);
     }
 }
 
@@ -574,10 +625,10 @@ fn decode_payload<const N: usize>(
 }
 
 /// Codes `symbols` (all in the table, at least two entries) with `table`.
-fn encode_with(symbols: &[u32], table: &Table, out: &mut RVec<u8>) {
+fn encode_with(symbols: &[u32], table: &Table, scratch: &mut EncoderScratch, out: &mut RVec<u8>) {
     match lanes_for(symbols.len() as u64) {
-        1 => encode_payload::<1>(symbols, table, out),
-        _ => encode_payload::<LANES>(symbols, table, out),
+        1 => encode_payload::<1>(symbols, table, scratch, out),
+        _ => encode_payload::<LANES>(symbols, table, scratch, out),
     }
 }
 
@@ -617,7 +668,8 @@ impl EntropyCoder for Rans {
             check_alphabet(&stream.symbols, stream.alphabet_size)?;
             // A one-symbol alphabet codes to nothing: the count says it all.
             if !stream.symbols.is_empty() && table.entries.len() >= 2 {
-                encode_with(&stream.symbols, &table, out);
+                let scratch = self.encoder.get_or_insert_with(EncoderScratch::new);
+                encode_with(&stream.symbols, &table, scratch, out);
             }
             return Ok(());
         }
@@ -631,7 +683,8 @@ impl EntropyCoder for Rans {
         rans_table::write(&table, &mut writer);
         out.extend_from_slice(&writer.finish());
         if table.entries.len() >= 2 {
-            encode_with(&stream.symbols, &table, out);
+            let scratch = self.encoder.get_or_insert_with(EncoderScratch::new);
+            encode_with(&stream.symbols, &table, scratch, out);
         }
         Ok(())
     }

@@ -97,12 +97,17 @@ gradcodec_sdk::simd_dispatch! {
 impl Quantizer for TernGrad {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
-        ensure_finite(input)?;
-        begin_streams(out, &STREAMS);
-        // max |v| rides along the mean's pass (a second, independent chain).
+        // max |v| rides along the mean's pass (a second, independent chain),
+        // and so does the finiteness check: f32 entries cannot overflow an f64
+        // sum, so the sum is finite exactly when every entry is.
         let (sum, max_abs) = input.iter().fold((0.0f64, 0.0f32), |(sum, max), v| {
             (sum + f64::from(*v), max.max(v.abs()))
         });
+        if !sum.is_finite() {
+            ensure_finite(input)?;
+            return Err(invalid_input("input is not finite"));
+        }
+        begin_streams(out, &STREAMS);
         let limit = match self.config.clip_sigma {
             Some(c) if !input.is_empty() => {
                 let n = input.len() as f64;

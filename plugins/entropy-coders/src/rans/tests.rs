@@ -11,6 +11,7 @@ fn coder(precision: Option<u32>) -> Rans {
         precision,
         model: RansModel::Empirical,
         slots: None,
+        encoder: None,
     }
 }
 
@@ -328,7 +329,7 @@ fn count_bound_admits_every_encodable_stream() {
         };
         let n = 200_000;
         let mut out = RVec::new();
-        encode_payload::<LANES>(&vec![0u32; n], &table, &mut out);
+        encode_payload::<LANES>(&vec![0u32; n], &table, &mut EncoderScratch::new(), &mut out);
         let words = (out.len() - state_bytes(LANES)) / 4;
         assert!(max_count(words, m - 1, precision, LANES) >= n as u64);
         let mut back = RVec::new();
@@ -337,7 +338,7 @@ fn count_bound_admits_every_encodable_stream() {
         // One state (short streams).
         let n = 4_000;
         let mut out = RVec::new();
-        encode_payload::<1>(&vec![0u32; n], &table, &mut out);
+        encode_payload::<1>(&vec![0u32; n], &table, &mut EncoderScratch::new(), &mut out);
         let words = (out.len() - state_bytes(1)) / 4;
         assert!(max_count(words, m - 1, precision, 1) >= n as u64);
         let mut back = RVec::new();
@@ -356,6 +357,7 @@ fn parametric(precision: Option<u32>) -> Rans {
         precision,
         model: RansModel::Parametric,
         slots: None,
+        encoder: None,
     }
 }
 
