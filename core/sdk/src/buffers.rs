@@ -95,4 +95,20 @@ mod tests {
         v.extend_mapped(&[0u8; 7], f32::from);
         assert_eq!((v.len(), v.capacity()), (7, capacity));
     }
+
+    #[test]
+    fn long_fills_start_from_defaults_and_keep_the_prefix() {
+        let mut v: RVec<u32> = RVec::new();
+        v.push(7);
+        // Not a multiple of the default block: the last copy is partial.
+        v.extend_filled(1000, |out| {
+            assert!(out.iter().all(|x| *x == 0));
+            for (i, o) in out.iter_mut().enumerate().step_by(3) {
+                *o = i as u32;
+            }
+        });
+        assert_eq!(v.len(), 1001);
+        assert_eq!(v[0], 7);
+        assert!((1..1001).all(|i| v[i] == if (i - 1) % 3 == 0 { i as u32 - 1 } else { 0 }));
+    }
 }
