@@ -320,18 +320,6 @@ const BLOCK: usize = 1024;
 /// position keeps it in bounds without a check (it never exceeds `BLOCK`).
 const BUFFER: usize = 2 * BLOCK;
 
-/// Encodes one symbol into `x`, first pushing 32 bits to `buffer[*pos]` if the
-/// state would overflow (branch-free: the word is always stored, the position
-/// advances only when it is needed).
-#[inline(always)]
-fn encode_one(x: &mut u64, symbol: &EncSymbol, buffer: &mut [u32; BUFFER], pos: &mut usize) {
-    let emit = *x >= symbol.x_max;
-    buffer[*pos & (BUFFER - 1)] = *x as u32;
-    *pos += usize::from(emit);
-    let state = if emit { *x >> 32 } else { *x };
-    *x = symbol.put(state);
-}
-
 /// The encoder's buffers, kept from call to call: the symbol table of the
 /// largest alphabet (indexing it with `s & (MAX - 1)` needs no bounds check;
 /// the histogram has checked that s < alphabet <= MAX, and only the entries of
@@ -354,11 +342,12 @@ impl EncoderScratch {
     }
 }
 
-/// Encodes one symbol into each of the `N` states, lane `N - 1` first (as `N`
-/// calls of [`encode_one`] from the last lane down would): every lane's
-/// overflow test comes first, then the words in lane order, then the states,
-/// so no state waits on another lane's word position. The same words and
-/// states.
+/// Encodes one symbol into each of the `N` states, lane `N - 1` first. A state
+/// that would overflow first pushes its low 32 bits to `buffer[*pos]`
+/// (branch-free: the word is always stored, the position advances only when
+/// it is needed). Every lane's overflow test comes first, then the words in
+/// lane order, then the states, so no state waits on another lane's word
+/// position.
 #[inline(always)]
 fn encode_round<const N: usize>(
     x: &mut [u64; N],
@@ -402,7 +391,8 @@ fn encode_payload<const N: usize>(
     let split = symbols.len() - symbols.len() % N;
     let mut pos = 0;
     for (lane, &s) in symbols[split..].iter().enumerate().rev() {
-        encode_one(&mut x[lane], &enc[index(s)], &mut buffer, &mut pos);
+        let state = std::array::from_mut(&mut x[lane]);
+        encode_round(state, [&enc[index(s)]], &mut buffer, &mut pos);
     }
     words.extend_from_slice(&buffer[..pos]);
     for block in symbols[..split].rchunks(BLOCK) {
@@ -482,34 +472,13 @@ fn slot_table(table: &Table, slots: &mut Slots) -> bool {
     next == size
 }
 
-/// Decodes one symbol from `x` and renormalizes from `words[*pos]`. A read past
-/// the end takes a zero word and still advances `pos`, which the final check
-/// catches.
-#[inline(always)]
-fn decode_one(
-    x: &mut u64,
-    slots: &Slots,
-    mask: u64,
-    precision: u32,
-    words: &[u32],
-    pos: &mut usize,
-) -> u32 {
-    let slot = slots[(*x & mask) as usize & (MAX_SLOTS - 1)];
-    // freq < 2^precision and x < 2^63, so this stays below 2^63.
-    let state = u64::from(slot.freq) * (*x >> precision) + u64::from(slot.bias);
-    let need = state < L;
-    let word = u64::from(words.get(*pos).copied().unwrap_or(0));
-    *x = if need { (state << 32) | word } else { state };
-    *pos += usize::from(need);
-    u32::from(slot.symbol)
-}
-
-/// Decodes one symbol from each of the `N` states into `out` (`N` long). The
-/// lanes' table lookups and products do not depend on one another; only the
-/// word positions do (lane `k` reads the word after those lanes `0..k` took),
-/// so the states advance first and the words are read after: the same
-/// symbols and words as `N` calls of [`decode_one`], with the `N` chains
-/// overlapping instead of waiting on each other's renormalization.
+/// Decodes one symbol from each of the `N` states into `out` (`N` long) and
+/// renormalizes them from `words[*pos..]`. The lanes' table lookups and
+/// products do not depend on one another; only the word positions do (lane
+/// `k` reads the word after those lanes `0..k` took), so the states advance
+/// first and the words are read after, the `N` chains overlapping instead of
+/// waiting on each other's renormalization. A read past the end takes a zero
+/// word and still advances `pos`, which the final check catches.
 #[inline(always)]
 fn decode_round<const N: usize>(
     x: &mut [u64; N],
@@ -611,7 +580,9 @@ fn decode_payload<const N: usize>(
             decode_round(&mut x, slots, mask, precision, &words, &mut pos, chunk);
         }
         for (lane, symbol) in tail.iter_mut().enumerate() {
-            *symbol = decode_one(&mut x[lane], slots, mask, precision, &words, &mut pos);
+            let state = std::array::from_mut(&mut x[lane]);
+            let symbol = std::slice::from_mut(symbol);
+            decode_round(state, slots, mask, precision, &words, &mut pos, symbol);
         }
     });
     ensure_data(pos <= words.len(), || {

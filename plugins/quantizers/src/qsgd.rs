@@ -83,6 +83,11 @@ impl Qsgd {
         2 * u64::from(self.config.levels) + 1
     }
 
+    /// The one stream: zigzagged levels.
+    fn streams(&self) -> [StreamShape; 1] {
+        [StreamShape::values(self.alphabet())]
+    }
+
     fn buckets(&self) -> usize {
         (self.len as usize).div_ceil(self.bucket)
     }
@@ -191,8 +196,7 @@ impl Quantizer for Qsgd {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         ensure_finite(input)?;
-        out.side_info.clear();
-        out.reuse_streams([(StreamRole::VALUES, self.alphabet())]);
+        begin_streams(out, &self.streams());
         let stream = &mut out.streams[0];
         stream.symbols.reserve(input.len());
         let s = f64::from(self.config.levels);
@@ -229,7 +233,7 @@ impl Quantizer for Qsgd {
 
     fn describe_streams(&self, _ctx: &CallContext, out: &mut Quantized) -> SdkResult<()> {
         self.read_norms(&out.side_info)?;
-        out.reuse_streams([(StreamRole::VALUES, self.alphabet())]);
+        describe(out, &self.streams());
         Ok(())
     }
 
