@@ -314,6 +314,16 @@ impl StageFlags {
     pub const STATEFUL: Self = Self(2);
     /// Uses pseudo-randomness (always seeded from its config).
     pub const RANDOMIZED: Self = Self(4);
+    /// ABI 1.2, quantizers only: `quantize` (and a fused encode with this
+    /// quantizer) fails on a NaN or infinite input entry, changing no state,
+    /// and `dequantize` (and a fused decode) fails rather than give a NaN or
+    /// infinite entry. The host then skips its own scans where the promise
+    /// covers them: the input scan of a stateless pipeline whose first stage is
+    /// this quantizer (with the `error` non-finite policy; on a failed encode
+    /// the host scans to report the values as it always does), and the scan
+    /// of the decoded entries. Hosts before 1.2 ignore the bit. The
+    /// conformance kit checks both halves of the promise.
+    pub const CHECKS_FINITE: Self = Self(8);
 
     /// No flag.
     pub const NONE: Self = Self(0);
@@ -339,6 +349,9 @@ impl StageFlags {
         }
         if self.contains(Self::RANDOMIZED) {
             names.push("randomized");
+        }
+        if self.contains(Self::CHECKS_FINITE) {
+            names.push("checks-finite");
         }
         names
     }

@@ -315,6 +315,24 @@ impl Pipeline {
             .all(|s| s.flags.contains(StageFlags::LOSSLESS))
     }
 
+    /// True when the quantizer promises `CHECKS_FINITE`: it refuses non-finite
+    /// input and never decodes to a non-finite entry.
+    pub fn quantizer_checks_finite(&self) -> bool {
+        self.stage(StageKind::QUANTIZER)
+            .is_some_and(|s| s.flags.contains(StageFlags::CHECKS_FINITE))
+    }
+
+    /// True when the encoder may leave the non-finite scan of coded tensors to
+    /// the quantizer: it checks finiteness, it is the first stage that sees the
+    /// input (no predictor, no error correction), and no stage keeps state, so
+    /// a refused update changes nothing.
+    pub fn quantizer_guards_input(&self) -> bool {
+        self.quantizer_checks_finite()
+            && !self.is_stateful()
+            && self.stage(StageKind::PREDICTOR).is_none()
+            && self.stage(StageKind::ERROR_CORRECTION).is_none()
+    }
+
     /// The stage of `kind` (first one).
     pub fn stage(&self, kind: StageKind) -> Option<&ResolvedStage> {
         self.stages.iter().find(|s| s.kind == kind)

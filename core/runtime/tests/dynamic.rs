@@ -315,6 +315,66 @@ fn non_finite_values_are_refused_naming_the_tensor() {
     assert!(encoder.encode(&bad).is_ok());
 }
 
+/// Where the quantizer is CHECKS_FINITE and sees the input first (f32, fp16,
+/// bf16), the host leaves the scan of coded tensors to it; the errors are the
+/// host's own, for coded and raw tensors alike, and the decoder refuses NaN
+/// words without its own scan of x̂.
+#[test]
+fn checks_finite_quantizers_refuse_non_finite_values_as_the_host_would() {
+    let registry = registry();
+    for stage in ["raw", "fp16", "bf16"] {
+        let spec = format!(
+            "name: {stage}\nstages:\n  - quantizer: {{ use: {stage} }}\n  - entropy-coder: {{ use: bitpack }}\nuncompressed: {{ below_entries: 32 }}\n"
+        );
+        let pipeline = registry
+            .build(&PipelineSpec::parse(&spec, "checks-finite.yaml").unwrap())
+            .unwrap();
+        assert!(pipeline.quantizer_guards_input(), "{stage}");
+        for (tensor, place, bad) in [
+            (2, [3, 5], f32::NAN),
+            (2, [9, 63], f32::INFINITY),
+            (1, [4, 0], f32::NEG_INFINITY),
+        ] {
+            let mut encoder = pipeline.encoder();
+            let good = encoder.encode(&update(0)).unwrap();
+            let mut hostile = update(1);
+            let name = hostile.tensors[tensor].name.clone();
+            let data = &mut hostile.tensors[tensor].data;
+            if tensor == 1 {
+                data[[place[0]]] = bad;
+            } else {
+                data[[place[0], place[1]]] = bad;
+            }
+            let error = encoder.encode(&hostile).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                format!("invalid update: tensor `{name}` holds 1 NaN or infinite values"),
+                "{stage}"
+            );
+            assert_eq!(
+                encoder.round(),
+                1,
+                "{stage}: a refused update must not advance"
+            );
+            let mut decoder = pipeline.decoder();
+            decoder.decode(&good).unwrap();
+            assert!(encoder.encode(&update(1)).is_ok(), "{stage}");
+        }
+    }
+    // A NaN word in a coded f32 stream (CRC resealed) is refused by the stage.
+    let pipeline = registry
+        .build(&PipelineSpec::parse(F32, "f32.yaml").unwrap())
+        .unwrap();
+    let mut message = pipeline.encoder().encode(&update(0)).unwrap();
+    let at = message.len() - 4 - 640 * 4 + 8;
+    message[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let body = message.len() - 4;
+    let crc = crc32fast::hash(&message[..body]);
+    message[body..].copy_from_slice(&crc.to_le_bytes());
+    let error = pipeline.decoder().decode(&message).unwrap_err().to_string();
+    assert!(error.contains("NaN or an infinity"), "{error}");
+}
+
 #[test]
 fn old_abi_plugin_is_refused_with_both_versions() {
     let registry = fixture_registry(&["gcfixture_old_abi", "gradcodec_plugin_quantizers"]);

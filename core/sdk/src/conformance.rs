@@ -487,12 +487,72 @@ fn check_quantizer(root: PluginRootRef, stage: &StageDescriptor, params: &str, l
     ok(label, fresh.quantize(&ctx, input.as_slice().into(), &mut b));
     assert_eq!(a, b, "{label}: reset differs from a fresh instance");
     // Wrong input length (non-finite input is the host's to refuse, and the
-    // quantizer's when it cannot handle it: not checked here).
+    // quantizer's when it cannot handle it or promises to: CHECKS_FINITE).
     let short = sample_tensor(len - 1, 3);
     expect_clean_error(
         &format!("{label}: quantize(wrong length)"),
         fresh.quantize(&ctx, short.as_slice().into(), &mut a),
     );
+    if stage.flags.contains(StageFlags::CHECKS_FINITE) {
+        check_finite_promise(&make, &input, label);
+    }
+}
+
+/// A CHECKS_FINITE quantizer refuses every NaN or infinity of its input
+/// (wherever it sits, with its state unchanged: the next quantize gives what a
+/// fresh instance gives), and its dequantize of any in-alphabet symbols is an
+/// error or finite entries.
+fn check_finite_promise(
+    make: &dyn Fn() -> gradcodec_abi::QuantizerBox,
+    input: &[f32],
+    label: &str,
+) {
+    let ctx = CallContext::new(0, 0);
+    let mut quantizer = make();
+    let mut out = Quantized::default();
+    let places = [0, input.len() / 2, input.len() - 1];
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        for place in places {
+            let mut hostile = input.to_vec();
+            hostile[place] = bad;
+            expect_clean_error(
+                &format!("{label}: CHECKS_FINITE quantize({bad} at entry {place})"),
+                quantizer.quantize(&ctx, hostile.as_slice().into(), &mut out),
+            );
+        }
+    }
+    let (mut after, mut fresh) = (Quantized::default(), Quantized::default());
+    ok(label, quantizer.quantize(&ctx, input.into(), &mut after));
+    ok(label, make().quantize(&ctx, input.into(), &mut fresh));
+    assert_eq!(
+        after, fresh,
+        "{label}: CHECKS_FINITE quantize changed state on a refused input"
+    );
+    // Random in-alphabet symbols (seeded): every bit pattern a raw-words
+    // stream can carry, NaNs and infinities included.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut decoded = RVec::new();
+    for trial in 0..8 {
+        let mut received = fresh.clone();
+        for stream in received.streams.iter_mut() {
+            let alphabet = stream.alphabet_size.max(1);
+            for symbol in stream.symbols.iter_mut() {
+                *symbol = (next() % alphabet) as u32;
+            }
+        }
+        if let RResult::ROk(()) = quantizer.dequantize(&ctx, &received, &mut decoded) {
+            assert!(
+                decoded.iter().all(|v| v.is_finite()),
+                "{label}: CHECKS_FINITE dequantize gave a non-finite entry (trial {trial})"
+            );
+        }
+    }
 }
 
 fn check_quantizer_malformed(

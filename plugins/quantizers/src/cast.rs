@@ -59,7 +59,8 @@ impl HalfFormat for F16Format {
         "fp16",
         "Cast to IEEE half precision (round to nearest even, saturating at 65504): one \
               values stream of 16-bit patterns (alphabet 65536), no side info.",
-    );
+    )
+    .with_flags(StageFlags::CHECKS_FINITE);
     fn encode(value: f32) -> u32 {
         to_f16_bits(value)
     }
@@ -79,7 +80,8 @@ impl HalfFormat for Bf16Format {
         "bf16",
         "Cast to bfloat16 (round to nearest even, saturating): one values stream of \
               16-bit patterns (alphabet 65536), no side info.",
-    );
+    )
+    .with_flags(StageFlags::CHECKS_FINITE);
     fn encode(value: f32) -> u32 {
         to_bf16_bits(value)
     }

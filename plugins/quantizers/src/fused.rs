@@ -34,7 +34,7 @@
 
 use crate::cast::{decode_checked, Bf16Format, Cast, F16Format, HalfFormat};
 use crate::convert::{fill_chunked, CHUNK};
-use gradcodec_coding::bitpack::{pack_16, pack_32, packed_len, unpack_16, unpack_32};
+use gradcodec_coding::bitpack::{pack_16, packed_len, unpack_16};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::FusedPair;
@@ -141,7 +141,12 @@ impl FusedPair for RawBitpack {
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
         begin_one_stream(out, input.len() * 4, input.len());
-        pack_32(input, f32::to_bits, &mut out.coded[0]);
+        // `raw` is CHECKS_FINITE: the check rides the copy.
+        if !crate::words::to_words_checked(input, &mut out.coded[0]) {
+            out.clear();
+            ensure_finite(input)?;
+            return Err(invalid_input("non-finite input"));
+        }
         if !out.skip_reconstruction {
             out.reconstruction.copy_from_slice(input);
         }
@@ -158,10 +163,12 @@ impl FusedPair for RawBitpack {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         let bytes = one_stream("raw", described, streams, 32, self.len)?;
-        fill_chunked(out, self.len as usize, |index, out| {
-            unpack_32(&bytes[index * CHUNK * 4..], out, f32::from_bits);
-            Ok(())
-        })
+        out.clear();
+        if !crate::words::extend_from_words_checked(out, bytes) {
+            out.clear();
+            return Err(crate::raw::non_finite_words());
+        }
+        Ok(())
     }
 }
 
@@ -388,11 +395,25 @@ mod tests {
         let ctx = CallContext::new(0, 0);
         assert!(pair.encode(&ctx, &[1.0, f32::NAN, 2.0], &mut out).is_err());
         assert!(pair.encode(&ctx, &[1.0, 2.0], &mut out).is_err());
-        // Raw sends non-finite values as they are.
+        // Raw (CHECKS_FINITE) refuses them both ways too.
         let mut raw = RawBitpack::new("{}", "{}", &tensor).unwrap().unwrap();
-        raw.encode(&ctx, &[f32::INFINITY, f32::NAN, 1.0], &mut out)
-            .unwrap();
-        assert_eq!(out.reconstruction[0], f32::INFINITY);
+        for hostile in [
+            [f32::INFINITY, 0.0, 1.0],
+            [0.0, f32::NAN, 1.0],
+            [0.0, 1.0, -f32::INFINITY],
+        ] {
+            let error = raw.encode(&ctx, &hostile, &mut out).unwrap_err();
+            assert!(error.message.contains("not finite"), "{error}");
+        }
+        raw.encode(&ctx, &[0.5, -1.0, 2.0], &mut out).unwrap();
+        let mut words = out.coded[0].to_vec();
+        assert_eq!(
+            Decode::decode(&mut raw, &words, 3).unwrap(),
+            vec![0.5, -1.0, 2.0]
+        );
+        words[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+        let error = Decode::decode(&mut raw, &words, 3).unwrap_err();
+        assert!(error.message.contains("NaN or an infinity"), "{error}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod raw;
 pub mod sign;
 pub mod terngrad;
 pub mod uniform;
+pub mod words;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-quantizers",

@@ -111,7 +111,7 @@ impl Stage for Qsgd {
               signed levels zigzag-mapped to an alphabet of 2s+1.",
     )
     .with_example(r#"{"levels": 4, "norm": "l2", "bucket_size": 100, "seed": 3}"#)
-    .with_flags(StageFlags::RANDOMIZED);
+    .with_flags(StageFlags::RANDOMIZED.union(StageFlags::CHECKS_FINITE));
 
     fn new(config: QsgdConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         let len = tensor.len();
@@ -195,7 +195,11 @@ fn l2_norms(input: &[f32], bucket: usize) -> Vec<f32> {
 impl Quantizer for Qsgd {
     fn quantize(&mut self, ctx: &CallContext, input: &[f32], out: &mut Quantized) -> SdkResult<()> {
         ensure_len("input", input.len(), self.len)?;
-        ensure_finite(input)?;
+        // CHECKS_FINITE: one vectorized pass (the host then skips its own),
+        // the scalar search only to name the entry.
+        if !gradcodec_sdk::floats::all_finite(input) {
+            ensure_finite(input)?;
+        }
         begin_streams(out, &self.streams());
         let stream = &mut out.streams[0];
         stream.symbols.reserve(input.len());

@@ -63,7 +63,7 @@ impl Stage for TernGrad {
               s sent as one f32, symbols 0/+1/-1 as 0/1/2.",
     )
     .with_example(r#"{"clip_sigma": 2.5, "seed": 11}"#)
-    .with_flags(StageFlags::RANDOMIZED);
+    .with_flags(StageFlags::RANDOMIZED.union(StageFlags::CHECKS_FINITE));
 
     fn new(config: TernGradConfig, tensor: &TensorSpec) -> SdkResult<Self> {
         Ok(Self {

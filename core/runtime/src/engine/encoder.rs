@@ -177,8 +177,19 @@ impl Encoder {
         for ((tensor, layout), shape) in update.tensors.iter().zip(&layouts).zip(&shapes) {
             self.streams.check_known(&tensor.name, layout, shape)?;
         }
-        let non_finite = count_non_finite(update);
-        let cleaned = checks::apply_non_finite_policy(self.non_finite, update, &non_finite)?;
+        // A CHECKS_FINITE quantizer that sees the input first refuses NaN and
+        // infinities itself, in a pass it makes anyway; the host then scans only
+        // the tensors sent raw, and the whole update only if the encode fails
+        // (to report the values as this scan does).
+        let deferred =
+            self.non_finite == NonFinitePolicy::Error && pipeline.quantizer_guards_input();
+        let non_finite = count_non_finite(update, |index| !deferred || !coded[index]);
+        let cleaned = if non_finite.iter().any(|&bad| bad > 0) && deferred {
+            let all = count_non_finite(update, |_| true);
+            checks::apply_non_finite_policy(self.non_finite, update, &all)?
+        } else {
+            checks::apply_non_finite_policy(self.non_finite, update, &non_finite)?
+        };
         let update = cleaned.as_ref().unwrap_or(update);
         // From here the stages advance. Take each coded tensor's codecs out of
         // the map so every block runs in parallel.
@@ -218,11 +229,26 @@ impl Encoder {
                 block.encode(&ctx, x, &pipeline, fused)
             })
         };
+        // A refused input of a deferred scan is reported as the scan reports it;
+        // no stage keeps state, but the blocks' buffers were written, so the last
+        // x̂ is gone as after any failed encode.
+        let refused = if deferred && outcomes.iter().any(Result::is_err) {
+            let all = count_non_finite(update, |_| true);
+            checks::apply_non_finite_policy(self.non_finite, update, &all).err()
+        } else {
+            None
+        };
         // The first error in message order, else every block's model check.
-        let result = outcomes
-            .into_iter()
-            .collect::<Result<Vec<Option<u32>>>>()
-            .and_then(|model_checks| self.assemble(update, &shapes, &values, &jobs, &model_checks));
+        let result = match refused {
+            Some(error) => Err(error),
+            None => outcomes
+                .into_iter()
+                .collect::<Result<Vec<Option<u32>>>>()
+                .and_then(|model_checks| {
+                    self.assemble(update, &shapes, &values, &jobs, &model_checks)
+                }),
+        };
+
         // Put the codecs back (their stages have advanced either way).
         for (tensor, job) in update.tensors.iter().zip(jobs) {
             if let Some(codecs) = job {
@@ -372,10 +398,13 @@ fn shape_u64(tensor: &NamedTensor) -> Vec<u64> {
 
 /// NaN and infinite values per tensor, counted in parallel pieces (so one big
 /// tensor uses every thread too).
-fn count_non_finite(update: &Update) -> Vec<usize> {
+fn count_non_finite(update: &Update, scan: impl Fn(usize) -> bool) -> Vec<usize> {
     let mut counts = vec![0usize; update.tensors.len()];
     let mut pieces: Vec<(usize, &[f32])> = Vec::new();
     for (index, tensor) in update.tensors.iter().enumerate() {
+        if !scan(index) {
+            continue;
+        }
         match tensor.data.as_slice() {
             Some(values) => pieces.extend(values.chunks(SCAN_PIECE).map(|piece| (index, piece))),
             None => counts[index] = tensor.data.iter().filter(|v| !v.is_finite()).count(),

@@ -452,7 +452,7 @@ impl BlockCodec {
                     &mut self.dequantized,
                 ),
             )?;
-            return self.check_decoded(&place);
+            return self.check_decoded(&place, pipeline);
         }
         for (stream_index, (stream, stored)) in self
             .quantized
@@ -495,13 +495,14 @@ impl BlockCodec {
             self.quantizer
                 .dequantize(ctx, &self.quantized, &mut self.dequantized),
         )?;
-        self.check_decoded(&place)
+        self.check_decoded(&place, pipeline)
     }
 
-    /// â must have the block's length and finite values.
-    fn check_decoded(&self, place: &str) -> Result<()> {
+    /// â must have the block's length and finite values (scanned here unless
+    /// the quantizer is CHECKS_FINITE: its dequantize refused them already).
+    fn check_decoded(&self, place: &str, pipeline: &Pipeline) -> Result<()> {
         self.check_len("the dequantized tensor", self.dequantized.len())?;
-        if !crate::scan::all_finite(&self.dequantized) {
+        if !pipeline.quantizer_checks_finite() && !crate::scan::all_finite(&self.dequantized) {
             return Err(Error::Message(format!(
                 "{place}: decodes to NaN or infinite values"
             )));
