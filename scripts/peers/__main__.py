@@ -170,10 +170,21 @@ def stage_gradcodec(binary: Path) -> Path:
     return staged
 
 
+def pipelines_for(method: str) -> list[str]:
+    """The pipelines a method is timed with: ``pipelines/<method>.yaml`` (the
+    entropy-coded one), and ``<method>-bitpack.yaml`` where it exists (the
+    same quantizer on the peer's fixed-width wire)."""
+    names = [method]
+    if (PIPELINES / f"{method}-bitpack.yaml").is_file():
+        names.append(f"{method}-bitpack")
+    return names
+
+
 def measure_gradcodec(
     staged: Path, method: str, input_path: Path, tile_to: int, min_time: float
 ) -> dict:
-    """``gradcodec perf --threads 1`` on one pipeline; its pipeline line."""
+    """``gradcodec perf --threads 1`` on one pipeline (``method`` names its file
+    in pipelines/); its pipeline line."""
     pipeline = PIPELINES / f"{method}.yaml"
     command = [
         str(staged / "gradcodec"),
@@ -317,6 +328,7 @@ def comparison(method: str, peer: dict, gradcodec: dict | None) -> dict:
     line = {
         "kind": "comparison",
         "method": method,
+        "pipeline": gradcodec["pipeline"] if gradcodec else None,
         "entries": peer["entries"],
         "peer": {k: peer[k] for k in ("bits_per_entry", "encode_meps", "decode_meps")},
     }
@@ -362,9 +374,9 @@ def markdown(lines: list[dict], peers: dict[str, Peer], settings: dict) -> str:
             "Throughput, M entries/s (ratio = gradcodec / peer; matched = gradcodec at "
             "least as fast, encode and decode):",
             "",
-            "| method | peer bits/entry | gradcodec bits/entry | peer enc | gradcodec enc "
-            "| enc ratio | peer dec | gradcodec dec | dec ratio | matched? |",
-            "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+            "| method | pipeline | peer bits/entry | gradcodec bits/entry | peer enc "
+            "| gradcodec enc | enc ratio | peer dec | gradcodec dec | dec ratio | matched? |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
         ]
         for line in lines:
             p, g = line["peer"], line["gradcodec"]
@@ -375,7 +387,8 @@ def markdown(lines: list[dict], peers: dict[str, Peer], settings: dict) -> str:
             ]
             matched = "yes" if not misses else "no (" + ", ".join(misses) + ")"
             out.append(
-                f"| {line['method']} | {p['bits_per_entry']:.3f} | {g['bits_per_entry']:.3f} "
+                f"| {line['method']} | {line['pipeline']} | {p['bits_per_entry']:.3f} "
+                f"| {g['bits_per_entry']:.3f} "
                 f"| {fmt(p['encode_meps'])} | {fmt(g['encode_meps'])} | {line['encode_ratio']:.2f} "
                 f"| {fmt(p['decode_meps'])} | {fmt(g['decode_meps'])} | {line['decode_ratio']:.2f} "
                 f"| {matched} |"
@@ -384,15 +397,17 @@ def markdown(lines: list[dict], peers: dict[str, Peer], settings: dict) -> str:
             "",
             "Time to deliver one update (encode + bits / link rate + decode), ms:",
             "",
-            "| method | " + " | ".join(f"peer {n} | gradcodec {n}" for n, _ in LINKS) + " |",
-            "|---|" + "--:|" * (2 * len(LINKS)),
+            "| method | pipeline | "
+            + " | ".join(f"peer {n} | gradcodec {n}" for n, _ in LINKS)
+            + " |",
+            "|---|---|" + "--:|" * (2 * len(LINKS)),
         ]
         for line in lines:
             cells = [
                 f"{fmt(line['peer_end_to_end_ms'][n])} | {fmt(line['gradcodec_end_to_end_ms'][n])}"
                 for n, _ in LINKS
             ]
-            out.append(f"| {line['method']} | " + " | ".join(cells) + " |")
+            out.append(f"| {line['method']} | {line['pipeline']} | " + " | ".join(cells) + " |")
     else:
         out += [
             "| method | bits/entry | enc M/s | dec M/s | "
@@ -412,7 +427,11 @@ def markdown(lines: list[dict], peers: dict[str, Peer], settings: dict) -> str:
         "The peers (plain torch ops, one tensor at a time, scripts/peers/compressors.py):",
         "",
     ]
+    described = set()
     for line in lines:
+        if line["method"] in described:
+            continue
+        described.add(line["method"])
         peer = peers[line["method"]]
         out.append(f"- {peer.method}: {peer.follows}; {peer.settings}.")
     return "\n".join(out) + "\n"
@@ -443,7 +462,9 @@ def run(args: argparse.Namespace) -> None:
         if jsonl:
             jsonl.write(text + "\n")
 
-    results: dict[str, dict[str, list[dict]]] = {m: {"peer": [], "gradcodec": []} for m in methods}
+    results: dict[str, dict] = {
+        m: {"peer": [], "gradcodec": {name: [] for name in pipelines_for(m)}} for m in methods
+    }
     for round_ in range(1, args.rounds + 1):
         for method in methods:
             record = measure_peer(peers[method], update, args.min_time, args.reset_state)
@@ -454,10 +475,11 @@ def run(args: argparse.Namespace) -> None:
                 f"  round {round_} {method}: peer enc {fmt(record['encode_meps'])} "
                 f"dec {fmt(record['decode_meps'])} M/s"
             )
-            if staged is not None:
-                record = measure_gradcodec(
-                    staged, method, Path(args.input), args.tile, args.min_time
-                )
+            if staged is None:
+                continue
+            for name in pipelines_for(method):
+                record = measure_gradcodec(staged, name, Path(args.input), args.tile, args.min_time)
+                record["method"] = method
                 record["round"] = round_
                 if record["entries"] != entries:
                     log(
@@ -465,17 +487,19 @@ def run(args: argparse.Namespace) -> None:
                         f"the peers to {entries}"
                     )
                 emit(record)
-                results[method]["gradcodec"].append(record)
+                results[method]["gradcodec"][name].append(record)
                 log(
-                    f"  round {round_} {method}: gradcodec enc {fmt(record['encode_meps'])} "
+                    f"  round {round_} {name}: gradcodec enc {fmt(record['encode_meps'])} "
                     f"dec {fmt(record['decode_meps'])} M/s"
                 )
     lines = []
     for method in methods:
-        gc = results[method]["gradcodec"]
-        line = comparison(method, combine(results[method]["peer"]), combine(gc) if gc else None)
-        emit(line)
-        lines.append(line)
+        peer = combine(results[method]["peer"])
+        timed = [records for records in results[method]["gradcodec"].values() if records]
+        for records in timed or [None]:
+            line = comparison(method, peer, combine(records) if records else None)
+            emit(line)
+            lines.append(line)
     if jsonl:
         jsonl.close()
     settings = {
@@ -525,6 +549,8 @@ def self_test() -> None:
             y = peer.decompress(payload, ctx)
             assert y.shape == x.shape and bool(torch.isfinite(y).all()), (method, name)
         peer.reset()
+    assert pipelines_for("terngrad") == ["terngrad", "terngrad-bitpack"]
+    assert pipelines_for("fp16") == ["fp16"]
     reps = median_time(lambda: None, 0.01)[1]
     assert reps >= 3
     record = measure_peer(peers["fp16"], small, 0.01, reset_state=False)

@@ -85,6 +85,22 @@ fn params_for(quantizer: &str, coder: &str) -> Vec<(&'static str, &'static str)>
         ],
         // No parameters; the inputs above and the kit's probes do the rest.
         ("raw" | "fp16" | "bf16", "bitpack") => vec![("{}", "{}")],
+        // Every width the pair decodes (alphabets 3 to 255: 2 to 8 bits), and
+        // buckets that end inside a packed group or byte.
+        ("qsgd", "bitpack") => vec![
+            (
+                r#"{"levels": 16, "norm": "l2", "bucket_size": 512, "seed": 0}"#,
+                "{}",
+            ),
+            (r#"{"levels": 1, "bucket_size": 13, "seed": 2}"#, "{}"),
+            (r#"{"levels": 2, "norm": "max", "bucket_size": 100}"#, "{}"),
+            (r#"{"levels": 7, "bucket_size": 9}"#, "{}"),
+            (r#"{"levels": 12, "bucket_size": 7}"#, "{}"),
+            (r#"{"levels": 40}"#, "{}"),
+            (r#"{"levels": 60, "bucket_size": 3}"#, "{}"),
+            (r#"{"levels": 127, "bucket_size": 1000}"#, "{}"),
+        ],
+        ("terngrad", "bitpack") => vec![(r#"{"clip_sigma": 2.5, "seed": 0}"#, "{}"), ("{}", "{}")],
         _ => vec![("{}", "{}")],
     }
 }
@@ -98,7 +114,7 @@ fn every_offered_fused_pair_is_byte_identical_to_its_composed_stages() {
             .any(|p| p.descriptor.quantizer.as_str() == "float-convert"),
         "the co3 library offers float-convert + huffman"
     );
-    for quantizer in ["raw", "fp16", "bf16"] {
+    for quantizer in ["raw", "fp16", "bf16", "qsgd", "terngrad"] {
         assert!(
             pairs
                 .iter()
@@ -159,7 +175,14 @@ fn the_engine_uses_fused_pairs_only_where_the_configs_match_and_the_bytes_do_not
         pipeline("normal-huffman-fp8").fused().is_some(),
         "the same stages, another fit"
     );
-    for name in ["f32", "fp16", "bf16", "signsgd-ef"] {
+    for name in [
+        "f32",
+        "fp16",
+        "bf16",
+        "signsgd-ef",
+        "qsgd-bitpack",
+        "terngrad-bitpack",
+    ] {
         assert!(
             pipeline(name).fused().is_some(),
             "{name}: the quantizers library fuses it with bitpack"
@@ -174,6 +197,8 @@ fn the_engine_uses_fused_pairs_only_where_the_configs_match_and_the_bytes_do_not
         "fp16",
         "bf16",
         "signsgd-ef",
+        "qsgd-bitpack",
+        "terngrad-bitpack",
     ] {
         let pipeline = pipeline(name);
         let (mut fused, mut composed) = (pipeline.encoder(), pipeline.encoder());

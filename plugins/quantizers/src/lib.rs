@@ -20,6 +20,7 @@
 pub mod cast;
 pub mod convert;
 pub mod fused;
+pub mod fused_levels;
 pub mod fused_sign;
 pub mod powersgd;
 pub mod qsgd;
@@ -41,7 +42,14 @@ gradcodec_sdk::export_plugin! {
         cast::Bf16,
         powersgd::PowerSgd,
     ],
-    fused: [fused::RawBitpack, fused::Fp16Bitpack, fused::Bf16Bitpack, fused_sign::SignBitpack],
+    fused: [
+        fused::RawBitpack,
+        fused::Fp16Bitpack,
+        fused::Bf16Bitpack,
+        fused_sign::SignBitpack,
+        fused_levels::QsgdBitpack,
+        fused_levels::TerngradBitpack,
+    ],
 }
 // The kit again with other parameters: extreme widths, the other norms.
 gradcodec_sdk::conformance_test! {

@@ -79,7 +79,7 @@ pub struct Qsgd {
 }
 
 impl Qsgd {
-    fn alphabet(&self) -> u64 {
+    pub(crate) fn alphabet(&self) -> u64 {
         2 * u64::from(self.config.levels) + 1
     }
 
@@ -88,11 +88,21 @@ impl Qsgd {
         [StreamShape::values(self.alphabet())]
     }
 
+    /// Entries per bucket (one norm each).
+    pub(crate) fn bucket_entries(&self) -> usize {
+        self.bucket
+    }
+
+    /// The levels s per sign.
+    pub(crate) fn levels(&self) -> u32 {
+        self.config.levels
+    }
+
     fn buckets(&self) -> usize {
         (self.len as usize).div_ceil(self.bucket)
     }
 
-    fn read_norms(&self, side_info: &[u8]) -> SdkResult<Vec<f32>> {
+    pub(crate) fn read_norms(&self, side_info: &[u8]) -> SdkResult<Vec<f32>> {
         let mut reader = SideInfoReader::new(side_info);
         let norms = (0..self.buckets())
             .map(|_| reader.non_negative_f32("norm"))

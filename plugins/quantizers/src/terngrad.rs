@@ -50,8 +50,15 @@ pub struct TernGrad {
 
 const STREAMS: [StreamShape; 1] = [StreamShape::values(3)];
 
-fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
+pub(crate) fn read_scale(side_info: &[u8]) -> SdkResult<f32> {
     SideInfoReader::single_non_negative_f32(side_info, "scale")
+}
+
+impl TernGrad {
+    /// Entries of the tensor.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 impl Stage for TernGrad {
