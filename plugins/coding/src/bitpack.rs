@@ -117,6 +117,37 @@ pub fn pack(symbols: &[u32], width: u32, out: &mut [u8]) {
     }
 }
 
+/// [`unpack`] for widths below 32: symbol `i` is the `width` bits at bit
+/// `i * width`, read from one unaligned little-endian u64 (no carry between
+/// symbols, so the loop runs without a dependency chain); the last symbols
+/// read from a zero-padded copy of the final bytes.
+fn unpack_narrow(bytes: &[u8], width: u32, out: &mut [u32]) {
+    let width = width as usize;
+    let mask = (1u64 << width) - 1;
+    let read = |source: &[u8], bit: usize| -> u32 {
+        let at = bit / 8;
+        let word = u64::from_le_bytes(source[at..at + 8].try_into().unwrap_or([0; 8]));
+        ((word >> (bit % 8)) & mask) as u32
+    };
+    // Symbols whose eight-byte window lies inside `bytes`.
+    let direct = if bytes.len() >= 8 {
+        ((bytes.len() - 8) * 8 / width + 1).min(out.len())
+    } else {
+        0
+    };
+    for (index, symbol) in out[..direct].iter_mut().enumerate() {
+        *symbol = read(bytes, index * width);
+    }
+    // The rest from the final bytes, padded with zeros.
+    let first_bit = direct * width;
+    let start = first_bit / 8;
+    let mut padded = bytes[start.min(bytes.len())..].to_vec();
+    padded.resize(padded.len() + 8, 0);
+    for (index, symbol) in out.iter_mut().enumerate().skip(direct) {
+        *symbol = read(&padded, index * width - start * 8);
+    }
+}
+
 /// Unpacks `out.len()` symbols of `width` bits (1..=64) from `bytes`, which holds
 /// exactly `⌈len·width/8⌉` bytes; the value above bit 32 of a wide symbol must be
 /// zero, else `false`.
@@ -134,6 +165,10 @@ pub fn unpack(bytes: &[u8], width: u32, out: &mut [u32]) -> bool {
             for (symbol, byte) in out.iter_mut().zip(bytes) {
                 *symbol = u32::from(*byte);
             }
+            return true;
+        }
+        1..32 => {
+            unpack_narrow(bytes, width, out);
             return true;
         }
         _ => {}
@@ -221,7 +256,9 @@ mod tests {
 
     #[test]
     fn every_width_packs_lsb_first_and_unpacks() {
-        for width in [1, 3, 5, 8, 11, 16, 17, 31, 32, 33, 64] {
+        for width in [
+            1, 2, 3, 5, 6, 7, 8, 11, 16, 17, 20, 25, 26, 30, 31, 32, 33, 64,
+        ] {
             for count in [0, 1, 2, 3, 7, 8, 9, 100, 1001] {
                 let input = symbols(count, width, width * 7 + count as u32);
                 let mut bytes = vec![0xEEu8; packed_len(count as u64, width) as usize];

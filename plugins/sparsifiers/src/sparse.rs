@@ -236,7 +236,7 @@ impl ValueCodec {
                 } else {
                     0.0
                 };
-                Ok(symbols
+                let values: Vec<f32> = symbols
                     .iter()
                     .map(|s| {
                         if scale == 0.0 {
@@ -245,7 +245,13 @@ impl ValueCodec {
                             *s as f32 * step - scale
                         }
                     })
-                    .collect())
+                    .collect();
+                // A scale near f32::MAX overflows the step: refused here, so
+                // the decoded values are always finite (topk is CHECKS_FINITE).
+                ensure_data(gradcodec_sdk::floats::all_finite(&values), || {
+                    format!("value scale {scale} overflows the uniform levels")
+                })?;
+                Ok(values)
             }
         }
     }
@@ -299,6 +305,25 @@ pub fn scatter(n: usize, positions: &[u32], values: &[f32], out: &mut RVec<f32>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_values_are_finite_or_refused() {
+        let uniform = ValueCodec {
+            format: ValueFormat::Uniform,
+            bits: 4,
+        };
+        let values = uniform.decode(Some(1.5), &[0, 7, 15]).unwrap();
+        assert!(values.iter().all(|v| v.is_finite()));
+        // 2 * scale overflows: refused, not decoded to infinities.
+        let error = uniform.decode(Some(f32::MAX), &[0, 15]).unwrap_err();
+        assert!(error.message.contains("overflows"), "{error}");
+        let raw = ValueCodec {
+            format: ValueFormat::F32,
+            bits: 0,
+        };
+        assert!(raw.decode(None, &[f32::NAN.to_bits()]).is_err());
+        assert!(raw.decode(None, &[f32::INFINITY.to_bits()]).is_err());
+    }
 
     #[test]
     fn keep_counts_and_top_k() {

@@ -19,6 +19,7 @@ use gradcodec_abi::{
     PredictorBox, Quantized, QuantizerBox, StageError, StageFlags, StageKind, TensorSpec,
 };
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A stage's result, with the place it failed.
 pub(super) fn stage_result<T>(
@@ -36,6 +37,8 @@ pub(crate) struct BlockCodec {
     spec: TensorSpec,
     /// The block's index within its tensor (0 for a tensor in one block).
     block: u32,
+    /// Where errors say they happened (made once: every call names it).
+    place: Arc<str>,
     pub(super) predictor: Option<PredictorBox>,
     pub(super) correction: Option<ErrorCorrectionBox>,
     pub(super) quantizer: QuantizerBox,
@@ -85,9 +88,15 @@ impl BlockCodec {
         }
         let quantizer =
             quantizer.ok_or_else(|| Error::Spec("the pipeline has no quantizer".into()))?;
+        let place: Arc<str> = if block == 0 {
+            format!("tensor `{name}`").into()
+        } else {
+            format!("tensor `{name}` block {block}").into()
+        };
         Ok(Self {
             spec,
             block,
+            place,
             predictor,
             correction,
             quantizer,
@@ -131,17 +140,9 @@ impl BlockCodec {
         }
     }
 
-    fn name(&self) -> &str {
-        self.spec.name.as_str()
-    }
-
     /// `tensor `name`` or `tensor `name` block k`, for messages.
-    fn place(&self) -> String {
-        if self.block == 0 {
-            format!("tensor `{}`", self.name())
-        } else {
-            format!("tensor `{}` block {}", self.name(), self.block)
-        }
+    fn place(&self) -> Arc<str> {
+        Arc::clone(&self.place)
     }
 
     fn check_len(&self, what: &str, len: usize) -> Result<()> {
