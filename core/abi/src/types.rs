@@ -321,8 +321,12 @@ impl StageFlags {
     /// covers them: the input scan of a stateless pipeline whose first stage is
     /// this quantizer (with the `error` non-finite policy; on a failed encode
     /// the host scans to report the values as it always does), and the scan
-    /// of the decoded entries. Hosts before 1.2 ignore the bit. The
-    /// conformance kit checks both halves of the promise.
+    /// of the decoded entries. On an error-correction stage: `compensate`
+    /// fails on a NaN or infinite residual entry (it changes no state in any
+    /// case); where that stage sees the input first (no predictor), the host
+    /// compensates every block before any stage advances and leaves the input
+    /// scan to it. Hosts before 1.2 ignore the bit. The conformance kit checks
+    /// the promise.
     pub const CHECKS_FINITE: Self = Self(8);
 
     /// No flag.

@@ -333,6 +333,17 @@ impl Pipeline {
             && self.stage(StageKind::ERROR_CORRECTION).is_none()
     }
 
+    /// True when the encoder may leave the non-finite scan of coded tensors to
+    /// the error correction: it checks finiteness in `compensate` (which
+    /// changes no state) and sees the input first (no predictor). The encoder
+    /// then compensates every block before any stage advances.
+    pub fn correction_guards_input(&self) -> bool {
+        self.stage(StageKind::PREDICTOR).is_none()
+            && self
+                .stage(StageKind::ERROR_CORRECTION)
+                .is_some_and(|s| s.flags.contains(StageFlags::CHECKS_FINITE))
+    }
+
     /// The stage of `kind` (first one).
     pub fn stage(&self, kind: StageKind) -> Option<&ResolvedStage> {
         self.stages.iter().find(|s| s.kind == kind)

@@ -361,6 +361,34 @@ fn checks_finite_quantizers_refuse_non_finite_values_as_the_host_would() {
             assert!(encoder.encode(&update(1)).is_ok(), "{stage}");
         }
     }
+    // An error feedback that sees the input first: every block is compensated
+    // before any stage advances, so a refused update leaves the stream exactly
+    // as it was (the next message is the one a stream that never saw it sends).
+    for spec in [
+        "name: ef-sign\nstages:\n  - error-correction: { use: error-feedback }\n  - quantizer: { use: sign }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n",
+        "name: md-uniform\nstages:\n  - error-correction: { use: memory-decay }\n  - quantizer: { use: uniform, params: { bits: 4 } }\n  - entropy-coder: { use: bitpack }\nuncompressed: { below_entries: 32 }\n",
+    ] {
+        let pipeline = registry
+            .build(&PipelineSpec::parse(spec, "ef.yaml").unwrap())
+            .unwrap();
+        assert!(pipeline.correction_guards_input(), "{spec}");
+        let (mut encoder, mut clean) = (pipeline.encoder(), pipeline.encoder());
+        for round in 0..3u32 {
+            let mut hostile = update(round);
+            hostile.tensors[2].data[[round as usize, 7]] = f32::NAN;
+            let error = encoder.encode(&hostile).unwrap_err().to_string();
+            assert_eq!(
+                error,
+                "invalid update: tensor `fc.weight` holds 1 NaN or infinite values"
+            );
+            assert_eq!(encoder.round(), u64::from(round));
+            assert_eq!(
+                encoder.encode(&update(round)).unwrap(),
+                clean.encode(&update(round)).unwrap(),
+                "round {round}: the refused update changed the stream"
+            );
+        }
+    }
     // A NaN word in a coded f32 stream (CRC resealed) is refused by the stage.
     let pipeline = registry
         .build(&PipelineSpec::parse(F32, "f32.yaml").unwrap())

@@ -182,7 +182,12 @@ fn check_stage_params(root: PluginRootRef, stage: &StageDescriptor) {
     let canonical = check_config(root, stage, &label);
     match stage.kind {
         StageKind::PREDICTOR => check_predictor(root, name, &canonical, &label),
-        StageKind::ERROR_CORRECTION => check_error_correction(root, name, &canonical, &label),
+        StageKind::ERROR_CORRECTION => {
+            check_error_correction(root, name, &canonical, &label);
+            if stage.flags.contains(StageFlags::CHECKS_FINITE) {
+                check_compensate_refuses_non_finite(root, name, &canonical, &label);
+            }
+        }
         StageKind::QUANTIZER => check_quantizer(root, stage, &canonical, &label),
         StageKind::ENTROPY_CODER => check_entropy_coder(root, name, &canonical, &label),
         other => panic!("{label}: unknown kind {other:?}"),
@@ -357,6 +362,57 @@ fn check_error_correction(root: PluginRootRef, name: &str, params: &str, label: 
         fresh.compensate(&ctx, residual.as_slice().into(), &mut b),
     );
     assert_eq!(a, b, "{label}: reset differs from a fresh instance");
+}
+
+/// A CHECKS_FINITE error correction's `compensate` refuses NaN, +inf and
+/// -inf at the first, middle and last residual entry, with memory and without,
+/// and afterwards compensates as an instance that never saw them.
+fn check_compensate_refuses_non_finite(root: PluginRootRef, name: &str, params: &str, label: &str) {
+    let make = || {
+        ok(
+            &format!("{label}: create"),
+            (root.new_error_correction())(RStr::from(name), RStr::from(params), &tensor()),
+        )
+    };
+    let len = TENSOR_SHAPE.iter().product::<u64>() as usize;
+    let (mut stage, mut twin) = (make(), make());
+    let mut out = RVec::new();
+    for round in 0..2u64 {
+        let ctx = CallContext::new(round, 0);
+        let input = sample_tensor(len, round as u32 + 40);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for place in [0, len / 2, len - 1] {
+                let mut hostile = input.clone();
+                hostile[place] = bad;
+                expect_clean_error(
+                    &format!("{label}: CHECKS_FINITE compensate({bad} at {place}, round {round})"),
+                    stage.compensate(&ctx, hostile.as_slice().into(), &mut out),
+                );
+            }
+        }
+        let (mut a, mut b) = (RVec::new(), RVec::new());
+        ok(
+            label,
+            stage.compensate(&ctx, input.as_slice().into(), &mut a),
+        );
+        ok(
+            label,
+            twin.compensate(&ctx, input.as_slice().into(), &mut b),
+        );
+        assert_eq!(
+            a, b,
+            "{label}: CHECKS_FINITE compensate changed something on a refused residual"
+        );
+        let reconstructed: Vec<f32> = a.iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        ok(
+            label,
+            stage.feedback(&ctx, a.as_slice().into(), reconstructed.as_slice().into()),
+        );
+        ok(
+            label,
+            twin.feedback(&ctx, b.as_slice().into(), reconstructed.as_slice().into()),
+        );
+    }
 }
 
 fn check_quantizer(root: PluginRootRef, stage: &StageDescriptor, params: &str, label: &str) {

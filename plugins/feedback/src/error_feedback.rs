@@ -3,7 +3,9 @@
 //!
 //! Per tensor: the compensated input is `a_t = r_t + γ·e_{t-1}` (with `e_0 = 0`);
 //! after coding, the memory becomes `e_t = a_t - â_t`, the part the receiver did
-//! not get. The receiver does nothing.
+//! not get. The receiver does nothing. `compensate` refuses a NaN or infinite
+//! residual entry, tested piece by piece as it reads them (`CHECKS_FINITE`), so
+//! the host does not scan the update first.
 //!
 //! - `error-feedback`, γ = 1 by default: the error feedback of 1-bit SGD (Seide et
 //!   al., 2014), EF-SGD / EF-signSGD (Karimireddy et al., "Error Feedback Fixes
@@ -18,10 +20,14 @@
 //! - error-correction: { use: memory-decay, params: { gamma: 0.7 } }
 //! ```
 
+use gradcodec_sdk::floats::all_finite;
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::state;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
+
+/// Entries of the residual checked at a time (a cache-sized piece).
+const CHECK_PIECE: usize = 4096;
 
 /// Parameters of `error-feedback` and `memory-decay`: γ, whose default the
 /// variant `V` sets.
@@ -102,7 +108,7 @@ impl Variant for Classic {
               2019): a = r + gamma*e, then e = a - a_hat. gamma defaults to 1.",
     )
     .with_example(r#"{"gamma": 1.0}"#)
-    .with_flags(StageFlags::STATEFUL);
+    .with_flags(StageFlags::STATEFUL.union(StageFlags::CHECKS_FINITE));
     const STATE_TAG: [u8; 4] = *b"EFB1";
 }
 
@@ -117,7 +123,7 @@ impl Variant for Co3MemoryDecay {
               gamma = 1 is classic error feedback; CO3 uses 0.7.",
     )
     .with_example(r#"{"gamma": 0.7}"#)
-    .with_flags(StageFlags::STATEFUL);
+    .with_flags(StageFlags::STATEFUL.union(StageFlags::CHECKS_FINITE));
     const STATE_TAG: [u8; 4] = *b"MDE1";
 }
 
@@ -157,9 +163,15 @@ impl<V: Variant> ErrorCorrection for ErrorFeedbackWith<V> {
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
         ensure_len("residual", residual.len(), self.len as u64)?;
+        // CHECKS_FINITE: each piece of the residual is tested right after the
+        // pass reads it (still in L1), so the host need not scan the input.
+        let mut finite = true;
         if self.memory.is_empty() {
             out.clear();
-            out.extend_copied(residual);
+            for piece in residual.chunks(CHECK_PIECE) {
+                out.extend_copied(piece);
+                finite &= all_finite(piece);
+            }
         } else {
             if out.len() != residual.len() {
                 // Every entry is overwritten below; a reused buffer needs no clearing.
@@ -167,14 +179,21 @@ impl<V: Variant> ErrorCorrection for ErrorFeedbackWith<V> {
                 out.resize(residual.len(), 0.0);
             }
             let gamma = self.gamma;
-            for ((o, r), e) in out
+            for ((out, residual), memory) in out
                 .as_mut_slice()
-                .iter_mut()
-                .zip(residual)
-                .zip(&self.memory)
+                .chunks_mut(CHECK_PIECE)
+                .zip(residual.chunks(CHECK_PIECE))
+                .zip(self.memory.chunks(CHECK_PIECE))
             {
-                *o = r + gamma * e;
+                for ((o, r), e) in out.iter_mut().zip(residual).zip(memory) {
+                    *o = r + gamma * e;
+                }
+                finite &= all_finite(residual);
             }
+        }
+        if !finite {
+            out.clear();
+            ensure_finite(residual)?;
         }
         Ok(())
     }

@@ -181,8 +181,13 @@ impl Encoder {
         // infinities itself, in a pass it makes anyway; the host then scans only
         // the tensors sent raw, and the whole update only if the encode fails
         // (to report the values as this scan does).
-        let deferred =
-            self.non_finite == NonFinitePolicy::Error && pipeline.quantizer_guards_input();
+        // Likewise a CHECKS_FINITE error correction that sees the input first:
+        // every block is compensated (which changes no state) before any stage
+        // advances.
+        let policy_error = self.non_finite == NonFinitePolicy::Error;
+        let by_quantizer = policy_error && pipeline.quantizer_guards_input();
+        let by_correction = policy_error && !by_quantizer && pipeline.correction_guards_input();
+        let deferred = by_quantizer || by_correction;
         let non_finite = count_non_finite(update, |index| !deferred || !coded[index]);
         let cleaned = if non_finite.iter().any(|&bad| bad > 0) && deferred {
             let all = count_non_finite(update, |_| true);
@@ -211,6 +216,8 @@ impl Encoder {
             .collect();
         let round = self.round;
         let fused = self.streams.fused;
+        // True when the update was refused before any block was written.
+        let mut untouched = false;
         let outcomes: Vec<Result<Option<u32>>> = {
             let mut blocks: Vec<(usize, &mut BlockCodec, &[f32])> = Vec::new();
             for (index, job) in jobs.iter_mut().enumerate() {
@@ -224,10 +231,29 @@ impl Encoder {
                     }
                 }
             }
-            super::parallel::map_all(blocks, |(index, block, x)| {
-                let ctx = block.context(round, index);
-                block.encode(&ctx, x, &pipeline, fused)
-            })
+            let prepared: Vec<Result<()>> = if by_correction {
+                super::parallel::map_all(blocks.iter_mut().collect(), |(index, block, x)| {
+                    let ctx = block.context(round, *index);
+                    block.prepare(&ctx, x)
+                })
+            } else {
+                Vec::new()
+            };
+            match prepared.into_iter().find_map(Result::err) {
+                // No stage advanced: the error (or the scan's) is all there is.
+                Some(error) => {
+                    untouched = true;
+                    vec![Err(error)]
+                }
+                None => super::parallel::map_all(blocks, |(index, block, x)| {
+                    let ctx = block.context(round, index);
+                    if by_correction {
+                        block.encode_prepared(&ctx, x, &pipeline, fused)
+                    } else {
+                        block.encode(&ctx, x, &pipeline, fused)
+                    }
+                }),
+            }
         };
         // A refused input of a deferred scan is reported as the scan reports it;
         // no stage keeps state, but the blocks' buffers were written, so the last
@@ -254,6 +280,10 @@ impl Encoder {
             if let Some(codecs) = job {
                 self.streams.codecs.insert(tensor.name.clone(), codecs);
             }
+        }
+        if untouched {
+            // As a refused update before any stage ran: the last x̂ stays.
+            return result.map(|(message, _)| message);
         }
         self.reconstruction = OnceLock::new();
         self.last.clear();

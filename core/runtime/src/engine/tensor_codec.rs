@@ -182,6 +182,51 @@ impl BlockCodec {
         pipeline: &Pipeline,
         fused: bool,
     ) -> Result<Option<u32>> {
+        self.prepare(ctx, x)?;
+        self.encode_prepared(ctx, x, pipeline, fused)
+    }
+
+    /// The first half of [`BlockCodec::encode`], which changes no stage's
+    /// state: the prediction, r = x - P, and the compensated a = r + γe.
+    pub fn prepare(&mut self, ctx: &CallContext, x: &[f32]) -> Result<()> {
+        let place = self.place();
+        // r = x - P (without a predictor, r is x itself: no copy).
+        if self.predictor.is_some() {
+            self.predict(ctx)?;
+            fill_zipped(&mut self.residual, x, &self.prediction, |x, p| x - p);
+        }
+        let residual: &[f32] = if self.predictor.is_some() {
+            &self.residual
+        } else {
+            x
+        };
+        // a = r + γe
+        if let Some(correction) = &mut self.correction {
+            stage_result(
+                || format!("{place}: compensate"),
+                correction.compensate(ctx, residual.into(), &mut self.compensated),
+            )?;
+            if self.compensated.len() != residual.len() {
+                return Err(Error::Update(format!(
+                    "{place}: the compensated tensor has {} entries, expected {}",
+                    self.compensated.len(),
+                    residual.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The second half of [`BlockCodec::encode`], after
+    /// [`BlockCodec::prepare`] with the same `x`: quantize, code, feedback and
+    /// commit.
+    pub fn encode_prepared(
+        &mut self,
+        ctx: &CallContext,
+        x: &[f32],
+        pipeline: &Pipeline,
+        fused: bool,
+    ) -> Result<Option<u32>> {
         let place = self.place();
         self.deferred = false;
         self.encoded_ctx = *ctx;
@@ -196,33 +241,13 @@ impl BlockCodec {
             && pipeline
                 .stage(StageKind::QUANTIZER)
                 .is_some_and(|q| !q.flags.contains(StageFlags::STATEFUL));
-        // r = x - P (without a predictor, r is x itself: no copy).
-        if self.predictor.is_some() {
-            self.predict(ctx)?;
-            fill_zipped(&mut self.residual, x, &self.prediction, |x, p| x - p);
-        }
-        let residual: &[f32] = if self.predictor.is_some() {
+        // The stage input `prepare` made: a, else r, else x itself.
+        let input: &[f32] = if self.correction.is_some() {
+            &self.compensated
+        } else if self.predictor.is_some() {
             &self.residual
         } else {
             x
-        };
-        // a = r + γe
-        let input: &[f32] = match &mut self.correction {
-            Some(correction) => {
-                stage_result(
-                    || format!("{place}: compensate"),
-                    correction.compensate(ctx, residual.into(), &mut self.compensated),
-                )?;
-                if self.compensated.len() != residual.len() {
-                    return Err(Error::Update(format!(
-                        "{place}: the compensated tensor has {} entries, expected {}",
-                        self.compensated.len(),
-                        residual.len()
-                    )));
-                }
-                &self.compensated
-            }
-            None => residual,
         };
         if let (true, Some(instance)) = (fused, self.fused.as_mut()) {
             Self::encode_fused(
