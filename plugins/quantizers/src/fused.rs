@@ -89,6 +89,17 @@ fn one_stream<'a>(
     len: u64,
 ) -> SdkResult<&'a [u8]> {
     expect_no_side_info(stage, &described.side_info)?;
+    packed_stream(stage, streams, width, len)
+}
+
+/// [`one_stream`]'s checks of the stream itself, for quantizers that send side
+/// info: one stream, `bitpack`'s byte length for its count, the tensor's count.
+pub(crate) fn packed_stream<'a>(
+    stage: &str,
+    streams: &'a [CodedStream<'a>],
+    width: u32,
+    len: u64,
+) -> SdkResult<&'a [u8]> {
     let [stream] = streams else {
         return Err(corrupt(format!(
             "{stage} expects 1 stream, got {}",

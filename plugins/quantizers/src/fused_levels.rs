@@ -22,7 +22,7 @@
 //!   - entropy-coder: { use: bitpack }
 //! ```
 
-use crate::fused::{no_params, resize_for_overwrite};
+use crate::fused::{no_params, packed_stream, resize_for_overwrite};
 use crate::qsgd::{unzigzag, Qsgd};
 use crate::terngrad::TernGrad;
 use gradcodec_coding::bitpack::{pack, packed_len, symbol_width};
@@ -191,29 +191,8 @@ impl<Q: Levels + LevelsPairDoc + Send + 'static> FusedPair for LevelsBitpack<Q> 
         streams: &[CodedStream<'_>],
         out: &mut RVec<f32>,
     ) -> SdkResult<()> {
-        let [stream] = streams else {
-            return Err(corrupt(format!(
-                "{} expects 1 stream, got {}",
-                Q::NAME,
-                streams.len()
-            )));
-        };
-        let (bytes, count) = (stream.bytes.as_slice(), stream.symbols);
-        let expected = packed_len(count, self.width);
-        ensure_data(bytes.len() as u128 == expected, || {
-            format!(
-                "bitpack: {count} symbols of {} bits need {expected} bytes, got {}",
-                self.width,
-                bytes.len()
-            )
-        })?;
-        ensure_data(count == self.len, || {
-            format!(
-                "{} stream has {count} symbols, expected {}",
-                Q::NAME,
-                self.len
-            )
-        })?;
+        let bytes = packed_stream(Q::NAME, streams, self.width, self.len)?;
+        let count = self.len;
         let scales = self.quantizer.scales(&described.side_info)?;
         let segment = self.quantizer.segment();
         let alphabet = self.quantizer.levels_alphabet() as u32;
