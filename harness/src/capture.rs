@@ -59,6 +59,7 @@ pub fn capture(
         steps > 0 || kind == CaptureKind::Gradient,
         "--steps must be at least 1"
     );
+    let _generator = crate::torch_rng::exclusive();
     tch::set_num_threads(cfg.threads as i32);
     let device = cfg.device.resolve().map_err(anyhow::Error::msg)?;
     let prep = prepare(&cfg, device)?;

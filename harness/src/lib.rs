@@ -33,6 +33,7 @@ pub mod params;
 pub mod plot;
 pub mod seeds;
 pub mod sweep;
+pub mod torch_rng;
 pub mod train;
 
 /// An error with its causes, `a: b: c`, for tables and logs: causes with an

@@ -269,6 +269,7 @@ pub fn run(
     opts: &RunOptions,
 ) -> anyhow::Result<RunResult> {
     cfg.validate()?;
+    let _generator = crate::torch_rng::exclusive();
     tch::set_num_threads(cfg.threads as i32);
     let device = cfg.device.resolve().map_err(anyhow::Error::msg)?;
     let owned;
