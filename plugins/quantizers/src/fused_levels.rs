@@ -4,8 +4,9 @@
 //!
 //! Composed, a decode unpacks every symbol into a u32 buffer (4 bytes per
 //! entry), scans it for the alphabet, and `dequantize` reads it again. Fused,
-//! 4096 symbols at a time are unpacked into a stack buffer and mapped through
-//! the value of every symbol (per qsgd bucket: `level * norm / s`, the same f64
+//! the symbols are unpacked straight into the output's spare capacity (no
+//! staging copy; each 4096 entries tested while in L1), mapped through the
+//! value of every symbol (per qsgd bucket: `level * norm / s`, the same f64
 //! expression `dequantize` computes; for terngrad `0, +scale, -scale`), with
 //! the alphabet check folded into the lookup: eight symbols of width `w` fill
 //! exactly `w` bytes, read as one word and split with shifts of a
@@ -29,6 +30,7 @@ use gradcodec_coding::bitpack::{pack, packed_len, symbol_width};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::FusedPair;
+use std::mem::MaybeUninit;
 
 /// Symbols unpacked per step.
 const STEP: usize = 4096;
@@ -198,12 +200,21 @@ impl<Q: Levels + LevelsPairDoc + Send + 'static> FusedPair for LevelsBitpack<Q> 
         let alphabet = self.quantizer.levels_alphabet() as u32;
         out.clear();
         out.reserve(count as usize);
+        // SAFETY: `reserve` made room for `count` entries; the slice covers
+        // exactly that spare room, which nothing else references while it
+        // lives, and `MaybeUninit` needs no initialization.
+        let dest = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.as_mut_ptr().cast::<MaybeUninit<f32>>(),
+                count as usize,
+            )
+        };
         // Symbols outside the alphabet decode to NaN, which the finiteness
         // check of every decoded piece catches (valid symbols give finite
         // values: finite scales from checked side info).
         let mut values = [f32::NAN; 1 << MAX_WIDTH];
-        let mut staged = [0.0f32; STEP];
         let mut outside = false;
+        let mut written = 0;
         for (index, scale) in scales.iter().enumerate() {
             let start = index * segment;
             let end = (start + segment).min(count as usize);
@@ -212,118 +223,116 @@ impl<Q: Levels + LevelsPairDoc + Send + 'static> FusedPair for LevelsBitpack<Q> 
             }
             self.quantizer
                 .fill_values(*scale, &mut values[..alphabet as usize]);
-            outside |= !decode_segment(bytes, self.width, start, end, &values, &mut staged, out);
+            let segment = Segment {
+                bytes,
+                values: &values,
+            };
+            outside |= !segment.decode(self.width, start, &mut dest[start..end]);
+            written = end;
         }
-        if outside || out.len() as u64 != count {
-            out.clear();
+        if outside || written as u64 != count {
             return Err(corrupt(format!(
                 "bitpack: a symbol outside 0..{alphabet} (or a segment the side info lacks)"
             )));
         }
+        // SAFETY: the segments wrote every entry of `0..count` (each writes all
+        // of its slots, and they follow one another up to `count`).
+        unsafe { out.set_len(count as usize) };
         Ok(())
     }
 }
 
-/// Appends the values of symbols `start..end` (`width` bits each, LSB first)
-/// to `out`, through `staged`; `false` when one is outside the alphabet (its
-/// value in `values` is NaN; the appended values are then meaningless).
-fn decode_segment(
-    bytes: &[u8],
-    width: u32,
-    start: usize,
-    end: usize,
-    values: &[f32; 1 << MAX_WIDTH],
-    staged: &mut [f32; STEP],
-    out: &mut RVec<f32>,
-) -> bool {
-    let segment = Segment { bytes, values };
-    match width {
-        1 => segment.by_bytes::<1, 8>(start, end, staged, out),
-        2 => segment.by_bytes::<2, 4>(start, end, staged, out),
-        3 => segment.by_words::<3>(start, end, staged, out),
-        4 => segment.by_bytes::<4, 2>(start, end, staged, out),
-        5 => segment.by_words::<5>(start, end, staged, out),
-        6 => segment.by_words::<6>(start, end, staged, out),
-        7 => segment.by_words::<7>(start, end, staged, out),
-        _ => segment.by_bytes::<8, 1>(start, end, staged, out),
-    }
-}
-
-/// The packed bytes and value table of one decode.
+/// The packed bytes and value table of one segment's decode.
 struct Segment<'a> {
     bytes: &'a [u8],
     values: &'a [f32; 1 << MAX_WIDTH],
 }
 
+/// `dest`'s entries, every one of which its writer initialized.
+fn written(dest: &[MaybeUninit<f32>]) -> &[f32] {
+    // SAFETY: callers pass slots they wrote; `MaybeUninit<f32>` has the
+    // layout of f32.
+    unsafe { std::slice::from_raw_parts(dest.as_ptr().cast::<f32>(), dest.len()) }
+}
+
 impl Segment<'_> {
-    /// Appends `staged[..len]` to `out`; whether all of it is finite (read
-    /// while it is still in L1).
-    fn flush(staged: &[f32], out: &mut RVec<f32>) -> bool {
-        out.extend_copied(staged);
-        gradcodec_sdk::floats::all_finite(staged)
+    /// Writes the values of symbols `start..start + dest.len()` (`width` bits
+    /// each, LSB first) into `dest`, every slot; `false` when one is outside
+    /// the alphabet (its value is NaN; the others are then meaningless).
+    fn decode(&self, width: u32, start: usize, dest: &mut [MaybeUninit<f32>]) -> bool {
+        match width {
+            1 => self.by_bytes::<1, 8>(start, dest),
+            2 => self.by_bytes::<2, 4>(start, dest),
+            3 => self.by_words::<3>(start, dest),
+            4 => self.by_bytes::<4, 2>(start, dest),
+            5 => self.by_words::<5>(start, dest),
+            6 => self.by_words::<6>(start, dest),
+            7 => self.by_words::<7>(start, dest),
+            _ => self.by_bytes::<8, 1>(start, dest),
+        }
     }
 
     /// Widths `W` that divide a byte (`P` = 8 / `W` symbols per byte): the `P`
-    /// values of every byte looked up whole, from a byte boundary.
+    /// values of every byte looked up whole, from a byte boundary; each
+    /// `STEP` entries tested while they are in L1.
     fn by_bytes<const W: u32, const P: usize>(
         &self,
         start: usize,
-        end: usize,
-        staged: &mut [f32; STEP],
-        out: &mut RVec<f32>,
+        dest: &mut [MaybeUninit<f32>],
     ) -> bool {
+        let end = start + dest.len();
         let aligned = start.next_multiple_of(P).min(end);
-        let mut finite = self.one_by_one::<W>(start, aligned, staged, out);
-        let whole = (end - aligned) / P;
+        let (head, rest) = dest.split_at_mut(aligned - start);
+        let mut finite = self.one_by_one::<W>(start, head);
+        let whole = rest.len() / P;
+        let (body, tail) = rest.split_at_mut(whole * P);
         let mask = (1usize << W) - 1;
-        let rows: Vec<[f32; P]> = (0..256usize)
+        let rows: Vec<[MaybeUninit<f32>; P]> = (0..256usize)
             .map(|byte| {
-                std::array::from_fn(|slot| self.values[(byte >> (slot * W as usize)) & mask])
+                std::array::from_fn(|slot| {
+                    MaybeUninit::new(self.values[(byte >> (slot * W as usize)) & mask])
+                })
             })
             .collect();
         let first = aligned / P;
-        for piece in self.bytes[first..first + whole].chunks(STEP / P) {
-            for (slots, byte) in staged.chunks_exact_mut(P).zip(piece) {
-                let row: &[f32; P] = &rows[usize::from(*byte)];
-                slots.copy_from_slice(row);
+        for (piece, slots) in self.bytes[first..first + whole]
+            .chunks(STEP / P)
+            .zip(body.chunks_mut(STEP))
+        {
+            for (group, byte) in slots.chunks_exact_mut(P).zip(piece) {
+                group.copy_from_slice(&rows[usize::from(*byte)]);
             }
-            finite &= Self::flush(&staged[..piece.len() * P], out);
+            finite &= gradcodec_sdk::floats::all_finite(written(slots));
         }
-        let done = aligned + whole * P;
-        finite & self.one_by_one::<W>(done, end, staged, out)
+        finite & self.one_by_one::<W>(aligned + whole * P, tail)
     }
 
     /// Other widths `W`: eight symbols fill exactly `W` bytes, read as one
-    /// little-endian word and split with shifts, from a multiple of eight.
-    fn by_words<const W: u32>(
-        &self,
-        start: usize,
-        end: usize,
-        staged: &mut [f32; STEP],
-        out: &mut RVec<f32>,
-    ) -> bool {
+    /// little-endian word and split with shifts, from a multiple of eight;
+    /// each `STEP` entries tested while they are in L1.
+    fn by_words<const W: u32>(&self, start: usize, dest: &mut [MaybeUninit<f32>]) -> bool {
+        let end = start + dest.len();
         let aligned = start.next_multiple_of(8).min(end);
-        let mut finite = self.one_by_one::<W>(start, aligned, staged, out);
-        let groups_end = aligned + (end - aligned) / 8 * 8;
+        let (head, rest) = dest.split_at_mut(aligned - start);
+        let mut finite = self.one_by_one::<W>(start, head);
+        let groups = rest.len() / 8;
+        let (body, tail) = rest.split_at_mut(groups * 8);
         let mask = (1u64 << W) - 1;
-        let mut at = aligned;
-        while at < groups_end {
-            let here = (groups_end - at).min(STEP);
-            let first = at / 8 * W as usize;
-            for (group, slots) in staged[..here].chunks_exact_mut(8).enumerate() {
+        for (step, slots) in body.chunks_mut(STEP).enumerate() {
+            let first = (aligned + step * STEP) / 8 * W as usize;
+            for (group, eight) in slots.chunks_exact_mut(8).enumerate() {
                 let byte = first + group * W as usize;
                 let word = match self.bytes.get(byte..byte + 8) {
-                    Some(eight) => u64::from_le_bytes(eight.try_into().unwrap_or([0; 8])),
+                    Some(bytes) => u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])),
                     None => self.tail_word(byte),
                 };
-                for (k, slot) in slots.iter_mut().enumerate() {
-                    *slot = self.values[((word >> (k as u32 * W)) & mask) as usize];
+                for (k, slot) in eight.iter_mut().enumerate() {
+                    slot.write(self.values[((word >> (k as u32 * W)) & mask) as usize]);
                 }
             }
-            finite &= Self::flush(&staged[..here], out);
-            at += here;
+            finite &= gradcodec_sdk::floats::all_finite(written(slots));
         }
-        finite & self.one_by_one::<W>(groups_end, end, staged, out)
+        finite & self.one_by_one::<W>(aligned + groups * 8, tail)
     }
 
     /// The bytes from `byte` to the end, little-endian, zero above them.
@@ -335,21 +344,15 @@ impl Segment<'_> {
             .fold(0, |word, (i, b)| word | u64::from(*b) << (8 * i))
     }
 
-    /// Symbols `start..end` (fewer than a group) one at a time.
-    fn one_by_one<const W: u32>(
-        &self,
-        start: usize,
-        end: usize,
-        staged: &mut [f32; STEP],
-        out: &mut RVec<f32>,
-    ) -> bool {
+    /// Symbols `start..start + dest.len()` (fewer than a group) one at a time.
+    fn one_by_one<const W: u32>(&self, start: usize, dest: &mut [MaybeUninit<f32>]) -> bool {
         let mask = (1u32 << W) - 1;
-        for (slot, index) in staged.iter_mut().zip(start..end) {
+        for (slot, index) in dest.iter_mut().zip(start..) {
             let bit = index * W as usize;
             let low = u32::from(self.bytes[bit / 8]);
             let high = u32::from(self.bytes.get(bit / 8 + 1).copied().unwrap_or(0));
-            *slot = self.values[(((low | high << 8) >> (bit % 8)) & mask) as usize];
+            slot.write(self.values[(((low | high << 8) >> (bit % 8)) & mask) as usize]);
         }
-        Self::flush(&staged[..end - start], out)
+        gradcodec_sdk::floats::all_finite(written(dest))
     }
 }
