@@ -14,6 +14,7 @@ use crate::bits::msb::BitReader;
 #[cfg(test)]
 use crate::bits::msb::BitWriter;
 use gradcodec_sdk::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Longest code length.
 pub const MAX_CODE_LENGTH: u32 = 24;
@@ -383,26 +384,30 @@ impl Decoder<'_> {
     /// [`Decoder::decode_bulk_mapped`] with `map(s) = levels[s]` (NaN for a
     /// symbol without a level, which the caller rules out), where each
     /// multi-symbol table entry is first turned into its eight levels, so one
-    /// lookup writes its symbols' values with one 32-byte copy.
+    /// lookup writes its symbols' values with one 32-byte copy. `out` may be
+    /// uninitialized (a fresh buffer's spare capacity: no zeroing pass); the
+    /// first of the returned count of slots are written, and slots past it may
+    /// hold values written ahead.
     pub fn decode_bulk_levels(
         &self,
         data: &[u8],
         mut bit: u64,
         levels: &[f32],
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
     ) -> SdkResult<(usize, u64)> {
         let level = |symbol: u32| levels.get(symbol as usize).copied().unwrap_or(f32::NAN);
         if self.multi.is_empty() {
-            return self.decode_bulk_mapped(data, bit, out, level);
+            return self
+                .decode_bulk_mapped(data, bit, out, |symbol| MaybeUninit::new(level(symbol)));
         }
-        let values: Vec<[f32; 8]> = self
+        let values: Vec<[MaybeUninit<f32>; 8]> = self
             .multi
             .iter()
             .map(|entry| {
                 let count = ((entry >> 5) & 7) as usize;
-                let mut row = [0.0f32; 8];
+                let mut row = [MaybeUninit::new(0.0f32); 8];
                 for (i, slot) in row.iter_mut().enumerate().take(count) {
-                    *slot = level(((entry >> (8 + 8 * i)) & 0xff) as u32);
+                    *slot = MaybeUninit::new(level(((entry >> (8 + 8 * i)) & 0xff) as u32));
                 }
                 row
             })
@@ -426,7 +431,7 @@ impl Decoder<'_> {
                 if count == 0 {
                     let (symbol, length) =
                         self.long_code((window >> (64 - MAX_CODE_LENGTH)) as u32)?;
-                    out[done] = level(symbol);
+                    out[done] = MaybeUninit::new(level(symbol));
                     done += 1;
                     window <<= length;
                     used += length;
