@@ -15,10 +15,11 @@
 //! - quantizer: { use: bf16 }
 //! ```
 
-use crate::convert::{self, fill_chunked, CHUNK};
+use crate::convert::{self, fill_chunked, fill_spare, CHUNK};
 use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits, to_f16_bits};
 use gradcodec_sdk::prelude::*;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 /// Which 16-bit format.
 pub trait HalfFormat: Send + 'static {
@@ -31,9 +32,10 @@ pub trait HalfFormat: Send + 'static {
     /// [`HalfFormat::encode`] of a slice (`out` as long as `input`): `false`
     /// when an entry is not finite (then `out` is unspecified).
     fn encode_slice(input: &[f32], out: &mut [u16]) -> bool;
-    /// [`HalfFormat::decode`] of a slice (`out` as long as `bits`): `false`
-    /// when a pattern is not finite (then `out` is unspecified).
-    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool;
+    /// [`HalfFormat::decode`] of a slice (`out` as long as `bits`, every slot
+    /// written; it may be spare capacity): `false` when a pattern is not
+    /// finite (then `out` is unspecified).
+    fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool;
 }
 
 /// Shared implementation of the two casts.
@@ -70,7 +72,7 @@ impl HalfFormat for F16Format {
     fn encode_slice(input: &[f32], out: &mut [u16]) -> bool {
         convert::f16_from_f32(input, out)
     }
-    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool {
+    fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
         convert::f16_to_f32(bits, out)
     }
 }
@@ -91,14 +93,17 @@ impl HalfFormat for Bf16Format {
     fn encode_slice(input: &[f32], out: &mut [u16]) -> bool {
         convert::bf16_from_f32(input, out)
     }
-    fn decode_slice(bits: &[u16], out: &mut [f32]) -> bool {
+    fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
         convert::bf16_to_f32(bits, out)
     }
 }
 
 /// Decodes `bits` into `out` (as long), or the error [`HalfFormat::decode`]
 /// gives for the first pattern it refuses.
-pub(crate) fn decode_checked<F: HalfFormat>(bits: &[u16], out: &mut [f32]) -> SdkResult<()> {
+pub(crate) fn decode_checked<F: HalfFormat>(
+    bits: &[u16],
+    out: &mut [MaybeUninit<f32>],
+) -> SdkResult<()> {
     if F::decode_slice(bits, out) {
         return Ok(());
     }
@@ -172,7 +177,7 @@ impl<F: HalfFormat> Quantizer for Cast<F> {
         let [symbols] = received_streams(F::INFO.name, coded, &STREAMS, [self.len])?;
         // Every symbol is below 2^16 (`received_streams` checked the alphabet).
         let mut halves = [0u16; CHUNK];
-        fill_chunked(out, symbols.len(), |index, out| {
+        fill_spare(out, symbols.len(), |index, out| {
             let chunk = &symbols[index * CHUNK..][..out.len()];
             let halves = &mut halves[..chunk.len()];
             for (half, symbol) in halves.iter_mut().zip(chunk) {

@@ -27,6 +27,7 @@
 use gradcodec_sdk::floats::to_f16_bits;
 use gradcodec_sdk::prelude::{RVec, SdkResult};
 use half::{bf16, f16};
+use std::mem::MaybeUninit;
 
 /// Entries converted per step (through stack buffers of this many entries).
 pub const CHUNK: usize = 4096;
@@ -56,6 +57,44 @@ pub fn fill_chunked<T: Copy + Default>(
         out.extend_from_copy_slice(piece);
     }
     Ok(())
+}
+
+/// Sets `out` to `len` entries, `fill(index, piece)` writing every slot of
+/// the `index`-th piece of [`CHUNK`] entries (the last one shorter) straight
+/// into `out`'s spare capacity: no stack buffer to copy from, no zeroing.
+/// Stops at the first error (`out` is then empty).
+pub fn fill_spare(
+    out: &mut RVec<f32>,
+    len: usize,
+    mut fill: impl FnMut(usize, &mut [MaybeUninit<f32>]) -> SdkResult<()>,
+) -> SdkResult<()> {
+    out.clear();
+    out.reserve(len);
+    // SAFETY: `reserve` made room for `len` entries; the slice covers exactly
+    // that spare room, which nothing else references while it lives, and
+    // `MaybeUninit` needs no initialization.
+    let spare =
+        unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<MaybeUninit<f32>>(), len) };
+    for (index, piece) in spare.chunks_mut(CHUNK).enumerate() {
+        fill(index, piece)?;
+    }
+    // SAFETY: every piece was filled without error, and `fill` writes every
+    // slot of its piece (its contract), so all `len` entries are initialized.
+    unsafe { out.set_len(len) };
+    Ok(())
+}
+
+/// Initialized f32s as slots for the decode kernels, which only ever store
+/// computed f32s into them.
+///
+/// # Safety
+///
+/// The caller must write only initialized values through the result (never
+/// `MaybeUninit::uninit()`), so `values` stays initialized.
+pub unsafe fn as_slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of f32; the caller keeps the
+    // entries initialized (above).
+    unsafe { &mut *(std::ptr::from_mut(values) as *mut [MaybeUninit<f32>]) }
 }
 
 /// The largest finite f16, where `fp16` saturates.
@@ -92,9 +131,10 @@ pub fn f16_from_f32(input: &[f32], out: &mut [u16]) -> bool {
     !bad
 }
 
-/// `out[i]` = the f16 pattern `bits[i]` as f32; `false` (and `out`
-/// unspecified) when a pattern is an infinity or a NaN.
-pub fn f16_to_f32(bits: &[u16], out: &mut [f32]) -> bool {
+/// `out[i]` = the f16 pattern `bits[i]` as f32, every one of the first
+/// `min(len)` slots written (`out` may be a fresh buffer's spare capacity);
+/// `false` (and `out` unspecified) when a pattern is an infinity or a NaN.
+pub fn f16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
     let len = bits.len().min(out.len());
     let (bits, out) = (&bits[..len], &mut out[..len]);
     let mut done = 0;
@@ -106,7 +146,7 @@ pub fn f16_to_f32(bits: &[u16], out: &mut [f32]) -> bool {
     }
     for (o, h) in out[done..].iter_mut().zip(&bits[done..]) {
         bad |= h & F16_EXPONENT == F16_EXPONENT;
-        *o = f16::from_bits(*h).to_f32();
+        o.write(f16::from_bits(*h).to_f32());
     }
     !bad
 }
@@ -126,11 +166,11 @@ fn bf16_from_f32_kernel(input: &[f32], out: &mut [u16]) -> bool {
 }
 
 #[inline(always)]
-fn bf16_to_f32_kernel(bits: &[u16], out: &mut [f32]) -> bool {
+fn bf16_to_f32_kernel(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
     let mut bad = false;
     for (o, h) in out.iter_mut().zip(bits) {
         bad |= h & BF16_EXPONENT == BF16_EXPONENT;
-        *o = f32::from_bits(u32::from(*h) << 16);
+        o.write(f32::from_bits(u32::from(*h) << 16));
     }
     !bad
 }
@@ -142,15 +182,17 @@ gradcodec_sdk::simd_dispatch! {
 }
 
 gradcodec_sdk::simd_dispatch! {
-    /// `out[i]` = the bf16 pattern `bits[i]` as f32; `false` (and `out`
-    /// unspecified) when a pattern is an infinity or a NaN.
-    pub fn bf16_to_f32(bits: &[u16], out: &mut [f32]) -> bool => bf16_to_f32_kernel
+    /// `out[i]` = the bf16 pattern `bits[i]` as f32, every one of the first
+    /// `min(len)` slots written (`out` may be spare capacity); `false` (and
+    /// `out` unspecified) when a pattern is an infinity or a NaN.
+    pub fn bf16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool => bf16_to_f32_kernel
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{F16_EXPONENT, F16_LIMIT, F32_EXPONENT};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// f32 to f16 bits, eight at a time: clamp to ±65504 (what
     /// `to_f16_bits` does to finite values), then `vcvtps2ph` rounding to
@@ -181,7 +223,7 @@ mod x86 {
     /// entries it did (a multiple of 8) and whether one of them was an
     /// infinity or a NaN pattern.
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn f16_to_f32(bits: &[u16], out: &mut [f32]) -> (usize, bool) {
+    pub(super) unsafe fn f16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> (usize, bool) {
         let exponent = _mm_set1_epi16(F16_EXPONENT as i16);
         let mut bad = _mm_setzero_si128();
         let mut done = 0;
@@ -190,8 +232,9 @@ mod x86 {
             let h = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
             let e = _mm_and_si128(h, exponent);
             bad = _mm_or_si128(bad, _mm_cmpeq_epi16(e, exponent));
-            // SAFETY: `o` holds 8 f32 (unaligned stores are allowed).
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_cvtph_ps(h)) };
+            // SAFETY: `o` holds 8 f32 slots (`MaybeUninit<f32>` has f32's
+            // layout; unaligned stores are allowed).
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().cast::<f32>(), _mm256_cvtph_ps(h)) };
             done += 8;
         }
         (done, _mm_testz_si128(bad, bad) == 0)
@@ -202,6 +245,39 @@ mod x86 {
 mod tests {
     use super::*;
     use gradcodec_sdk::floats::{from_bf16_bits, from_f16_bits, to_bf16_bits};
+
+    /// The kernels' slots over initialized test buffers.
+    fn slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: the kernels under test store only computed f32s.
+        unsafe { as_slots(values) }
+    }
+
+    #[test]
+    fn spare_fills_write_every_piece_or_leave_nothing() {
+        for len in [0, 1, CHUNK - 1, CHUNK, 2 * CHUNK + 5] {
+            let mut out: RVec<f32> = vec![7.0; 3].into();
+            fill_spare(&mut out, len, |index, piece| {
+                for (i, o) in piece.iter_mut().enumerate() {
+                    o.write((index * CHUNK + i) as f32);
+                }
+                Ok(())
+            })
+            .unwrap();
+            let expected: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            assert_eq!(out.as_slice(), expected.as_slice(), "{len}");
+        }
+        let mut out: RVec<f32> = vec![7.0; 3].into();
+        let failed = fill_spare(&mut out, 3 * CHUNK, |index, piece| {
+            piece.fill(MaybeUninit::new(1.0));
+            if index == 1 {
+                Err(gradcodec_sdk::corrupt("stop"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(failed.is_err());
+        assert!(out.is_empty());
+    }
 
     /// `half`'s software f32 to f16 conversion (never F16C), saturating like
     /// `to_f16_bits`.
@@ -273,7 +349,7 @@ mod tests {
         let bits: Vec<u16> = (0..=u16::MAX).collect();
         let mut out = vec![0f32; bits.len()];
         assert!(
-            !f16_to_f32(&bits, &mut out),
+            !f16_to_f32(&bits, slots(&mut out)),
             "infinities and NaNs are refused"
         );
         let finite: Vec<u16> = bits
@@ -283,7 +359,7 @@ mod tests {
             .collect();
         assert_eq!(finite.len(), 65536 - 2 * 1024);
         let mut out = vec![0f32; finite.len()];
-        assert!(f16_to_f32(&finite, &mut out));
+        assert!(f16_to_f32(&finite, slots(&mut out)));
         for (h, v) in finite.iter().zip(&out) {
             let scalar = from_f16_bits(u32::from(*h)).unwrap();
             assert_eq!(v.to_bits(), scalar.to_bits(), "{h:#06x}");
@@ -292,7 +368,7 @@ mod tests {
         for at in [3, 17] {
             let mut bits = vec![0x3C00u16; 18];
             bits[at] = 0x7C00;
-            assert!(!f16_to_f32(&bits, &mut [0.0; 18]), "at {at}");
+            assert!(!f16_to_f32(&bits, slots(&mut [0.0; 18])), "at {at}");
         }
     }
 
@@ -311,14 +387,14 @@ mod tests {
         }
         let bits: Vec<u16> = (0..=u16::MAX).collect();
         let mut out = vec![0f32; bits.len()];
-        assert!(!bf16_to_f32(&bits, &mut out));
+        assert!(!bf16_to_f32(&bits, slots(&mut out)));
         let finite: Vec<u16> = bits
             .iter()
             .copied()
             .filter(|h| from_bf16_bits(u32::from(*h)).is_ok())
             .collect();
         let mut out = vec![0f32; finite.len()];
-        assert!(bf16_to_f32(&finite, &mut out));
+        assert!(bf16_to_f32(&finite, slots(&mut out)));
         for (h, v) in finite.iter().zip(&out) {
             let scalar = from_bf16_bits(u32::from(*h)).unwrap();
             assert_eq!(v.to_bits(), scalar.to_bits(), "{h:#06x}");

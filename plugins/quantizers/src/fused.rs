@@ -33,7 +33,7 @@
 //! ```
 
 use crate::cast::{decode_checked, Bf16Format, Cast, F16Format, HalfFormat};
-use crate::convert::{fill_chunked, CHUNK};
+use crate::convert::{as_slots, fill_spare, CHUNK};
 use gradcodec_coding::bitpack::{pack_16, packed_len, unpack_16};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
@@ -251,7 +251,9 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
             if reconstruct {
                 // Finite input casts to finite patterns (the casts saturate).
                 let start = index * CHUNK;
-                F::decode_slice(halves, &mut reconstruction[start..start + chunk.len()]);
+                // SAFETY: the kernel stores only computed f32s.
+                let slots = unsafe { as_slots(&mut reconstruction[start..start + chunk.len()]) };
+                F::decode_slice(halves, slots);
             }
         }
         if !finite {
@@ -274,7 +276,7 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
         let len = self.quantizer.len();
         let bytes = one_stream(F::INFO.name, described, streams, 16, len)?;
         let mut halves = [0u16; CHUNK];
-        fill_chunked(out, len as usize, |index, out| {
+        fill_spare(out, len as usize, |index, out| {
             let halves = &mut halves[..out.len()];
             unpack_16(&bytes[index * CHUNK * 2..], halves, |half| half);
             decode_checked::<F>(halves, out)
