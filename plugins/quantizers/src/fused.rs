@@ -209,6 +209,46 @@ impl CastPairDoc for Bf16Format {
         patterns, bytes and the cast back, no symbol buffer";
 }
 
+/// Casts `input` into `coded` (`2 * input.len()` bytes, the 16-bit patterns
+/// little-endian) a [`CHUNK`] at a time, handing each chunk's patterns to
+/// `back`; `false` when an entry is not finite. On a little-endian machine
+/// the bytes are the patterns themselves, so the cast writes them in place
+/// when the buffer is u16-aligned (the allocator's alignment makes it so),
+/// with no copy from a stack buffer; otherwise (or with `staged`) it goes
+/// through a stack buffer and `pack_16`.
+fn cast_into<F: HalfFormat>(
+    input: &[f32],
+    coded: &mut [u8],
+    staged: bool,
+    mut back: impl FnMut(usize, &[u16]),
+) -> bool {
+    let mut finite = true;
+    // SAFETY: every bit pattern is a valid u16; the middle slice is used only
+    // when it covers the whole buffer.
+    let (head, words, tail) = unsafe { coded.align_to_mut::<u16>() };
+    if !staged && cfg!(target_endian = "little") && head.is_empty() && tail.is_empty() {
+        for (index, (chunk, patterns)) in
+            input.chunks(CHUNK).zip(words.chunks_mut(CHUNK)).enumerate()
+        {
+            finite &= F::encode_slice(chunk, patterns);
+            back(index, patterns);
+        }
+        return finite;
+    }
+    let mut halves = [0u16; CHUNK];
+    for (index, (chunk, bytes)) in input
+        .chunks(CHUNK)
+        .zip(coded.chunks_mut(2 * CHUNK))
+        .enumerate()
+    {
+        let halves = &mut halves[..chunk.len()];
+        finite &= F::encode_slice(chunk, halves);
+        pack_16(halves, |half| half, bytes);
+        back(index, halves);
+    }
+    finite
+}
+
 impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
     const QUANTIZER_LIBRARY: &'static str = QUANTIZERS;
     const QUANTIZER: &'static str = F::INFO.name;
@@ -236,26 +276,18 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
     ) -> SdkResult<()> {
         ensure_len("input", input.len(), self.quantizer.len())?;
         begin_one_stream(out, input.len() * 2, input.len());
-        let mut halves = [0u16; CHUNK];
         let mut finite = true;
         let reconstruct = !out.skip_reconstruction;
         let (coded, reconstruction) = (&mut out.coded[0], &mut out.reconstruction);
-        for (index, (chunk, bytes)) in input
-            .chunks(CHUNK)
-            .zip(coded.chunks_mut(2 * CHUNK))
-            .enumerate()
-        {
-            let halves = &mut halves[..chunk.len()];
-            finite &= F::encode_slice(chunk, halves);
-            pack_16(halves, |half| half, bytes);
+        finite &= cast_into::<F>(input, coded, false, |index, patterns| {
             if reconstruct {
                 // Finite input casts to finite patterns (the casts saturate).
                 let start = index * CHUNK;
                 // SAFETY: the kernel stores only computed f32s.
-                let slots = unsafe { as_slots(&mut reconstruction[start..start + chunk.len()]) };
-                F::decode_slice(halves, slots);
+                let slots = unsafe { as_slots(&mut reconstruction[start..start + patterns.len()]) };
+                F::decode_slice(patterns, slots);
             }
-        }
+        });
         if !finite {
             out.clear();
             ensure_finite(input)?;
@@ -328,6 +360,28 @@ mod tests {
             &mut out,
         )?;
         Ok(out.to_vec())
+    }
+
+    #[test]
+    fn casts_write_the_same_bytes_in_place_and_staged() {
+        for input in inputs() {
+            let expected: Vec<u8> = input
+                .iter()
+                .flat_map(|v| (F16Format::encode(*v) as u16).to_le_bytes())
+                .collect();
+            for staged in [false, true] {
+                let mut coded = vec![0u8; 2 * input.len()];
+                let mut seen = 0;
+                let finite =
+                    cast_into::<F16Format>(&input, &mut coded, staged, |index, patterns| {
+                        assert_eq!(index * CHUNK, seen);
+                        seen += patterns.len();
+                    });
+                assert!(finite);
+                assert_eq!(seen, input.len());
+                assert_eq!(coded, expected, "staged: {staged}");
+            }
+        }
     }
 
     fn inputs() -> Vec<Vec<f32>> {
