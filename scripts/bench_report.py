@@ -129,15 +129,17 @@ DESIGN = {
     ),
     ("fp16", "encode"): (
         "The cast (which checks finiteness: the host's scan is gone, `fp16` is "
-        "CHECKS_FINITE), one copy into the message and the CRC; the cast back (x̂) is "
-        "skipped when nothing needs it. The peer (`tensor.to(float16)`) is one vectorized "
+        "CHECKS_FINITE) straight into the coded stream, one copy into the message and "
+        "the CRC; the cast back (x̂) is skipped when nothing needs it. The peer "
+        "(`tensor.to(float16)`) is one vectorized "
         "pass with no message or checksum; the CRC alone (about 20 GB/s here) costs what "
         "the peer's whole cast does, so matching it needs a message without a checksum "
         "over the payload (a format change)."
     ),
     ("fp16", "decode"): (
-        "The CRC and the unpack + cast through a stack buffer (which refuses non-finite "
-        "patterns, so the host no longer scans x̂); the peer is one cast with no checksum."
+        "The CRC, and the unpack of each 4096 patterns into a stack buffer and their cast "
+        "straight into x̂'s spare capacity (which refuses non-finite patterns, so the host "
+        "no longer scans x̂); the peer is one cast with no checksum."
     ),
     ("qsgd", "encode"): (
         "Stochastic rounding runs in f64 lanes (AVX2) on bulk ChaCha8 draws, and the "
