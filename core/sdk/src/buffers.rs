@@ -18,6 +18,18 @@
 //! ```
 
 use abi_stable::std_types::RVec;
+use std::mem::MaybeUninit;
+
+/// Slots a writer initialized, read as values.
+///
+/// # Safety
+///
+/// Every slot of `slots` must be initialized.
+pub unsafe fn assume_written<T>(slots: &[MaybeUninit<T>]) -> &[T] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`, and the caller promises
+    // every slot is initialized.
+    unsafe { std::slice::from_raw_parts(slots.as_ptr().cast::<T>(), slots.len()) }
+}
 
 /// Vectorizable appends to an [`RVec`].
 pub trait RVecExt<T: Copy + Default> {
@@ -29,6 +41,19 @@ pub trait RVecExt<T: Copy + Default> {
     fn extend_copied(&mut self, input: &[T]);
     /// Appends `f(a, b)` for every pair of `a` and `b` (as long as the shorter).
     fn extend_zipped<A: Copy, B: Copy>(&mut self, a: &[A], b: &[B], f: impl FnMut(A, B) -> T);
+    /// Appends `count` elements that `fill` writes straight into the spare
+    /// capacity: no default fill first, so a fresh buffer is written once.
+    /// When `fill` fails, nothing is appended.
+    ///
+    /// # Safety
+    ///
+    /// When `fill` returns `Ok`, it must have written every one of the
+    /// `count` slots it was given.
+    unsafe fn extend_written<E>(
+        &mut self,
+        count: usize,
+        fill: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<(), E>,
+    ) -> Result<(), E>;
 }
 
 impl<T: Copy + Default> RVecExt<T> for RVec<T> {
@@ -64,6 +89,31 @@ impl<T: Copy + Default> RVecExt<T> for RVec<T> {
     }
 
     #[inline]
+    unsafe fn extend_written<E>(
+        &mut self,
+        count: usize,
+        fill: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.len();
+        self.reserve(count);
+        // SAFETY: `reserve` made room for `count` elements after the `start`
+        // initialized ones; the slice covers exactly that room, which nothing
+        // else references while it lives, and `MaybeUninit` needs no
+        // initialization.
+        let spare = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.as_mut_ptr().add(start).cast::<MaybeUninit<T>>(),
+                count,
+            )
+        };
+        fill(spare)?;
+        // SAFETY: `fill` succeeded, so it wrote all `count` slots (the
+        // caller's promise).
+        unsafe { self.set_len(start + count) };
+        Ok(())
+    }
+
+    #[inline]
     fn extend_zipped<A: Copy, B: Copy>(&mut self, a: &[A], b: &[B], mut f: impl FnMut(A, B) -> T) {
         let count = a.len().min(b.len());
         self.extend_filled(count, |out| {
@@ -77,6 +127,26 @@ impl<T: Copy + Default> RVecExt<T> for RVec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_appends_keep_the_prefix_and_append_nothing_on_failure() {
+        let mut out: RVec<u32> = vec![7, 8].into();
+        // SAFETY: the fill writes every slot before returning Ok.
+        unsafe {
+            out.extend_written(3, |slots| {
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    slot.write(i as u32);
+                }
+                Ok::<(), ()>(())
+            })
+        }
+        .unwrap();
+        assert_eq!(out.as_slice(), &[7, 8, 0, 1, 2]);
+        // SAFETY: the fill fails, so nothing is appended.
+        let failed = unsafe { out.extend_written(4, |_| Err(())) };
+        assert!(failed.is_err());
+        assert_eq!(out.as_slice(), &[7, 8, 0, 1, 2]);
+    }
 
     #[test]
     fn appends_keep_what_was_there_and_reuse_capacity() {

@@ -8,7 +8,6 @@ use crate::bits::msb::{BitReader, BitWriter};
 use crate::bits::{BitSink, BitSource};
 use crate::huffman_code::{code_lengths, CanonicalCode};
 use gradcodec_sdk::prelude::*;
-use std::mem::MaybeUninit;
 
 /// Integer weights of a model pmf; `None` when it is not a pmf.
 pub fn model_weights(model: &[f32]) -> Option<Vec<u64>> {
@@ -161,26 +160,22 @@ pub fn read_levels(
         }
         // Every slot is written once, straight into the spare capacity (no
         // zeroing pass); `out` holds nothing until all of them are.
-        let count = count as usize;
         out.clear();
-        out.reserve(count);
-        // SAFETY: `reserve` made room for `count` entries; the slice covers
-        // exactly that spare room, which nothing else references while it
-        // lives, and `MaybeUninit` needs no initialization.
-        let slots = unsafe {
-            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<MaybeUninit<f32>>(), count)
-        };
-        let decoder = code.bulk_decoder(count as u64);
-        // Every symbol of the code has a level (checked above).
-        let (bulk, position) =
-            decoder.decode_bulk_levels(reader.data(), reader.position(), levels, slots)?;
-        *reader = BitReader::at(reader.data(), position);
-        for slot in &mut slots[bulk..] {
-            slot.write(level(decoder.decode(reader)?)?);
+        let decoder = code.bulk_decoder(count);
+        // SAFETY: on success `decode_bulk_levels` wrote the first `bulk` slots
+        // and the loop every slot after them, so all `count` are written.
+        unsafe {
+            out.extend_written(count as usize, |slots| {
+                // Every symbol of the code has a level (checked above).
+                let (bulk, position) =
+                    decoder.decode_bulk_levels(reader.data(), reader.position(), levels, slots)?;
+                *reader = BitReader::at(reader.data(), position);
+                for slot in &mut slots[bulk..] {
+                    slot.write(level(decoder.decode(reader)?)?);
+                }
+                Ok(())
+            })?;
         }
-        // SAFETY: `decode_bulk_levels` wrote the first `bulk` slots and the
-        // loop above every slot after them, so all `count` are initialized.
-        unsafe { out.set_len(count) };
     }
     if !reader.at_clean_end() {
         return Err(corrupt(if reader.overrun() {

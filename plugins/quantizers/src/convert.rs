@@ -24,6 +24,7 @@
 //! - entropy-coder: { use: bitpack }
 //! ```
 
+use gradcodec_sdk::buffers::RVecExt;
 use gradcodec_sdk::floats::to_f16_bits;
 use gradcodec_sdk::prelude::{RVec, SdkResult};
 use half::{bf16, f16};
@@ -69,19 +70,16 @@ pub fn fill_spare(
     mut fill: impl FnMut(usize, &mut [MaybeUninit<f32>]) -> SdkResult<()>,
 ) -> SdkResult<()> {
     out.clear();
-    out.reserve(len);
-    // SAFETY: `reserve` made room for `len` entries; the slice covers exactly
-    // that spare room, which nothing else references while it lives, and
-    // `MaybeUninit` needs no initialization.
-    let spare =
-        unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<MaybeUninit<f32>>(), len) };
-    for (index, piece) in spare.chunks_mut(CHUNK).enumerate() {
-        fill(index, piece)?;
+    // SAFETY: on success every piece was filled, and `fill` writes every slot
+    // of its piece (its contract), so all `len` entries are written.
+    unsafe {
+        out.extend_written(len, |spare| {
+            for (index, piece) in spare.chunks_mut(CHUNK).enumerate() {
+                fill(index, piece)?;
+            }
+            Ok(())
+        })
     }
-    // SAFETY: every piece was filled without error, and `fill` writes every
-    // slot of its piece (its contract), so all `len` entries are initialized.
-    unsafe { out.set_len(len) };
-    Ok(())
 }
 
 /// Initialized f32s as slots for the decode kernels, which only ever store

@@ -28,6 +28,7 @@ use crate::qsgd::{unzigzag, Qsgd};
 use crate::terngrad::TernGrad;
 use gradcodec_coding::bitpack::{pack, packed_len, symbol_width};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
+use gradcodec_sdk::buffers::assume_written;
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::FusedPair;
 use std::mem::MaybeUninit;
@@ -199,46 +200,39 @@ impl<Q: Levels + LevelsPairDoc + Send + 'static> FusedPair for LevelsBitpack<Q> 
         let segment = self.quantizer.segment();
         let alphabet = self.quantizer.levels_alphabet() as u32;
         out.clear();
-        out.reserve(count as usize);
-        // SAFETY: `reserve` made room for `count` entries; the slice covers
-        // exactly that spare room, which nothing else references while it
-        // lives, and `MaybeUninit` needs no initialization.
-        let dest = unsafe {
-            std::slice::from_raw_parts_mut(
-                out.as_mut_ptr().cast::<MaybeUninit<f32>>(),
-                count as usize,
-            )
-        };
         // Symbols outside the alphabet decode to NaN, which the finiteness
         // check of every decoded piece catches (valid symbols give finite
         // values: finite scales from checked side info).
         let mut values = [f32::NAN; 1 << MAX_WIDTH];
-        let mut outside = false;
-        let mut written = 0;
-        for (index, scale) in scales.iter().enumerate() {
-            let start = index * segment;
-            let end = (start + segment).min(count as usize);
-            if start >= end {
-                break;
+        let fill = |dest: &mut [MaybeUninit<f32>]| {
+            let mut outside = false;
+            let mut written = 0;
+            for (index, scale) in scales.iter().enumerate() {
+                let start = index * segment;
+                let end = (start + segment).min(count as usize);
+                if start >= end {
+                    break;
+                }
+                self.quantizer
+                    .fill_values(*scale, &mut values[..alphabet as usize]);
+                let segment = Segment {
+                    bytes,
+                    values: &values,
+                };
+                outside |= !segment.decode(self.width, start, &mut dest[start..end]);
+                written = end;
             }
-            self.quantizer
-                .fill_values(*scale, &mut values[..alphabet as usize]);
-            let segment = Segment {
-                bytes,
-                values: &values,
-            };
-            outside |= !segment.decode(self.width, start, &mut dest[start..end]);
-            written = end;
-        }
-        if outside || written as u64 != count {
-            return Err(corrupt(format!(
-                "bitpack: a symbol outside 0..{alphabet} (or a segment the side info lacks)"
-            )));
-        }
-        // SAFETY: the segments wrote every entry of `0..count` (each writes all
-        // of its slots, and they follow one another up to `count`).
-        unsafe { out.set_len(count as usize) };
-        Ok(())
+            if outside || written as u64 != count {
+                return Err(corrupt(format!(
+                    "bitpack: a symbol outside 0..{alphabet} (or a segment the side info lacks)"
+                )));
+            }
+            Ok(())
+        };
+        // SAFETY: on success the segments wrote every entry of `0..count`
+        // (each writes all of its slots, and they follow one another up to
+        // `count`, checked above).
+        unsafe { out.extend_written(count as usize, fill) }
     }
 }
 
@@ -248,11 +242,10 @@ struct Segment<'a> {
     values: &'a [f32; 1 << MAX_WIDTH],
 }
 
-/// `dest`'s entries, every one of which its writer initialized.
+/// `dest`'s entries, every one of which its writer just initialized.
 fn written(dest: &[MaybeUninit<f32>]) -> &[f32] {
-    // SAFETY: callers pass slots they wrote; `MaybeUninit<f32>` has the
-    // layout of f32.
-    unsafe { std::slice::from_raw_parts(dest.as_ptr().cast::<f32>(), dest.len()) }
+    // SAFETY: callers pass slots they wrote.
+    unsafe { assume_written(dest) }
 }
 
 impl Segment<'_> {

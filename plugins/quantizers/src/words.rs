@@ -15,6 +15,7 @@
 //! - entropy-coder: { use: bitpack }
 //! ```
 
+use gradcodec_sdk::buffers::{assume_written, RVecExt};
 use gradcodec_sdk::floats::all_finite;
 use gradcodec_sdk::prelude::RVec;
 use std::mem::MaybeUninit;
@@ -67,11 +68,8 @@ fn from_words(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
                 value.write(f32::from_le_bytes([word[0], word[1], word[2], word[3]]));
             }
         }
-        // SAFETY: every slot of `values` was written just above, and
-        // `MaybeUninit<f32>` has the layout of f32.
-        let written =
-            unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<f32>(), values.len()) };
-        finite &= all_finite(written);
+        // SAFETY: every slot of `values` was written just above.
+        finite &= all_finite(unsafe { assume_written(values) });
     }
     finite
 }
@@ -81,23 +79,16 @@ fn from_words(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
 /// zeroing, no staging buffer); `false` when one is a NaN or an infinity
 /// (every entry is still appended).
 pub fn extend_from_words_checked(out: &mut RVec<f32>, bytes: &[u8]) -> bool {
-    let count = bytes.len() / 4;
-    let start = out.len();
-    out.reserve(count);
-    // SAFETY: `reserve` made room for `count` entries after the `start`
-    // initialized ones; the slice covers exactly that room, which nothing else
-    // references while it lives, and `MaybeUninit` needs no initialization.
-    let spare = unsafe {
-        std::slice::from_raw_parts_mut(
-            out.as_mut_ptr().add(start).cast::<MaybeUninit<f32>>(),
-            count,
-        )
+    let mut finite = true;
+    // SAFETY: `from_words` writes all `bytes.len() / 4` slots (it pairs every
+    // piece of them with its `4 * len` bytes of `bytes`).
+    let appended = unsafe {
+        out.extend_written(bytes.len() / 4, |spare| {
+            finite = from_words(bytes, spare);
+            Ok::<(), std::convert::Infallible>(())
+        })
     };
-    let finite = from_words(bytes, spare);
-    // SAFETY: `from_words` wrote all `count` entries (every piece of `spare`
-    // is paired with its `4 * len` bytes of `bytes`, which holds `count` words).
-    unsafe { out.set_len(start + count) };
-    finite
+    appended.is_ok() && finite
 }
 
 #[cfg(test)]
