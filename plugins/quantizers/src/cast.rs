@@ -36,6 +36,10 @@ pub trait HalfFormat: Send + 'static {
     /// written; it may be spare capacity): `false` when a pattern is not
     /// finite (then `out` is unspecified).
     fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool;
+    /// [`HalfFormat::decode_slice`] of patterns stored little-endian in
+    /// `bytes` (two bytes each, any alignment; `out` as long as
+    /// `bytes.len() / 2`).
+    fn decode_le_bytes(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool;
 }
 
 /// Shared implementation of the two casts.
@@ -75,6 +79,9 @@ impl HalfFormat for F16Format {
     fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
         convert::f16_to_f32(bits, out)
     }
+    fn decode_le_bytes(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
+        convert::f16_le_to_f32(bytes, out)
+    }
 }
 
 impl HalfFormat for Bf16Format {
@@ -96,6 +103,9 @@ impl HalfFormat for Bf16Format {
     fn decode_slice(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
         convert::bf16_to_f32(bits, out)
     }
+    fn decode_le_bytes(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
+        convert::bf16_le_to_f32(bytes, out)
+    }
 }
 
 /// Decodes `bits` into `out` (as long), or the error [`HalfFormat::decode`]
@@ -109,6 +119,21 @@ pub(crate) fn decode_checked<F: HalfFormat>(
     }
     for h in bits {
         F::decode(u32::from(*h))?;
+    }
+    Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
+}
+
+/// [`decode_checked`] of patterns stored little-endian in `bytes` (two bytes
+/// each, any alignment; `out` as long as `bytes.len() / 2`).
+pub(crate) fn decode_checked_le<F: HalfFormat>(
+    bytes: &[u8],
+    out: &mut [MaybeUninit<f32>],
+) -> SdkResult<()> {
+    if F::decode_le_bytes(bytes, out) {
+        return Ok(());
+    }
+    for pair in bytes.chunks_exact(2) {
+        F::decode(u32::from(u16::from_le_bytes([pair[0], pair[1]])))?;
     }
     Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
 }

@@ -139,12 +139,41 @@ pub fn f16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
     let mut bad = false;
     #[cfg(target_arch = "x86_64")]
     if gradcodec_sdk::simd::has_avx2() {
+        // SAFETY: any bytes are valid u8s, and the view covers exactly the
+        // slice's memory; x86-64 is little-endian, so they are the patterns
+        // little-endian, what the kernel reads.
+        let bytes = unsafe { std::slice::from_raw_parts(bits.as_ptr().cast::<u8>(), len * 2) };
         // SAFETY: the CPU has AVX2 and F16C (checked just above).
-        (done, bad) = unsafe { x86::f16_to_f32(bits, out) };
+        (done, bad) = unsafe { x86::f16_to_f32(bytes, out) };
     }
     for (o, h) in out[done..].iter_mut().zip(&bits[done..]) {
         bad |= h & F16_EXPONENT == F16_EXPONENT;
         o.write(f16::from_bits(*h).to_f32());
+    }
+    !bad
+}
+
+/// [`f16_to_f32`] of patterns stored little-endian in `bytes`, two bytes
+/// each at any alignment (a stream inside a message), so a decode reads the
+/// message itself instead of a copy of it: the first `min(bytes.len() / 2,
+/// out.len())` slots are written.
+pub fn f16_le_to_f32(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
+    let len = (bytes.len() / 2).min(out.len());
+    let (bytes, out) = (&bytes[..len * 2], &mut out[..len]);
+    let mut done = 0;
+    let mut bad = false;
+    #[cfg(target_arch = "x86_64")]
+    if gradcodec_sdk::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 and F16C (checked just above).
+        (done, bad) = unsafe { x86::f16_to_f32(bytes, out) };
+    }
+    for (o, pair) in out[done..]
+        .iter_mut()
+        .zip(bytes[done * 2..].chunks_exact(2))
+    {
+        let h = u16::from_le_bytes([pair[0], pair[1]]);
+        bad |= h & F16_EXPONENT == F16_EXPONENT;
+        o.write(f16::from_bits(h).to_f32());
     }
     !bad
 }
@@ -173,6 +202,17 @@ fn bf16_to_f32_kernel(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool {
     !bad
 }
 
+#[inline(always)]
+fn bf16_le_to_f32_kernel(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool {
+    let mut bad = false;
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let h = u16::from_le_bytes([pair[0], pair[1]]);
+        bad |= h & BF16_EXPONENT == BF16_EXPONENT;
+        o.write(f32::from_bits(u32::from(h) << 16));
+    }
+    !bad
+}
+
 gradcodec_sdk::simd_dispatch! {
     /// `out[i] = to_bf16_bits(input[i])` for the first `min(len)` entries;
     /// `false` (and `out` unspecified) when an input entry is not finite.
@@ -184,6 +224,13 @@ gradcodec_sdk::simd_dispatch! {
     /// `min(len)` slots written (`out` may be spare capacity); `false` (and
     /// `out` unspecified) when a pattern is an infinity or a NaN.
     pub fn bf16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> bool => bf16_to_f32_kernel
+}
+
+gradcodec_sdk::simd_dispatch! {
+    /// [`bf16_to_f32`] of patterns stored little-endian in `bytes`, two bytes
+    /// each at any alignment (a stream inside a message): the first
+    /// `min(bytes.len() / 2, out.len())` slots are written.
+    pub fn bf16_le_to_f32(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> bool => bf16_le_to_f32_kernel
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -217,16 +264,17 @@ mod x86 {
         (done, _mm256_testz_si256(bad, bad) == 0)
     }
 
-    /// f16 bits to f32, eight at a time (`vcvtph2ps`, exact). Returns how many
+    /// f16 patterns stored little-endian in `bytes` to f32, eight at a time
+    /// (unaligned 16-byte loads, `vcvtph2ps`, exact). Returns how many
     /// entries it did (a multiple of 8) and whether one of them was an
     /// infinity or a NaN pattern.
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) unsafe fn f16_to_f32(bits: &[u16], out: &mut [MaybeUninit<f32>]) -> (usize, bool) {
+    pub(super) unsafe fn f16_to_f32(bytes: &[u8], out: &mut [MaybeUninit<f32>]) -> (usize, bool) {
         let exponent = _mm_set1_epi16(F16_EXPONENT as i16);
         let mut bad = _mm_setzero_si128();
         let mut done = 0;
-        for (chunk, o) in bits.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
-            // SAFETY: `chunk` holds 8 u16, 16 bytes (unaligned loads are allowed).
+        for (chunk, o) in bytes.chunks_exact(16).zip(out.chunks_exact_mut(8)) {
+            // SAFETY: `chunk` holds 16 bytes (unaligned loads are allowed).
             let h = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
             let e = _mm_and_si128(h, exponent);
             bad = _mm_or_si128(bad, _mm_cmpeq_epi16(e, exponent));
@@ -367,6 +415,49 @@ mod tests {
             let mut bits = vec![0x3C00u16; 18];
             bits[at] = 0x7C00;
             assert!(!f16_to_f32(&bits, slots(&mut [0.0; 18])), "at {at}");
+        }
+    }
+
+    #[test]
+    fn patterns_read_from_bytes_at_any_offset_decode_like_the_u16_slices() {
+        // Every pattern, little-endian, at an even and an odd offset inside a
+        // byte buffer (as a stream lies in a message).
+        let bits: Vec<u16> = (0..=u16::MAX).collect();
+        type FromSlice = fn(&[u16], &mut [MaybeUninit<f32>]) -> bool;
+        type FromBytes = fn(&[u8], &mut [MaybeUninit<f32>]) -> bool;
+        let decoders: [(FromSlice, FromBytes); 2] =
+            [(f16_to_f32, f16_le_to_f32), (bf16_to_f32, bf16_le_to_f32)];
+        for (from_slice, from_bytes) in decoders {
+            for offset in [0, 1] {
+                for (at, chunk) in bits.chunks(4093).enumerate() {
+                    let mut bytes = vec![0xA5u8; offset];
+                    bytes.extend(chunk.iter().flat_map(|h| h.to_le_bytes()));
+                    let (mut expected, mut got) =
+                        (vec![0f32; chunk.len()], vec![0f32; chunk.len()]);
+                    let finite = from_slice(chunk, slots(&mut expected));
+                    assert_eq!(
+                        from_bytes(&bytes[offset..], slots(&mut got)),
+                        finite,
+                        "piece {at}"
+                    );
+                    if finite {
+                        let same = expected
+                            .iter()
+                            .zip(&got)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "piece {at}, offset {offset}");
+                    }
+                }
+            }
+            // A non-finite pattern in the vector part and in the scalar tail,
+            // and an odd trailing byte that is not read.
+            for at in [3, 17] {
+                let mut bits = [0x3C00u16; 18];
+                bits[at] = 0x7FFF;
+                let mut bytes: Vec<u8> = bits.iter().flat_map(|h| h.to_le_bytes()).collect();
+                bytes.push(0xFF);
+                assert!(!from_bytes(&bytes, slots(&mut [0.0; 18])), "at {at}");
+            }
         }
     }
 

@@ -32,9 +32,9 @@
 //!   - entropy-coder: { use: bitpack }
 //! ```
 
-use crate::cast::{decode_checked, Bf16Format, Cast, F16Format, HalfFormat};
+use crate::cast::{decode_checked_le, Bf16Format, Cast, F16Format, HalfFormat};
 use crate::convert::{as_slots, fill_spare, CHUNK};
-use gradcodec_coding::bitpack::{pack_16, packed_len, unpack_16};
+use gradcodec_coding::bitpack::{pack_16, packed_len};
 use gradcodec_sdk::abi::{CodedStream, FusedEncoded};
 use gradcodec_sdk::prelude::*;
 use gradcodec_sdk::FusedPair;
@@ -307,11 +307,10 @@ impl<F: HalfFormat + CastPairDoc> FusedPair for CastBitpack<F> {
     ) -> SdkResult<()> {
         let len = self.quantizer.len();
         let bytes = one_stream(F::INFO.name, described, streams, 16, len)?;
-        let mut halves = [0u16; CHUNK];
+        // The patterns are read where they lie in the message (unaligned
+        // loads), with no copy into an aligned buffer first.
         fill_spare(out, len as usize, |index, out| {
-            let halves = &mut halves[..out.len()];
-            unpack_16(&bytes[index * CHUNK * 2..], halves, |half| half);
-            decode_checked::<F>(halves, out)
+            decode_checked_le::<F>(&bytes[index * CHUNK * 2..][..out.len() * 2], out)
         })
     }
 }
