@@ -595,23 +595,34 @@ impl Rounder {
         symbols: &mut [u32],
         values: &mut [f32],
     ) {
+        self.fill_with_levels_using(Kernel::detect(), input, levels, symbols, values);
+    }
+
+    /// [`Rounder::fill_with_levels`] with `kernel` (which the CPU must have).
+    fn fill_with_levels_using(
+        &self,
+        kernel: Kernel,
+        input: &[f32],
+        levels: &[f32; 16],
+        symbols: &mut [u32],
+        values: &mut [f32],
+    ) {
         let len = input.len().min(symbols.len()).min(values.len());
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if self.thresholds.len() <= 8 && gradcodec_sdk::simd::has_avx2() {
+        if self.thresholds.len() <= 8 && kernel != Kernel::Portable {
             let mut padded = [f32::INFINITY; 8];
             padded[..self.thresholds.len()].copy_from_slice(&self.thresholds);
-            // SAFETY: the CPU has AVX2 (checked just above); the kernel reads
-            // and writes only within the first `len` entries of each slice.
+            let (input, symbols, values) = (&input[..len], &mut symbols[..len], &mut values[..len]);
+            // SAFETY: the CPU has the kernel's features (`Kernel::detect`, or
+            // the caller's contract); each kernel reads and writes only within
+            // the first `len` entries of each slice.
             done = unsafe {
-                fill_levels_avx2(
-                    &padded,
-                    self.zero,
-                    levels,
-                    &input[..len],
-                    &mut symbols[..len],
-                    &mut values[..len],
-                )
+                if kernel == Kernel::Avx512 {
+                    fill_levels_avx512(&padded, self.zero, levels, input, symbols, values)
+                } else {
+                    fill_levels_avx2(&padded, self.zero, levels, input, symbols, values)
+                }
             };
         }
         self.fill(&input[done..len], &mut symbols[done..len]);
@@ -619,6 +630,77 @@ impl Rounder {
             *value = levels[(*symbol & 15) as usize];
         }
     }
+}
+
+/// The builds of [`Rounder::fill_with_levels`]'s loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+impl Kernel {
+    /// The widest build this CPU runs (detected at run time).
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if gradcodec_sdk::simd::has_avx2() {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+}
+
+/// [`Rounder::fill_with_levels`] with AVX-512F, sixteen entries at a time:
+/// the threshold counts as masked adds, the table lookup as one 16-lane
+/// permute (the low four bits of the symbol, as the AVX2 build's two permutes
+/// and blend select); returns how many entries it did (a multiple of 16; the
+/// caller does the rest). The same compares as the AVX2 build, so the same
+/// symbols and values bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_levels_avx512(
+    thresholds: &[f32; 8],
+    zero: u32,
+    levels: &[f32; 16],
+    input: &[f32],
+    symbols: &mut [u32],
+    values: &mut [f32],
+) -> usize {
+    use std::arch::x86_64::*;
+    let zero_symbol = _mm512_set1_epi32(zero as i32);
+    let one = _mm512_set1_epi32(1);
+    let t: [__m512; 8] = thresholds.map(|t| _mm512_set1_ps(t));
+    // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
+    let table = unsafe { _mm512_loadu_ps(levels.as_ptr()) };
+    let chunks = input.len() / 16;
+    for chunk in 0..chunks {
+        let at = chunk * 16;
+        // SAFETY: `at + 16 <= input.len()`, and `symbols` / `values` are as long.
+        let a = unsafe { _mm512_loadu_ps(input.as_ptr().add(at)) };
+        let magnitude = _mm512_abs_ps(a);
+        let mut k = _mm512_setzero_si512();
+        for threshold in &t {
+            let crossed = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(magnitude, *threshold);
+            k = _mm512_mask_add_epi32(k, crossed, k, one);
+        }
+        // a < 0: zero - k, else zero + k.
+        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_setzero_ps());
+        let symbol =
+            _mm512_mask_sub_epi32(_mm512_add_epi32(zero_symbol, k), negative, zero_symbol, k);
+        let value = _mm512_permutexvar_ps(symbol, table);
+        // SAFETY: as for the load above.
+        unsafe {
+            _mm512_storeu_si512(symbols.as_mut_ptr().add(at).cast(), symbol);
+            _mm512_storeu_ps(values.as_mut_ptr().add(at), value);
+        }
+    }
+    chunks * 16
 }
 
 /// [`Rounder::fill_with_levels`] with AVX2, eight entries at a time; returns
@@ -964,6 +1046,64 @@ mod tests {
                         format.symbol(scale * f64::from(*a)),
                         "E{e}M{m}, scale {scale}, a = {a:e}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_build_of_the_level_fill_gives_the_portable_symbols_and_values() {
+        let format = FloatFormat::new(2, 1).unwrap();
+        let mut kernels = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if gradcodec_sdk::simd::has_avx2() {
+                kernels.push(Kernel::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                kernels.push(Kernel::Avx512);
+            }
+        }
+        for scale in [0.37, 1.0, 4096.0] {
+            let rounder = Rounder::new(&format, scale);
+            // Every threshold's f32 neighbours, both signs, zeros, extremes
+            // and a spread of magnitudes: 16-entry vectors and scalar tails.
+            let mut input: Vec<f32> = Vec::new();
+            for t in &rounder.thresholds {
+                for v in [*t, t.next_up(), t.next_down()] {
+                    input.extend([v, -v]);
+                }
+            }
+            input.extend([0.0, -0.0, f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45]);
+            let mut state = 7u32;
+            input.extend((0..1000).map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((state >> 8) as f32 / (1 << 24) as f32 - 0.5) * (12.0 / scale as f32)
+            }));
+            let levels: [f32; 16] = std::array::from_fn(|i| i as f32 * 0.5 - 3.75);
+            let mut expected = (vec![0u32; input.len()], vec![0f32; input.len()]);
+            rounder.fill_with_levels_using(
+                Kernel::Portable,
+                &input,
+                &levels,
+                &mut expected.0,
+                &mut expected.1,
+            );
+            for (a, symbol) in input.iter().zip(&expected.0) {
+                assert_eq!(*symbol, format.symbol(scale * f64::from(*a)), "a = {a:e}");
+            }
+            for kernel in &kernels {
+                for start in [0, 1, 5] {
+                    let part = &input[start..];
+                    let mut got = (vec![0u32; part.len()], vec![0f32; part.len()]);
+                    rounder.fill_with_levels_using(*kernel, part, &levels, &mut got.0, &mut got.1);
+                    assert_eq!(got.0, expected.0[start..], "{kernel:?}, scale {scale}");
+                    let same = got
+                        .1
+                        .iter()
+                        .zip(&expected.1[start..])
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{kernel:?}, scale {scale}: values differ");
                 }
             }
         }

@@ -9,7 +9,9 @@ use gradcodec_sdk::prelude::*;
 /// The codes of every pair of symbols of an alphabet of at most
 /// [`PAIR_ALPHABET`] symbols, for [`BitWriter::put_pairs`].
 pub struct PairTable {
-    pairs: Vec<(u64, u32)>,
+    /// Per pair: its code shifted left by [`PAIR_LENGTH_BITS`], with its
+    /// length (at most 48) in the low bits: one load per pair.
+    pairs: Vec<u64>,
     single: [(u32, u8); PAIR_ALPHABET],
 }
 
@@ -18,20 +20,22 @@ impl PairTable {
     /// [`PAIR_ALPHABET`] symbols.
     pub fn new(table: &[(u32, u8)]) -> Self {
         debug_assert!(table.len() <= PAIR_ALPHABET);
-        let mut pairs = vec![(0u64, 0u32); PAIR_ALPHABET * PAIR_ALPHABET];
+        let mut pairs = vec![0u64; PAIR_ALPHABET * PAIR_ALPHABET];
         let mut single = [(0u32, 0u8); PAIR_ALPHABET];
         for (first, (code_a, length_a)) in table.iter().enumerate() {
             single[first] = (*code_a, *length_a);
             for (second, (code_b, length_b)) in table.iter().enumerate() {
-                pairs[first * PAIR_ALPHABET + second] = (
-                    (u64::from(*code_a) << length_b) | u64::from(*code_b),
-                    u32::from(*length_a) + u32::from(*length_b),
-                );
+                let code = (u64::from(*code_a) << length_b) | u64::from(*code_b);
+                let length = u64::from(*length_a) + u64::from(*length_b);
+                pairs[first * PAIR_ALPHABET + second] = (code << PAIR_LENGTH_BITS) | length;
             }
         }
         Self { pairs, single }
     }
 }
+
+/// Low bits of a [`PairTable`] entry that hold the pair's length.
+const PAIR_LENGTH_BITS: u32 = 6;
 
 /// Appends bits, most significant first, to a byte vector. Whole 32-bit words go
 /// to a local buffer (a plain `Vec` push), copied to the output once by
@@ -88,26 +92,29 @@ impl<'a> BitWriter<'a> {
     /// [`BitWriter::put_codes`] with a prebuilt [`PairTable`] (for callers that
     /// code one stream in several calls): the same bits.
     pub fn put_pairs(&mut self, pairs: &PairTable, symbols: &[u32]) {
-        // Small alphabets: the codes of four symbols at once when they fit in
-        // 48 bits (two pair lookups), else two pairs: a quarter of the chain
-        // of dependent shifts.
-        let index = |a: u32, b: u32| {
-            (a as usize % PAIR_ALPHABET) * PAIR_ALPHABET + b as usize % PAIR_ALPHABET
-        };
-        let mut quads = symbols.chunks_exact(4);
-        self.put_staged_twice(quads.by_ref(), |quad| {
-            (
-                pairs.pairs[index(quad[0], quad[1])],
-                pairs.pairs[index(quad[2], quad[3])],
-            )
-        });
-        let mut duos = quads.remainder().chunks_exact(2);
-        self.put_staged(duos.by_ref(), 48, |duo| {
+        // Small alphabets: the codes of eight symbols at once when they fit in
+        // 56 bits (four pair lookups, the common case for short codes), else
+        // one pair at a time: an eighth of the chain of dependent shifts.
+        let pair = |a: u32, b: u32| {
             // Symbols index the table (the caller's contract), so below 16.
-            let index =
-                (duo[0] as usize % PAIR_ALPHABET) * PAIR_ALPHABET + duo[1] as usize % PAIR_ALPHABET;
-            pairs.pairs[index]
+            let entry = pairs.pairs
+                [(a as usize % PAIR_ALPHABET) * PAIR_ALPHABET + b as usize % PAIR_ALPHABET];
+            (
+                entry >> PAIR_LENGTH_BITS,
+                (entry & ((1 << PAIR_LENGTH_BITS) - 1)) as u32,
+            )
+        };
+        let mut octets = symbols.chunks_exact(8);
+        self.put_staged_groups(octets.by_ref(), |o| {
+            [
+                pair(o[0], o[1]),
+                pair(o[2], o[3]),
+                pair(o[4], o[5]),
+                pair(o[6], o[7]),
+            ]
         });
+        let mut duos = octets.remainder().chunks_exact(2);
+        self.put_staged(duos.by_ref(), 48, |duo| pair(duo[0], duo[1]));
         let rest = duos.remainder();
         self.put_staged(rest.chunks(1), 24, |one| {
             let (code, length) = pairs.single[one[0] as usize % PAIR_ALPHABET];
@@ -167,16 +174,17 @@ impl<'a> BitWriter<'a> {
         self.buffer = if filled == 0 { 0 } else { acc >> (64 - filled) };
     }
 
-    /// [`BitWriter::put_staged`] for items of two codes of at most 48 bits
-    /// each: one step when together they fit in 48 bits, two otherwise.
+    /// [`BitWriter::put_staged`] for items of `N` codes of at most 48 bits
+    /// each: one step when together they fit in 56 bits, one per code
+    /// otherwise.
     #[inline(always)]
-    fn put_staged_twice<'s, I, F>(&mut self, items: I, code: F)
+    fn put_staged_groups<'s, I, F, const N: usize>(&mut self, items: I, code: F)
     where
         I: Iterator<Item = &'s [u32]>,
-        F: Fn(&[u32]) -> ((u64, u32), (u64, u32)),
+        F: Fn(&[u32]) -> [(u64, u32); N],
     {
         const STAGE: usize = 16 * 1024;
-        let chunk = (STAGE - 16) * 8 / 96 - 1;
+        let chunk = (STAGE - 16) * 8 / (48 * N) - 1;
         while self.filled >= 8 {
             self.filled -= 8;
             self.bytes.push((self.buffer >> self.filled) as u8);
@@ -192,10 +200,11 @@ impl<'a> BitWriter<'a> {
             let start = self.bytes.len();
             let items_here = items.size_hint().1.unwrap_or(chunk).min(chunk);
             self.bytes
-                .resize(start + (items_here * 96).div_ceil(8) + 16, 0);
+                .resize(start + (items_here * 48 * N).div_ceil(8) + 16, 0);
             let stage = &mut self.bytes[start..];
             let mut at = 0usize;
-            // Fewer than 8 pending bits before each step, so `filled + length <= 55`.
+            // Fewer than 8 pending bits before each step and at most 56 bits
+            // per step, so `filled + length <= 63`.
             let mut step = |bits: u64, length: u32, acc: &mut u64, filled: &mut u32| {
                 *acc |= bits.wrapping_shl(64u32.wrapping_sub(*filled + length));
                 *filled += length;
@@ -206,17 +215,19 @@ impl<'a> BitWriter<'a> {
                 *filled -= whole;
             };
             for item in items.by_ref().take(chunk) {
-                let ((bits_a, length_a), (bits_b, length_b)) = code(item);
-                if length_a + length_b <= 48 {
-                    step(
-                        (bits_a << length_b) | bits_b,
-                        length_a + length_b,
-                        &mut acc,
-                        &mut filled,
-                    );
+                let codes = code(item);
+                let length: u32 = codes.iter().map(|(_, length)| length).sum();
+                if length <= 56 {
+                    // Each code is below 2^length and the lengths sum to at
+                    // most 56, so no shift overflows.
+                    let bits = codes
+                        .iter()
+                        .fold(0u64, |bits, (code, length)| (bits << length) | code);
+                    step(bits, length, &mut acc, &mut filled);
                 } else {
-                    step(bits_a, length_a, &mut acc, &mut filled);
-                    step(bits_b, length_b, &mut acc, &mut filled);
+                    for (bits, length) in codes {
+                        step(bits, length, &mut acc, &mut filled);
+                    }
                 }
             }
             self.bytes.truncate(start + at);
@@ -441,9 +452,11 @@ mod pair_tests {
     }
 
     #[test]
-    fn pairs_and_quads_write_the_per_symbol_bits_in_any_split() {
-        // Short and 24-bit codes, so some quads take one step and some two.
-        let table: Vec<(u32, u8)> = (0..15u32)
+    fn pairs_and_octets_write_the_per_symbol_bits_in_any_split() {
+        // Short and 24-bit codes, so some groups of eight take one step and
+        // some one per pair; then only short codes (up to 7 bits: most groups
+        // fit in one step, those of long codes do not).
+        let mixed: Vec<(u32, u8)> = (0..15u32)
             .map(|s| match s % 5 {
                 0 => (1, 1),
                 1 => (2, 2),
@@ -452,16 +465,29 @@ mod pair_tests {
                 _ => (0x3fff, 14),
             })
             .collect();
+        let short: Vec<(u32, u8)> = (0..16u32)
+            .map(|s| {
+                let length = s % 7 + 1;
+                (s & ((1 << length) - 1), length as u8)
+            })
+            .collect();
+        for table in [mixed, short] {
+            check_pairs_against_per_symbol_bits(&table);
+        }
+    }
+
+    fn check_pairs_against_per_symbol_bits(table: &[(u32, u8)]) {
+        let alphabet = table.len() as u32;
         let mut state = 12_345u32;
         let symbols: Vec<u32> = (0..20_011)
             .map(|_| {
                 state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                (state >> 16) % 15
+                (state >> 16) % alphabet
             })
             .collect();
-        let expected = reference(&table, &symbols);
-        let pairs = PairTable::new(&table);
-        for split in [1usize, 3, 4, 7, 4096, 20_011] {
+        let expected = reference(table, &symbols);
+        let pairs = PairTable::new(table);
+        for split in [1usize, 3, 4, 7, 8, 9, 17, 4096, 20_011] {
             let mut out = RVec::new();
             let mut writer = BitWriter::new(&mut out);
             writer.put(1, 1);
@@ -481,7 +507,7 @@ mod pair_tests {
         }
         let mut out = RVec::new();
         let mut writer = BitWriter::new(&mut out);
-        writer.put_codes(&table, &symbols);
+        writer.put_codes(table, &symbols);
         writer.finish();
         assert_eq!(out, expected);
     }
