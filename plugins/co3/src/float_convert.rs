@@ -598,6 +598,38 @@ impl Rounder {
         self.fill_with_levels_using(Kernel::detect(), input, levels, symbols, values);
     }
 
+    /// [`Rounder::fill_with_levels`] with the symbols written as packed pairs,
+    /// `pairs[i] = 16 * symbol[2i] + symbol[2i + 1]` (what
+    /// `BitWriter::put_pair_indices` takes), in one pass with AVX-512F when the
+    /// CPU has it, the alphabet is at most 16 symbols (fp4) and `input`'s
+    /// length is a multiple of 16; `false` (nothing written) otherwise, and
+    /// the caller takes the symbol path.
+    pub(crate) fn fill_pairs_with_levels(
+        &self,
+        input: &[f32],
+        levels: &[f32; 16],
+        pairs: &mut [u8],
+        values: &mut [f32],
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.thresholds.len() <= 8
+            && input.len().is_multiple_of(16)
+            && pairs.len() == input.len() / 2
+            && values.len() == input.len()
+            && Kernel::detect() == Kernel::Avx512
+        {
+            let mut padded = [f32::INFINITY; 8];
+            padded[..self.thresholds.len()].copy_from_slice(&self.thresholds);
+            // SAFETY: the CPU has AVX-512F (detected just above); the kernel
+            // reads 16 entries and writes 8 pairs and 16 values per step, within
+            // the slices (lengths checked above).
+            unsafe { fill_level_pairs_avx512(&padded, self.zero, levels, input, pairs, values) };
+            return true;
+        }
+        let _ = (input, levels, pairs, values);
+        false
+    }
+
     /// [`Rounder::fill_with_levels`] with `kernel` (which the CPU must have).
     fn fill_with_levels_using(
         &self,
@@ -701,6 +733,54 @@ unsafe fn fill_levels_avx512(
         }
     }
     chunks * 16
+}
+
+/// [`fill_levels_avx512`] with the symbols packed as pairs: per 16 entries,
+/// 8 bytes `16 * s[2i] + s[2i + 1]` (low four bits of each symbol) instead of
+/// 16 u32 symbols. `input.len()` is a multiple of 16, `pairs` half as long,
+/// `values` as long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_level_pairs_avx512(
+    thresholds: &[f32; 8],
+    zero: u32,
+    levels: &[f32; 16],
+    input: &[f32],
+    pairs: &mut [u8],
+    values: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let zero_symbol = _mm512_set1_epi32(zero as i32);
+    let one = _mm512_set1_epi32(1);
+    let nibble = _mm512_set1_epi64(15);
+    let t: [__m512; 8] = thresholds.map(|t| _mm512_set1_ps(t));
+    // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
+    let table = unsafe { _mm512_loadu_ps(levels.as_ptr()) };
+    for chunk in 0..input.len() / 16 {
+        let at = chunk * 16;
+        // SAFETY: `at + 16 <= input.len()` (a multiple of 16), `values` is as long.
+        let a = unsafe { _mm512_loadu_ps(input.as_ptr().add(at)) };
+        let magnitude = _mm512_abs_ps(a);
+        let mut k = _mm512_setzero_si512();
+        for threshold in &t {
+            let crossed = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(magnitude, *threshold);
+            k = _mm512_mask_add_epi32(k, crossed, k, one);
+        }
+        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_setzero_ps());
+        let symbol =
+            _mm512_mask_sub_epi32(_mm512_add_epi32(zero_symbol, k), negative, zero_symbol, k);
+        let value = _mm512_permutexvar_ps(symbol, table);
+        // 64-bit lane j holds symbols 2j (low half) and 2j + 1 (high half).
+        let first = _mm512_slli_epi64(_mm512_and_si512(symbol, nibble), 4);
+        let second = _mm512_and_si512(_mm512_srli_epi64(symbol, 32), nibble);
+        let packed = _mm512_cvtepi64_epi8(_mm512_or_si512(first, second));
+        // SAFETY: `at / 2 + 8 <= pairs.len()` and `at + 16 <= values.len()`
+        // (unaligned stores are allowed).
+        unsafe {
+            _mm_storel_epi64(pairs.as_mut_ptr().add(at / 2).cast(), packed);
+            _mm512_storeu_ps(values.as_mut_ptr().add(at), value);
+        }
+    }
 }
 
 /// [`Rounder::fill_with_levels`] with AVX2, eight entries at a time; returns
@@ -1106,6 +1186,28 @@ mod tests {
                     assert!(same, "{kernel:?}, scale {scale}: values differ");
                 }
             }
+            // Packed pairs, where the CPU runs them, on a multiple of 16 entries.
+            let whole = &input[..input.len() & !15];
+            let mut pairs = vec![0u8; whole.len() / 2];
+            let mut values = vec![0f32; whole.len()];
+            if rounder.fill_pairs_with_levels(whole, &levels, &mut pairs, &mut values) {
+                let expected_pairs: Vec<u8> = expected.0[..whole.len()]
+                    .chunks(2)
+                    .map(|p| (16 * (p[0] & 15) + (p[1] & 15)) as u8)
+                    .collect();
+                assert_eq!(pairs, expected_pairs, "scale {scale}");
+                let same = values
+                    .iter()
+                    .zip(&expected.1)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "scale {scale}: paired values differ");
+            }
+            assert!(!rounder.fill_pairs_with_levels(
+                &input[..17],
+                &levels,
+                &mut [0; 8],
+                &mut [0.0; 17]
+            ));
         }
     }
 

@@ -104,6 +104,15 @@ impl FusedPair for FloatConvertHuffman {
                     reconstruction.as_mut_slice(),
                     |_| {},
                 );
+            } else if let Some(pairs) = pairs.as_ref().filter(|_| values.len() <= 16) {
+                fill_paired(
+                    &rounder,
+                    &values,
+                    input,
+                    reconstruction.as_mut_slice(),
+                    pairs,
+                    &mut writer,
+                );
             } else {
                 fill_values(
                     &rounder,
@@ -187,5 +196,33 @@ fn fill_values(
             }
         }
         emit(symbols);
+    }
+}
+
+/// [`fill_values`] into `writer` with the pair table of an alphabet of at most
+/// 16 symbols (`values` has at most 16 levels): chunk by chunk as packed symbol pairs where the CPU's fill
+/// writes them (`Rounder::fill_pairs_with_levels`), else as symbols; the same
+/// bits either way.
+fn fill_paired(
+    rounder: &Rounder,
+    values: &[f32],
+    input: &[f32],
+    out: &mut [f32],
+    pairs: &PairTable,
+    writer: &mut BitWriter<'_>,
+) {
+    let mut small = [0.0f32; 16];
+    small[..values.len()].copy_from_slice(values);
+    let mut packed = [0u8; CHUNK / 2];
+    let mut symbols = [0u32; CHUNK];
+    for (chunk, out) in input.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+        let packed = &mut packed[..chunk.len() / 2];
+        if rounder.fill_pairs_with_levels(chunk, &small, packed, out) {
+            writer.put_pair_indices(pairs, packed);
+        } else {
+            let symbols = &mut symbols[..chunk.len()];
+            rounder.fill_with_levels(chunk, &small, symbols, out);
+            writer.put_pairs(pairs, symbols);
+        }
     }
 }

@@ -11,7 +11,7 @@ use gradcodec_sdk::prelude::*;
 pub struct PairTable {
     /// Per pair: its code shifted left by [`PAIR_LENGTH_BITS`], with its
     /// length (at most 48) in the low bits: one load per pair.
-    pairs: Vec<u64>,
+    pairs: [u64; PAIR_ALPHABET * PAIR_ALPHABET],
     single: [(u32, u8); PAIR_ALPHABET],
 }
 
@@ -20,7 +20,7 @@ impl PairTable {
     /// [`PAIR_ALPHABET`] symbols.
     pub fn new(table: &[(u32, u8)]) -> Self {
         debug_assert!(table.len() <= PAIR_ALPHABET);
-        let mut pairs = vec![0u64; PAIR_ALPHABET * PAIR_ALPHABET];
+        let mut pairs = [0u64; PAIR_ALPHABET * PAIR_ALPHABET];
         let mut single = [(0u32, 0u8); PAIR_ALPHABET];
         for (first, (code_a, length_a)) in table.iter().enumerate() {
             single[first] = (*code_a, *length_a);
@@ -31,6 +31,16 @@ impl PairTable {
             }
         }
         Self { pairs, single }
+    }
+
+    /// (bits, length) of the pair `index` = `16 * a + b` (below 256).
+    #[inline(always)]
+    fn code(&self, index: usize) -> (u64, u32) {
+        let entry = self.pairs[index % (PAIR_ALPHABET * PAIR_ALPHABET)];
+        (
+            entry >> PAIR_LENGTH_BITS,
+            (entry & ((1 << PAIR_LENGTH_BITS) - 1)) as u32,
+        )
     }
 }
 
@@ -95,14 +105,9 @@ impl<'a> BitWriter<'a> {
         // Small alphabets: the codes of eight symbols at once when they fit in
         // 56 bits (four pair lookups, the common case for short codes), else
         // one pair at a time: an eighth of the chain of dependent shifts.
+        // Symbols index the table (the caller's contract), so below 16.
         let pair = |a: u32, b: u32| {
-            // Symbols index the table (the caller's contract), so below 16.
-            let entry = pairs.pairs
-                [(a as usize % PAIR_ALPHABET) * PAIR_ALPHABET + b as usize % PAIR_ALPHABET];
-            (
-                entry >> PAIR_LENGTH_BITS,
-                (entry & ((1 << PAIR_LENGTH_BITS) - 1)) as u32,
-            )
+            pairs.code((a as usize % PAIR_ALPHABET) * PAIR_ALPHABET + b as usize % PAIR_ALPHABET)
         };
         let mut octets = symbols.chunks_exact(8);
         self.put_staged_groups(octets.by_ref(), |o| {
@@ -122,13 +127,32 @@ impl<'a> BitWriter<'a> {
         });
     }
 
+    /// The codes of the symbol pairs `indices[i] = 16 * a + b` (symbols `a`,
+    /// `b` of the pair table's alphabet, in stream order): the same bits as
+    /// [`BitWriter::put_pairs`] on the symbols, for a producer that already
+    /// packed them (no index arithmetic per pair).
+    pub fn put_pair_indices(&mut self, pairs: &PairTable, indices: &[u8]) {
+        let mut quads = indices.chunks_exact(4);
+        self.put_staged_groups(quads.by_ref(), |q| {
+            [
+                pairs.code(usize::from(q[0])),
+                pairs.code(usize::from(q[1])),
+                pairs.code(usize::from(q[2])),
+                pairs.code(usize::from(q[3])),
+            ]
+        });
+        self.put_staged(quads.remainder().chunks(1), 48, |one| {
+            pairs.code(usize::from(one[0]))
+        });
+    }
+
     /// Writes `code(item)` = (bits, length <= `max_length` <= 48) of every item,
     /// whole bytes stored branch-free into a stack buffer.
     #[inline(always)]
-    fn put_staged<'s, I, F>(&mut self, items: I, max_length: usize, code: F)
+    fn put_staged<'s, T: 's, I, F>(&mut self, items: I, max_length: usize, code: F)
     where
-        I: Iterator<Item = &'s [u32]>,
-        F: Fn(&[u32]) -> (u64, u32),
+        I: Iterator<Item = &'s [T]>,
+        F: Fn(&[T]) -> (u64, u32),
     {
         const STAGE: usize = 16 * 1024;
         // Each item adds at most `max_length` bits; 8 bytes of slack for the
@@ -178,10 +202,10 @@ impl<'a> BitWriter<'a> {
     /// each: one step when together they fit in 56 bits, one per code
     /// otherwise.
     #[inline(always)]
-    fn put_staged_groups<'s, I, F, const N: usize>(&mut self, items: I, code: F)
+    fn put_staged_groups<'s, T: 's, I, F, const N: usize>(&mut self, items: I, code: F)
     where
-        I: Iterator<Item = &'s [u32]>,
-        F: Fn(&[u32]) -> [(u64, u32); N],
+        I: Iterator<Item = &'s [T]>,
+        F: Fn(&[T]) -> [(u64, u32); N],
     {
         const STAGE: usize = 16 * 1024;
         let chunk = (STAGE - 16) * 8 / (48 * N) - 1;
@@ -510,5 +534,23 @@ mod pair_tests {
         writer.put_codes(table, &symbols);
         writer.finish();
         assert_eq!(out, expected);
+        // Packed pair indices of an even-length prefix, in pieces of any size.
+        let even = &symbols[..symbols.len() & !1];
+        let indices: Vec<u8> = even.chunks(2).map(|p| (p[0] * 16 + p[1]) as u8).collect();
+        for split in [1usize, 3, 4, 5, 2048, indices.len()] {
+            let mut out = RVec::new();
+            let mut writer = BitWriter::new(&mut out);
+            writer.put(1, 1);
+            for chunk in indices.chunks(split) {
+                writer.put_pair_indices(&pairs, chunk);
+            }
+            writer.finish();
+            let mut reference_out = RVec::new();
+            let mut reference_writer = BitWriter::new(&mut reference_out);
+            reference_writer.put(1, 1);
+            reference_writer.put_pairs(&pairs, even);
+            reference_writer.finish();
+            assert_eq!(out, reference_out, "pair indices in chunks of {split}");
+        }
     }
 }
