@@ -83,14 +83,17 @@ def pipeline_table(rows, base, title, note):
 DESIGN = {
     ("co3-fp4", "encode"): (
         "The error feedback is its own stage, so the tensor is streamed five times: "
-        "compensate (a copy in round 0, whose work the bench repeats), the fit's moments, "
-        "round + code + reconstruct (fused), feedback, and the host's non-finite scan (kept: "
-        "the pipeline is stateful, so the update must be refused before any stage advances); "
-        "the prescale search (`SearchSample::error`, for "
-        "beta < 0.4) sums its errors in one f64 chain. The two-pass limit needs the error "
-        "feedback inside the fused path (error correction + quantizer + coder, with the "
-        "memory as its state: a new fused kind in ABI 1.2) and a search that evaluates "
-        "several candidate scales per pass over the sample (each sum still in order)."
+        "compensate (a copy in round 0, whose work the bench repeats), the fit's moments "
+        "(one f64 chain per lane: latency-bound, and the lanes fix the sum's order), "
+        "round + code + reconstruct (fused: with AVX-512 the fill writes packed symbol "
+        "pairs that the bit writer looks up directly, and the writer takes eight codes per "
+        "step when they fit in 56 bits), feedback, and the host's non-finite scan (kept: "
+        "the pipeline is stateful, so the update must be refused before any stage "
+        "advances); the prescale search (`SearchSample::error`, for beta < 0.4) is a fixed "
+        "cost over its 32k-entry sample. The two-pass limit needs the error feedback inside "
+        "the fused path (error correction + quantizer + coder, with the memory as its "
+        "state: a new fused kind in a later minor) and a search that evaluates several "
+        "candidate scales per pass over the sample (each sum still in order)."
     ),
     ("co3-fp4", "decode"): (
         "One serial walk of the Huffman multi-symbol table; interleaved code streams "
@@ -108,15 +111,13 @@ DESIGN = {
     ("f32", "encode"): (
         "Two copies remain: the input into the coded stream (the finiteness check rides "
         "it: `raw` is CHECKS_FINITE, so the host no longer scans) and the stream into the "
-        "message, with the CRC behind that copy a 64 KiB piece at a time. Three 4 MB "
-        "buffers (input, stream, message) overflow what this machine's cache holds, so "
-        "the two copies cost about three times one (measured: 0.33-0.46 ms against "
-        "0.13-0.16 ms for one 4 MB copy into a fresh buffer). A fused encode that appends "
-        "its stream to the host's message buffer (a FusedStage method appended in a new "
-        "minor, with a frozen 1.2 trait for older libraries) would leave one copy + CRC "
-        "(measured standalone: 0.36-0.47 ms for one 4 MB copy + CRC against 0.60-0.76 ms "
-        "for the two copies + CRC; the piece-wise copy + test that sped up decode measured "
-        "no faster here)."
+        "message, with the CRC behind that copy a 64 KiB piece at a time. Where three 4 MB "
+        "buffers (input, stream, message) overflow the cache, the two copies cost about "
+        "three times one. Dropping the first (the pair lending the input's words to the "
+        "message, a FusedStage method in a new minor) also needs x̂ kept some other way: "
+        "`last_reconstruction` is built on demand from the block's coded bytes, after the "
+        "caller's input is gone, so a lent stream would have to be copied anyway unless "
+        "the caller says it will not ask for x̂."
     ),
     ("f32", "decode"): (
         "Two passes over the message: its CRC, and the raw pair's copy into x̂, written "
@@ -130,16 +131,18 @@ DESIGN = {
     ("fp16", "encode"): (
         "The cast (which checks finiteness: the host's scan is gone, `fp16` is "
         "CHECKS_FINITE) straight into the coded stream, one copy into the message and "
-        "the CRC; the cast back (x̂) is skipped when nothing needs it. The peer "
-        "(`tensor.to(float16)`) is one vectorized "
-        "pass with no message or checksum; the CRC alone (about 20 GB/s here) costs what "
-        "the peer's whole cast does, so matching it needs a message without a checksum "
-        "over the payload (a format change)."
+        "the CRC; the cast back (x̂) is skipped when nothing needs it. The cast kernel "
+        "alone runs about as fast as the peer's whole `tensor.to(float16)`; the copy and "
+        "the CRC are what the peer (no message, no checksum) does not pay. Matching it "
+        "needs both gone: the cast writing into the message itself (which, as for f32, "
+        "conflicts with building x̂ on demand from the coded bytes) and a message without "
+        "a checksum over the payload (a format change)."
     ),
     ("fp16", "decode"): (
-        "The CRC, and the unpack of each 4096 patterns into a stack buffer and their cast "
-        "straight into x̂'s spare capacity (which refuses non-finite patterns, so the host "
-        "no longer scans x̂); the peer is one cast with no checksum."
+        "The CRC, and the cast of the patterns read where they lie in the message "
+        "(unaligned loads, no staging copy) straight into x̂'s spare capacity (which "
+        "refuses non-finite patterns, so the host no longer scans x̂); the cast writes a "
+        "fresh 4 MB buffer. The peer is one cast into a buffer it reuses, with no checksum."
     ),
     ("qsgd", "encode"): (
         "Stochastic rounding runs in f64 lanes (AVX2) on bulk ChaCha8 draws, and the "
@@ -188,7 +191,8 @@ def report(work, criterion, cores, cpu, min_time, big):
         "pipelines in a 1-thread pool unless stated. Baselines on the update's raw f32 bytes: "
         "memcpy into a reused buffer, zstd (the `zstd` crate) levels 1 and 3 with reused "
         "contexts. Hot loops "
-        "pick their AVX2 / F16C builds at run time (`gradcodec_sdk::simd`); the binaries are "
+        "pick their AVX2 / F16C builds (and the fp4 level fill its AVX-512F build) at run "
+        "time (`gradcodec_sdk::simd`, `is_x86_feature_detected`); the binaries are "
         "built for the portable x86-64 baseline.\n"
     )
     print(

@@ -7,7 +7,9 @@
 //! entries at a time into a stack buffer, writes their reconstructions from the
 //! level table and their codes with the same canonical code and bit writer
 //! (`gradcodec-coding`), so the bytes, side info and reconstruction are the
-//! composed path's bit for bit (the conformance kit checks it). Decoding turns
+//! composed path's bit for bit (the conformance kit checks it). With AVX-512F
+//! and an alphabet of at most 16 symbols (fp4) the fill writes the symbols as
+//! packed pairs, one byte each, which the writer looks up directly. Decoding turns
 //! the codes straight into levels (`read_levels`), with no symbol buffer.
 //!
 //! Used by the engine whenever a pipeline's quantizer is `float-convert` and
