@@ -161,6 +161,28 @@ DESIGN = {
         "directly, as co3's pair does, would remove the symbol buffer and the dequantize "
         "pass; more states (8 or 16, a new rans bitstream version) would let SIMD decode."
     ),
+    ("terngrad", "encode"): (
+        "The clip needs the tensor's mean and variance: two serial f64 sums whose order "
+        "fixes the clip's bits, and so the bytes (one add's latency per entry each; lanes "
+        "would change the last bits, so only a new quantizer version could split them); "
+        "then one ChaCha8 word per entry and the rANS coder over a u32 symbol buffer. "
+        "terngrad-bitpack (the same quantizer, 2 bits an entry, fused packing) is the "
+        "pipeline that matches the peer."
+    ),
+    ("terngrad", "decode"): (
+        "The rANS decode of the symbol stream (four interleaved states), the alphabet "
+        "check of the symbol buffer and the dequantize pass; the peer multiplies an int8 "
+        "tensor by its scale. terngrad-bitpack's fused decode (levels straight from the "
+        "packed bits) beats the peer; an rANS decode writing levels directly (a fused "
+        "terngrad + rans pair) would close most of this one."
+    ),
+    ("dgc", "decode"): (
+        "Zeroing the dense output (a fresh 4 MB buffer) and the adaptive ANS model's "
+        "quantile search for every byte of each kept value; the peer scatters the same "
+        "0.1% of entries into zeros with no entropy decode. dgc-bitpack (values as raw "
+        "words) beats the peer; a static value model (a new ans bitstream version) would "
+        "close most of this one."
+    ),
     ("topk-ef-1pct", "encode"): (
         "The top-k selection and the adaptive ANS coding of the values' byte planes."
     ),
