@@ -595,7 +595,8 @@ impl Rounder {
         symbols: &mut [u32],
         values: &mut [f32],
     ) {
-        self.fill_with_levels_using(Kernel::detect(), input, levels, symbols, values);
+        // SAFETY: `Kernel::detect` picks a build this CPU runs.
+        unsafe { self.fill_with_levels_using(Kernel::detect(), input, levels, symbols, values) };
     }
 
     /// [`Rounder::fill_with_levels`] with the symbols written as packed pairs,
@@ -630,8 +631,12 @@ impl Rounder {
         false
     }
 
-    /// [`Rounder::fill_with_levels`] with `kernel` (which the CPU must have).
-    fn fill_with_levels_using(
+    /// [`Rounder::fill_with_levels`] with `kernel`.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have `kernel`'s features (as [`Kernel::detect`] reports).
+    unsafe fn fill_with_levels_using(
         &self,
         kernel: Kernel,
         input: &[f32],
@@ -646,9 +651,9 @@ impl Rounder {
             let mut padded = [f32::INFINITY; 8];
             padded[..self.thresholds.len()].copy_from_slice(&self.thresholds);
             let (input, symbols, values) = (&input[..len], &mut symbols[..len], &mut values[..len]);
-            // SAFETY: the CPU has the kernel's features (`Kernel::detect`, or
-            // the caller's contract); each kernel reads and writes only within
-            // the first `len` entries of each slice.
+            // SAFETY: the CPU has the kernel's features (the caller's
+            // contract); each kernel reads and writes only within the first
+            // `len` entries of each slice.
             done = unsafe {
                 if kernel == Kernel::Avx512 {
                     fill_levels_avx512(&padded, self.zero, levels, input, symbols, values)
@@ -1162,13 +1167,16 @@ mod tests {
             }));
             let levels: [f32; 16] = std::array::from_fn(|i| i as f32 * 0.5 - 3.75);
             let mut expected = (vec![0u32; input.len()], vec![0f32; input.len()]);
-            rounder.fill_with_levels_using(
-                Kernel::Portable,
-                &input,
-                &levels,
-                &mut expected.0,
-                &mut expected.1,
-            );
+            // SAFETY: the portable build runs everywhere.
+            unsafe {
+                rounder.fill_with_levels_using(
+                    Kernel::Portable,
+                    &input,
+                    &levels,
+                    &mut expected.0,
+                    &mut expected.1,
+                )
+            };
             for (a, symbol) in input.iter().zip(&expected.0) {
                 assert_eq!(*symbol, format.symbol(scale * f64::from(*a)), "a = {a:e}");
             }
@@ -1176,7 +1184,11 @@ mod tests {
                 for start in [0, 1, 5] {
                     let part = &input[start..];
                     let mut got = (vec![0u32; part.len()], vec![0f32; part.len()]);
-                    rounder.fill_with_levels_using(*kernel, part, &levels, &mut got.0, &mut got.1);
+                    // SAFETY: `kernels` holds only the builds this CPU runs.
+                    unsafe {
+                        rounder
+                            .fill_with_levels_using(*kernel, part, &levels, &mut got.0, &mut got.1)
+                    };
                     assert_eq!(got.0, expected.0[start..], "{kernel:?}, scale {scale}");
                     let same = got
                         .1
