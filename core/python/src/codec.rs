@@ -9,6 +9,7 @@ use crate::tensors::{update_from_arrays, update_into_list, update_to_list, Input
 use gradcodec::{EmbedPipeline, ExpectedLayout, Limits, MessageStats, NonFinitePolicy};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 fn lock<T>(mutex: &Mutex<T>) -> PyResult<MutexGuard<'_, T>> {
@@ -239,11 +240,14 @@ impl PyDecoder {
     }
 }
 
-fn message_bytes(message: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+/// The bytes of a message: borrowed from a `bytes` object, which is immutable
+/// (so the decode may read it with the GIL released, and a message is not
+/// copied once more on its way in), copied from any other sequence of bytes.
+fn message_bytes<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(bytes) = message.cast::<PyBytes>() {
-        return Ok(bytes.as_bytes().to_vec());
+        return Ok(Cow::Borrowed(bytes.as_bytes()));
     }
-    message.extract::<Vec<u8>>().map_err(|_| {
+    message.extract::<Vec<u8>>().map(Cow::Owned).map_err(|_| {
         MessageError::new_err(format!(
             "invalid message: expected bytes, got {}",
             message

@@ -123,6 +123,29 @@ def test_error_text_is_the_clis(tmp_path: Path):
     assert run.stderr.strip().splitlines()[-1] == f"error: {caught.value}"
 
 
+def test_messages_are_read_from_bytes_or_any_byte_sequence():
+    """`bytes` is read in place; bytearray, memoryview and uint8 arrays are
+    copied first (they could change while the GIL is released); all decode the
+    same, and a decoder reading a bytes object leaves it as it was."""
+    pipeline = gradcodec.pipeline("fp16")
+    message = pipeline.encoder().encode(UPDATE)
+    expected = pipeline.decoder().decode(message)["w"]
+    for form in (
+        message,
+        bytearray(message),
+        memoryview(message),
+        np.frombuffer(message, dtype=np.uint8),
+    ):
+        decoded = pipeline.decoder().decode(form)["w"]
+        assert decoded.tobytes() == expected.tobytes(), type(form).__name__
+        info = gradcodec.inspect(form)
+        assert [t["name"] for t in info["tensors"]] == ["w"], type(form).__name__
+    assert message == pipeline.encoder().encode(UPDATE)
+    for bad in ("not bytes", 3.5, [1.5, 2.5]):
+        with pytest.raises(gradcodec.MessageError, match="expected bytes"):
+            pipeline.decoder().decode(bad)
+
+
 def test_mutated_messages_never_crash():
     """2,000 seeded mutations of real messages of three pipelines: each decodes
     or raises gradcodec.Error (a crash would take the test process down)."""
