@@ -7,6 +7,7 @@ use crate::errors::{to_py, Error, MessageError, UpdateError};
 use crate::registry::with_registry;
 use crate::tensors::{update_from_arrays, update_into_list, update_to_list, InputTensor};
 use gradcodec::{EmbedPipeline, ExpectedLayout, Limits, MessageStats, NonFinitePolicy};
+use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use std::borrow::Cow;
@@ -242,10 +243,15 @@ impl PyDecoder {
 
 /// The bytes of a message: borrowed from a `bytes` object, which is immutable
 /// (so the decode may read it with the GIL released, and a message is not
-/// copied once more on its way in), copied from any other sequence of bytes.
+/// copied once more on its way in); copied in one piece from any other object
+/// with a byte buffer (bytearray, memoryview, a uint8 array: they could change
+/// while the GIL is released), or element by element from a sequence of ints.
 fn message_bytes<'a>(message: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
     if let Ok(bytes) = message.cast::<PyBytes>() {
         return Ok(Cow::Borrowed(bytes.as_bytes()));
+    }
+    if let Ok(buffer) = PyBuffer::<u8>::get(message) {
+        return buffer.to_vec(message.py()).map(Cow::Owned);
     }
     message.extract::<Vec<u8>>().map(Cow::Owned).map_err(|_| {
         MessageError::new_err(format!(

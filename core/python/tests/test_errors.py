@@ -124,9 +124,10 @@ def test_error_text_is_the_clis(tmp_path: Path):
 
 
 def test_messages_are_read_from_bytes_or_any_byte_sequence():
-    """`bytes` is read in place; bytearray, memoryview and uint8 arrays are
-    copied first (they could change while the GIL is released); all decode the
-    same, and a decoder reading a bytes object leaves it as it was."""
+    """`bytes` is read in place; bytearray, memoryview and uint8 arrays (also
+    strided ones) are copied first through the buffer protocol (they could
+    change while the GIL is released); all decode the same, and a decoder
+    reading a bytes object leaves it as it was."""
     pipeline = gradcodec.pipeline("fp16")
     message = pipeline.encoder().encode(UPDATE)
     expected = pipeline.decoder().decode(message)["w"]
@@ -135,6 +136,7 @@ def test_messages_are_read_from_bytes_or_any_byte_sequence():
         bytearray(message),
         memoryview(message),
         np.frombuffer(message, dtype=np.uint8),
+        np.repeat(np.frombuffer(message, dtype=np.uint8), 2)[::2],  # strided
     ):
         decoded = pipeline.decoder().decode(form)["w"]
         assert decoded.tobytes() == expected.tobytes(), type(form).__name__
