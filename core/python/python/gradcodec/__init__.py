@@ -38,6 +38,10 @@ from ._native import (
 )
 from ._tensors import as_pairs
 
+#: What the decoding functions take as a message: ``bytes`` (read in place) or
+#: any object with a byte buffer (copied once).
+Message = bytes | bytearray | memoryview | np.ndarray
+
 __all__ = [
     "ABI_VERSION",
     "Decoder",
@@ -130,9 +134,11 @@ class Decoder(_Stream):
     def __init__(self, native: _native.Decoder) -> None:
         self._native = native
 
-    def decode(self, message: bytes) -> dict[str, np.ndarray]:
+    def decode(self, message: Message) -> dict[str, np.ndarray]:
         """Decodes one message into name -> float32 ndarray (the arrays own the
-        decoded buffers: no copy). On error the stream's state is unchanged."""
+        decoded buffers: no copy). ``bytes`` are read where they lie; any other
+        byte buffer (bytearray, memoryview, uint8 array) is copied once first.
+        On error the stream's state is unchanged."""
         return dict(self._native._decode(message))
 
     def observe(self, tensors: Tensors, *, cast: bool = False) -> None:
@@ -261,7 +267,7 @@ def plugin_failures() -> list[tuple[str, str]]:
 
 
 def decoder_for_message(
-    message: bytes, *, expect: Layout | None = None, max_entries: int | None = None
+    message: Message, *, expect: Layout | None = None, max_entries: int | None = None
 ) -> Decoder:
     """The decoder of the stream a self-describing message (round 0, or any
     message of an encoder with ``embed="always"``) belongs to; ``expect`` and
@@ -282,13 +288,13 @@ def _layout(expect: Layout | None) -> list[tuple[str, list[int]]] | None:
 
 
 def decode(
-    message: bytes, *, expect: Layout | None = None, max_entries: int | None = None
+    message: Message, *, expect: Layout | None = None, max_entries: int | None = None
 ) -> dict[str, np.ndarray]:
     """Decodes a self-describing message with no spec (a fresh decoder)."""
     return decoder_for_message(message, expect=expect, max_entries=max_entries).decode(message)
 
 
-def inspect(message: bytes) -> dict[str, Any]:
+def inspect(message: Message) -> dict[str, Any]:
     """What ``gradcodec inspect --json`` reports of a message."""
     return json.loads(_native.inspect(message))
 
