@@ -38,10 +38,6 @@ from ._native import (
 )
 from ._tensors import as_pairs
 
-#: What the decoding functions take as a message: ``bytes`` (read in place) or
-#: any object with a byte buffer (copied once).
-Message = bytes | bytearray | memoryview | np.ndarray
-
 __all__ = [
     "ABI_VERSION",
     "Decoder",
@@ -68,6 +64,9 @@ __all__ = [
 
 Tensors = Mapping[str, Any] | Iterable[tuple[str, Any]]
 Layout = Mapping[str, Any] | Iterable[tuple[str, Any]]
+#: What the decoding functions take as a message: ``bytes`` (read in place) or
+#: any object with a byte buffer (copied once).
+Message = bytes | bytearray | memoryview | np.ndarray
 
 
 class _Stream:
