@@ -693,12 +693,10 @@ impl Kernel {
     }
 }
 
-/// [`Rounder::fill_with_levels`] with AVX-512F, sixteen entries at a time:
-/// the threshold counts as masked adds, the table lookup as one 16-lane
-/// permute (the low four bits of the symbol, as the AVX2 build's two permutes
-/// and blend select); returns how many entries it did (a multiple of 16; the
-/// caller does the rest). The same compares as the AVX2 build, so the same
-/// symbols and values bit for bit.
+/// [`Rounder::fill_with_levels`] with AVX-512F, sixteen entries at a time
+/// ([`Fp4Step512`]: the same compares as the AVX2 build, so the same symbols
+/// and values bit for bit); returns how many entries it did (a multiple of
+/// 16; the caller does the rest).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fill_levels_avx512(
@@ -710,27 +708,13 @@ unsafe fn fill_levels_avx512(
     values: &mut [f32],
 ) -> usize {
     use std::arch::x86_64::*;
-    let zero_symbol = _mm512_set1_epi32(zero as i32);
-    let one = _mm512_set1_epi32(1);
-    let t: [__m512; 8] = thresholds.map(|t| _mm512_set1_ps(t));
-    // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
-    let table = unsafe { _mm512_loadu_ps(levels.as_ptr()) };
+    let step = Fp4Step512::new(thresholds, zero, levels);
     let chunks = input.len() / 16;
     for chunk in 0..chunks {
         let at = chunk * 16;
         // SAFETY: `at + 16 <= input.len()`, and `symbols` / `values` are as long.
         let a = unsafe { _mm512_loadu_ps(input.as_ptr().add(at)) };
-        let magnitude = _mm512_abs_ps(a);
-        let mut k = _mm512_setzero_si512();
-        for threshold in &t {
-            let crossed = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(magnitude, *threshold);
-            k = _mm512_mask_add_epi32(k, crossed, k, one);
-        }
-        // a < 0: zero - k, else zero + k.
-        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_setzero_ps());
-        let symbol =
-            _mm512_mask_sub_epi32(_mm512_add_epi32(zero_symbol, k), negative, zero_symbol, k);
-        let value = _mm512_permutexvar_ps(symbol, table);
+        let (symbol, value) = step.round(a);
         // SAFETY: as for the load above.
         unsafe {
             _mm512_storeu_si512(symbols.as_mut_ptr().add(at).cast(), symbol);
@@ -738,6 +722,58 @@ unsafe fn fill_levels_avx512(
         }
     }
     chunks * 16
+}
+
+/// The constants and the step both AVX-512F fp4 fills share: the symbols of
+/// 16 entries as threshold counts (masked adds, the AVX2 build's compares),
+/// and their levels by one 16-lane permute (the low four bits of the symbol,
+/// as the AVX2 build's two permutes and blend select).
+#[cfg(target_arch = "x86_64")]
+struct Fp4Step512 {
+    thresholds: [std::arch::x86_64::__m512; 8],
+    zero_symbol: std::arch::x86_64::__m512i,
+    one: std::arch::x86_64::__m512i,
+    table: std::arch::x86_64::__m512,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Fp4Step512 {
+    #[target_feature(enable = "avx512f")]
+    fn new(thresholds: &[f32; 8], zero: u32, levels: &[f32; 16]) -> Self {
+        use std::arch::x86_64::*;
+        Self {
+            thresholds: thresholds.map(|t| _mm512_set1_ps(t)),
+            zero_symbol: _mm512_set1_epi32(zero as i32),
+            one: _mm512_set1_epi32(1),
+            // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
+            table: unsafe { _mm512_loadu_ps(levels.as_ptr()) },
+        }
+    }
+
+    /// (symbols, levels) of the 16 entries of `a`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn round(
+        &self,
+        a: std::arch::x86_64::__m512,
+    ) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512) {
+        use std::arch::x86_64::*;
+        let magnitude = _mm512_abs_ps(a);
+        let mut k = _mm512_setzero_si512();
+        for threshold in &self.thresholds {
+            let crossed = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(magnitude, *threshold);
+            k = _mm512_mask_add_epi32(k, crossed, k, self.one);
+        }
+        // a < 0: zero - k, else zero + k.
+        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_setzero_ps());
+        let symbol = _mm512_mask_sub_epi32(
+            _mm512_add_epi32(self.zero_symbol, k),
+            negative,
+            self.zero_symbol,
+            k,
+        );
+        (symbol, _mm512_permutexvar_ps(symbol, self.table))
+    }
 }
 
 /// [`fill_levels_avx512`] with the symbols packed as pairs: per 16 entries,
@@ -755,26 +791,13 @@ unsafe fn fill_level_pairs_avx512(
     values: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    let zero_symbol = _mm512_set1_epi32(zero as i32);
-    let one = _mm512_set1_epi32(1);
+    let step = Fp4Step512::new(thresholds, zero, levels);
     let nibble = _mm512_set1_epi64(15);
-    let t: [__m512; 8] = thresholds.map(|t| _mm512_set1_ps(t));
-    // SAFETY: `levels` holds sixteen f32 (unaligned loads are allowed).
-    let table = unsafe { _mm512_loadu_ps(levels.as_ptr()) };
     for chunk in 0..input.len() / 16 {
         let at = chunk * 16;
         // SAFETY: `at + 16 <= input.len()` (a multiple of 16), `values` is as long.
         let a = unsafe { _mm512_loadu_ps(input.as_ptr().add(at)) };
-        let magnitude = _mm512_abs_ps(a);
-        let mut k = _mm512_setzero_si512();
-        for threshold in &t {
-            let crossed = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(magnitude, *threshold);
-            k = _mm512_mask_add_epi32(k, crossed, k, one);
-        }
-        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_setzero_ps());
-        let symbol =
-            _mm512_mask_sub_epi32(_mm512_add_epi32(zero_symbol, k), negative, zero_symbol, k);
-        let value = _mm512_permutexvar_ps(symbol, table);
+        let (symbol, value) = step.round(a);
         // 64-bit lane j holds symbols 2j (low half) and 2j + 1 (high half).
         let first = _mm512_slli_epi64(_mm512_and_si512(symbol, nibble), 4);
         let second = _mm512_and_si512(_mm512_srli_epi64(symbol, 32), nibble);

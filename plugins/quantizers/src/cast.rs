@@ -117,10 +117,7 @@ pub(crate) fn decode_checked<F: HalfFormat>(
     if F::decode_slice(bits, out) {
         return Ok(());
     }
-    for h in bits {
-        F::decode(u32::from(*h))?;
-    }
-    Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
+    refuse_first::<F>(bits.iter().copied())
 }
 
 /// [`decode_checked`] of patterns stored little-endian in `bytes` (two bytes
@@ -132,8 +129,18 @@ pub(crate) fn decode_checked_le<F: HalfFormat>(
     if F::decode_le_bytes(bytes, out) {
         return Ok(());
     }
-    for pair in bytes.chunks_exact(2) {
-        F::decode(u32::from(u16::from_le_bytes([pair[0], pair[1]])))?;
+    refuse_first::<F>(
+        bytes
+            .chunks_exact(2)
+            .map(|pair| u16::from_le_bytes([pair[0], pair[1]])),
+    )
+}
+
+/// The error [`HalfFormat::decode`] gives for the first of `patterns` it
+/// refuses (a slice kernel found one).
+fn refuse_first<F: HalfFormat>(patterns: impl Iterator<Item = u16>) -> SdkResult<()> {
+    for h in patterns {
+        F::decode(u32::from(h))?;
     }
     Err(corrupt(format!("{} pattern not finite", F::INFO.name)))
 }

@@ -511,46 +511,51 @@ mod pair_tests {
             .collect();
         let expected = reference(table, &symbols);
         let pairs = PairTable::new(table);
-        for split in [1usize, 3, 4, 7, 8, 9, 17, 4096, 20_011] {
-            let mut out = RVec::new();
-            let mut writer = BitWriter::new(&mut out);
-            writer.put(1, 1);
-            for chunk in symbols.chunks(split) {
-                writer.put_pairs(&pairs, chunk);
-            }
-            writer.finish();
-            let mut shifted = RVec::new();
-            let mut reference_writer = BitWriter::new(&mut shifted);
-            reference_writer.put(1, 1);
+        // One leading bit, so every code lands off a byte boundary.
+        let shifted_by_one = |write: &dyn Fn(&mut BitWriter<'_>)| {
+            written(|writer| {
+                writer.put(1, 1);
+                write(writer);
+            })
+        };
+        let per_symbol = shifted_by_one(&|writer| {
             for s in &symbols {
                 let (code, length) = table[*s as usize];
-                reference_writer.put(code, u32::from(length));
+                writer.put(code, u32::from(length));
             }
-            reference_writer.finish();
-            assert_eq!(out, shifted, "chunks of {split}");
+        });
+        for split in [1usize, 3, 4, 7, 8, 9, 17, 4096, 20_011] {
+            let out = shifted_by_one(&|writer| {
+                for chunk in symbols.chunks(split) {
+                    writer.put_pairs(&pairs, chunk);
+                }
+            });
+            assert_eq!(out, per_symbol, "chunks of {split}");
         }
-        let mut out = RVec::new();
-        let mut writer = BitWriter::new(&mut out);
-        writer.put_codes(table, &symbols);
-        writer.finish();
-        assert_eq!(out, expected);
+        assert_eq!(
+            written(|writer| writer.put_codes(table, &symbols)),
+            expected
+        );
         // Packed pair indices of an even-length prefix, in pieces of any size.
         let even = &symbols[..symbols.len() & !1];
         let indices: Vec<u8> = even.chunks(2).map(|p| (p[0] * 16 + p[1]) as u8).collect();
+        let by_pairs = shifted_by_one(&|writer| writer.put_pairs(&pairs, even));
         for split in [1usize, 3, 4, 5, 2048, indices.len()] {
-            let mut out = RVec::new();
-            let mut writer = BitWriter::new(&mut out);
-            writer.put(1, 1);
-            for chunk in indices.chunks(split) {
-                writer.put_pair_indices(&pairs, chunk);
-            }
-            writer.finish();
-            let mut reference_out = RVec::new();
-            let mut reference_writer = BitWriter::new(&mut reference_out);
-            reference_writer.put(1, 1);
-            reference_writer.put_pairs(&pairs, even);
-            reference_writer.finish();
-            assert_eq!(out, reference_out, "pair indices in chunks of {split}");
+            let out = shifted_by_one(&|writer| {
+                for chunk in indices.chunks(split) {
+                    writer.put_pair_indices(&pairs, chunk);
+                }
+            });
+            assert_eq!(out, by_pairs, "pair indices in chunks of {split}");
         }
+    }
+
+    /// The bytes `write` puts through a fresh writer (finished).
+    fn written(write: impl FnOnce(&mut BitWriter<'_>)) -> RVec<u8> {
+        let mut out = RVec::new();
+        let mut writer = BitWriter::new(&mut out);
+        write(&mut writer);
+        writer.finish();
+        out
     }
 }
