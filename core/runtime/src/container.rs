@@ -397,20 +397,21 @@ impl<'a> Reader<'a> {
         Error::Message(format!("{what} (at byte {})", self.at))
     }
 
-    fn byte(&mut self, what: &str) -> Result<u8> {
+    fn byte(&mut self, what: &dyn Field) -> Result<u8> {
         let value = *self
             .bytes
             .get(self.at)
-            .ok_or_else(|| self.fail(&format!("truncated {what}")))?;
+            .ok_or_else(|| self.fail(&format!("truncated {}", what.describe())))?;
         self.at += 1;
         Ok(value)
     }
 
-    fn take(&mut self, len: u64, what: &str) -> Result<&'a [u8]> {
+    fn take(&mut self, len: u64, what: &dyn Field) -> Result<&'a [u8]> {
         let remaining = (self.bytes.len() - self.at) as u64;
         if len > remaining {
             return Err(self.fail(&format!(
-                "{what} claims {len} bytes, only {remaining} remain"
+                "{} claims {len} bytes, only {remaining} remain",
+                what.describe()
             )));
         }
         let slice = &self.bytes[self.at..self.at + len as usize];
@@ -418,28 +419,50 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
-    fn varint(&mut self, what: &str) -> Result<u64> {
+    fn varint(&mut self, what: &dyn Field) -> Result<u64> {
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = self.byte(what)?;
             let bits = u64::from(byte & 0x7F);
             if shift == 63 && bits > 1 {
-                return Err(self.fail(&format!("{what}: varint overflows 64 bits")));
+                return Err(self.fail(&format!("{}: varint overflows 64 bits", what.describe())));
             }
             value |= bits << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(self.fail(&format!("{what}: varint too long")))
+        Err(self.fail(&format!("{}: varint too long", what.describe())))
     }
 
-    fn bounded(&mut self, what: &str, max: u64) -> Result<u64> {
+    fn bounded(&mut self, what: &dyn Field, max: u64) -> Result<u64> {
         let value = self.varint(what)?;
         if value > max {
-            return Err(self.fail(&format!("{what} {value} exceeds the limit {max}")));
+            return Err(self.fail(&format!(
+                "{} {value} exceeds the limit {max}",
+                what.describe()
+            )));
         }
         Ok(value)
+    }
+}
+
+/// What a [`Reader`] call reads, for its error: a fixed name, or a closure
+/// that formats one (a tensor's or a stream's), run only when the read fails,
+/// so a message that parses builds no error text.
+trait Field {
+    fn describe(&self) -> String;
+}
+
+impl Field for &str {
+    fn describe(&self) -> String {
+        (*self).to_string()
+    }
+}
+
+impl<F: Fn() -> String> Field for F {
+    fn describe(&self) -> String {
+        self()
     }
 }
 
@@ -483,23 +506,23 @@ pub fn parse<'a>(bytes: &'a [u8], limits: &Limits) -> Result<ParsedMessage<'a>> 
     }
     let body = &bytes[..body_len];
     let mut reader = Reader { bytes: body, at: 5 };
-    let flags = reader.byte("flags")?;
+    let flags = reader.byte(&"flags")?;
     if flags & !FLAG_PIPELINE != 0 {
         return Err(reader.fail(&format!("unknown flags {flags:#04x}")));
     }
-    let round = reader.varint("round")?;
-    let fingerprint_bytes = reader.take(8, "fingerprint")?;
+    let round = reader.varint(&"round")?;
+    let fingerprint_bytes = reader.take(8, &"fingerprint")?;
     let mut fingerprint = [0u8; 8];
     fingerprint.copy_from_slice(fingerprint_bytes);
     let fingerprint = u64::from_le_bytes(fingerprint);
     let pipeline_json = if flags & FLAG_PIPELINE != 0 {
-        let len = reader.varint("pipeline length")?;
-        let json = reader.take(len, "embedded pipeline")?;
+        let len = reader.varint(&"pipeline length")?;
+        let json = reader.take(len, &"embedded pipeline")?;
         Some(std::str::from_utf8(json).map_err(|_| reader.fail("embedded pipeline is not UTF-8"))?)
     } else {
         None
     };
-    let count = reader.bounded("tensor count", limits.max_tensors)?;
+    let count = reader.bounded(&"tensor count", limits.max_tensors)?;
     let mut tensors = Vec::new();
     let mut total_entries: u64 = 0;
     let mut total_symbols: u64 = 0;
@@ -561,14 +584,14 @@ fn parse_record(
     payload: &mut u64,
 ) -> Result<TensorRecord> {
     let what = |field: &str| format!("tensor {index}: {field}");
-    let name_len = reader.bounded(&what("name length"), limits.max_name_bytes)?;
-    let name = std::str::from_utf8(reader.take(name_len, &what("name"))?)
+    let name_len = reader.bounded(&|| what("name length"), limits.max_name_bytes)?;
+    let name = std::str::from_utf8(reader.take(name_len, &|| what("name"))?)
         .map_err(|_| reader.fail(&what("name is not UTF-8")))?
         .to_string();
-    let ndim = reader.bounded(&what("dimension count"), limits.max_dims)?;
+    let ndim = reader.bounded(&|| what("dimension count"), limits.max_dims)?;
     let mut shape = Vec::with_capacity(ndim as usize);
     for _ in 0..ndim {
-        shape.push(reader.varint(&what("dimension"))?);
+        shape.push(reader.varint(&|| what("dimension"))?);
     }
     // The non-zero dimensions' product is bounded too: a zero dimension would
     // otherwise hide any product (an array of that shape cannot even be made).
@@ -580,7 +603,7 @@ fn parse_record(
         )));
     }
     let entries = if shape.contains(&0) { 0 } else { spanned };
-    let mode_byte = reader.byte(&what("mode"))?;
+    let mode_byte = reader.byte(&|| what("mode"))?;
     let mut record = TensorRecord {
         name,
         shape,
@@ -607,14 +630,14 @@ fn parse_record(
             } else {
                 entries / rows.max(1)
             };
-            let block_rows = reader.varint(&what("block rows"))?;
+            let block_rows = reader.varint(&|| what("block rows"))?;
             if block_rows == 0 || block_rows >= rows {
                 return Err(reader.fail(&format!(
                     "tensor `{}`: {block_rows} rows per block do not cut {rows} rows",
                     record.name
                 )));
             }
-            let count = reader.varint(&what("block count"))?;
+            let count = reader.varint(&|| what("block count"))?;
             if count != rows.div_ceil(block_rows) {
                 return Err(reader.fail(&format!(
                     "tensor `{}`: {count} blocks of {block_rows} rows do not make {rows} rows",
@@ -625,7 +648,7 @@ fn parse_record(
             for block_index in 0..count {
                 let block_what = |field: &str| what(&format!("block {block_index}: {field}"));
                 let block_rows_here = block_rows.min(rows - block_index * block_rows);
-                let block_mode = reader.byte(&block_what("mode"))?;
+                let block_mode = reader.byte(&|| block_what("mode"))?;
                 if !matches!(block_mode, 0 | 2) {
                     return Err(
                         reader.fail(&block_what(&format!("unknown block mode {block_mode}")))
@@ -664,20 +687,22 @@ fn parse_block(
     payload: &mut u64,
     what: &dyn Fn(&str) -> String,
 ) -> Result<BlockRecord> {
-    let side_len = reader.varint(&what("side info length"))?;
+    let side_len = reader.varint(&|| what("side info length"))?;
     let start = reader.at;
-    reader.take(side_len, &what("side info"))?;
+    reader.take(side_len, &|| what("side info"))?;
     let mut block = BlockRecord {
         side_info: start..reader.at,
         streams: Vec::new(),
         model_crc: None,
     };
-    let streams = reader.bounded(&what("stream count"), limits.max_streams)?;
+    let streams = reader.bounded(&|| what("stream count"), limits.max_streams)?;
     let max_symbols = entries.saturating_mul(4).saturating_add(65_536);
     for stream in 0..streams {
-        let symbols =
-            reader.bounded(&what(&format!("stream {stream} symbol count")), max_symbols)?;
-        let len = reader.varint(&what(&format!("stream {stream} length")))?;
+        let symbols = reader.bounded(
+            &|| what(&format!("stream {stream} symbol count")),
+            max_symbols,
+        )?;
+        let len = reader.varint(&|| what(&format!("stream {stream} length")))?;
         let end = payload.saturating_add(len);
         if end > reader.bytes.len() as u64 {
             return Err(reader.fail(&what(&format!("stream {stream} runs past the message"))));
@@ -689,7 +714,7 @@ fn parse_block(
         *payload = end;
     }
     if mode_byte == 2 {
-        let crc = reader.take(4, &what("model check"))?;
+        let crc = reader.take(4, &|| what("model check"))?;
         block.model_crc = Some(u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]));
     }
     Ok(block)
@@ -859,6 +884,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("entries"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field_of_the_tensor_and_stream_that_failed() {
+        // The field texts are built only when a read fails; these are they.
+        let body_of = |message: Vec<u8>| message[..message.len() - 4].to_vec();
+        let at = |needle: &[u8], body: &[u8]| {
+            body.windows(needle.len())
+                .position(|w| w == needle)
+                .expect("present")
+        };
+        let err = |body: Vec<u8>| {
+            parse(&reseal(body), &Limits::default())
+                .unwrap_err()
+                .to_string()
+        };
+        // Cut inside tensor 1's side info: the tensor and the field.
+        let body = body_of(sample());
+        let side = at(&[9, 9], &body);
+        let text = err(body[..side + 1].to_vec());
+        assert!(
+            text.contains("tensor 1: side info claims 2 bytes, only 1 remain"),
+            "{text}"
+        );
+        // Stream 0's length raised past what the payload holds: the stream.
+        let mut body = body_of(sample());
+        // After the side info: stream count 2, stream 0's symbols 4 and length 3.
+        assert_eq!(body[side + 2..side + 5], [2, 4, 3]);
+        body[side + 4] = 99;
+        let text = err(body);
+        assert!(
+            text.contains("tensor 1: stream 0 runs past the message"),
+            "{text}"
+        );
+        // Cut where block 0 of a blocked tensor has its side info length:
+        // after the name, ndim, two dims, the mode, block rows, block count
+        // and the block's mode byte.
+        let body = body_of(blocked_sample());
+        let name_end = at(b"big", &body) + 3;
+        let text = err(body[..name_end + 7].to_vec());
+        assert!(
+            text.contains("truncated tensor 0: block 0: side info length"),
+            "{text}"
+        );
     }
 
     #[test]
