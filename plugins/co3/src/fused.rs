@@ -202,9 +202,10 @@ fn fill_values(
 }
 
 /// [`fill_values`] into `writer` with the pair table of an alphabet of at most
-/// 16 symbols (`values` has at most 16 levels): chunk by chunk as packed symbol pairs where the CPU's fill
-/// writes them (`Rounder::fill_pairs_with_levels`), else as symbols; the same
-/// bits either way.
+/// 16 symbols (`values` has at most 16 levels): chunk by chunk as packed
+/// symbol pairs where the CPU's fill writes them
+/// (`Rounder::fill_pairs_with_levels`), else as symbols; the same bits either
+/// way.
 fn fill_paired(
     rounder: &Rounder,
     values: &[f32],
