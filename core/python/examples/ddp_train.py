@@ -30,6 +30,7 @@ Usage (from the repository root; the data comes from ``scripts/fetch-data``)::
 
 import argparse
 import datetime
+import gc
 import gzip
 import json
 import os
@@ -257,6 +258,7 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
         if rank == 0:
             Path(args.out, "raw.json").write_text(json.dumps(results))
     finally:
+        gc.collect()  # the DDP models hold the group: free them first (docs/python.md)
         dist.destroy_process_group()
 
 

@@ -28,7 +28,9 @@ gradient with ``non_finite="error"``) still takes part in both collectives: it
 sends a negative size and the reason instead of a message, and every rank then
 raises `HookError` (a `gradcodec.Error`) from ``loss.backward()``, naming the
 failing ranks and their reasons. After that the DDP object itself cannot go on
-(its reducer did not finish the iteration): rebuild it, or stop. A message
+(its reducer did not finish the iteration): rebuild it, or stop (drop the
+model and run ``gc.collect()`` before ``dist.destroy_process_group()``, or
+the process can abort at exit: see docs/python.md). A message
 that cannot be decoded (which would be a bug: all ranks see the same bytes) is
 not raised inside the callback (an exception in a DDP future callback aborts
 the process at exit): the bucket is zeroed, a warning is issued, and the error
