@@ -36,6 +36,7 @@
 //! ```
 
 use crate::format::{EdgeRounder, FloatFormat, SMALL_EDGE_COUNT};
+use crate::threshold_count::ThresholdCounter;
 use gradcodec_numerics::{
     fit::{fit_tensor, Estimator, Family},
     gennorm::{golden_section_max, BETA_MAX, BETA_MIN},
@@ -410,9 +411,7 @@ impl SearchSample {
     }
 
     /// [`SearchSample::error`] for formats with many levels, the same value
-    /// bit for bit: the samples are visited in ascending order (`orders`), so
-    /// the level index only moves forward along the edges instead of a binary
-    /// search per sample, and the squared errors are summed in sample order.
+    /// bit for bit: [`SearchSample::errors_merged`] at one pre-scale.
     fn error_merged(
         &self,
         format: &FloatFormat,
@@ -420,26 +419,58 @@ impl SearchSample {
         orders: &SortedSample,
         log_scale: f64,
     ) -> f64 {
-        let scale = log_scale.exp2();
+        self.errors_merged(format, rounder, orders, [log_scale])[0]
+    }
+
+    /// [`SearchSample::error`] at `LANES` pre-scales `2^log_scales[j]` for
+    /// formats with many levels, each value bit for bit. Along the samples in
+    /// ascending order (`orders`) the level index only moves forward over the
+    /// edges, so one merge gives every sample's level (a table by rank); then
+    /// one pass in sample order reads each sample's levels through its rank and
+    /// sums the squared errors in sample order, as `error` does, with no search
+    /// per sample and `LANES` independent sums.
+    fn errors_merged<const LANES: usize>(
+        &self,
+        format: &FloatFormat,
+        rounder: &EdgeRounder,
+        orders: &SortedSample,
+        log_scales: [f64; LANES],
+    ) -> [f64; LANES] {
+        let scales = log_scales.map(f64::exp2);
+        let quotients = scales.map(|scale| level_quotients(format, scale));
         let edges = rounder.edges();
-        let quotients = level_quotients(format, scale);
-        let mut errors = orders.scratch.borrow_mut();
-        let mut sum = |values: &[f64], order: &[u32]| {
-            errors.clear();
-            errors.resize(values.len(), 0.0);
-            let mut k = 0usize;
-            for &i in order {
-                let m = values[i as usize];
-                let x = scale * m;
-                while k < edges.len() && edges[k] < x {
-                    k += 1;
+        let mut levels = vec![[0u16; LANES]; self.top.len().max(self.rest.len())];
+        let mut sums = |values: &[f64], part: &SortedPart| {
+            let levels = &mut levels[..values.len()];
+            for (lane, scale) in scales.iter().enumerate() {
+                // `error` rounds `m` to level `k` = the number of edges below
+                // `scale * m`: along the ascending samples `k` only moves forward.
+                let mut k = 0usize;
+                for (entry, m) in levels.iter_mut().zip(&part.sorted) {
+                    let x = scale * m;
+                    while k < edges.len() && edges[k] < x {
+                        k += 1;
+                    }
+                    entry[lane] = k as u16;
                 }
-                let q = quotients[k];
-                errors[i as usize] = (q - m) * (q - m);
             }
-            errors.iter().sum::<f64>()
+            // `Iterator::sum` of f64 starts from -0.0: so do these.
+            let mut sums = [-0.0f64; LANES];
+            for (m, rank) in values.iter().zip(&part.rank) {
+                let entry = &levels[*rank as usize];
+                for lane in 0..LANES {
+                    let q = quotients[lane][usize::from(entry[lane])];
+                    sums[lane] += (q - m) * (q - m);
+                }
+            }
+            sums
         };
-        sum(&self.top, &orders.top) + self.rest_weight * sum(&self.rest, &orders.rest)
+        let (top, rest) = (sums(&self.top, &orders.top), sums(&self.rest, &orders.rest));
+        let mut out = [0.0f64; LANES];
+        for j in 0..LANES {
+            out[j] = top[j] + self.rest_weight * rest[j];
+        }
+        out
     }
 }
 
@@ -450,24 +481,41 @@ fn level_quotients(format: &FloatFormat, scale: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Ascending orders of a [`SearchSample`]'s two parts, and a scratch buffer.
+/// One part of a [`SearchSample`] in ascending order: the values sorted, and
+/// the rank of every value (its position in `sorted`), in sample order.
+struct SortedPart {
+    sorted: Vec<f64>,
+    rank: Vec<u32>,
+}
+
+impl SortedPart {
+    fn new(values: &[f64]) -> Self {
+        // Values beside their indices: the sort compares without indirection.
+        let mut order: Vec<(f64, u32)> = values.iter().copied().zip(0u32..).collect();
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut rank = vec![0u32; values.len()];
+        for (position, (_, index)) in order.iter().enumerate() {
+            rank[*index as usize] = position as u32;
+        }
+        Self {
+            sorted: order.iter().map(|(value, _)| *value).collect(),
+            rank,
+        }
+    }
+}
+
+/// Both parts of a [`SearchSample`] in ascending order (level indices by
+/// rank are `u16`: formats of up to 16 bits).
 struct SortedSample {
-    top: Vec<u32>,
-    rest: Vec<u32>,
-    scratch: std::cell::RefCell<Vec<f64>>,
+    top: SortedPart,
+    rest: SortedPart,
 }
 
 impl SortedSample {
     fn new(sample: &SearchSample) -> Self {
-        let order = |values: &[f64]| {
-            let mut order: Vec<u32> = (0..values.len() as u32).collect();
-            order.sort_unstable_by(|a, b| values[*a as usize].total_cmp(&values[*b as usize]));
-            order
-        };
         Self {
-            top: order(&sample.top),
-            rest: order(&sample.rest),
-            scratch: std::cell::RefCell::new(Vec::new()),
+            top: SortedPart::new(&sample.top),
+            rest: SortedPart::new(&sample.rest),
         }
     }
 }
@@ -499,18 +547,20 @@ pub fn search_prescale(format: &FloatFormat, input: &[f32], fallback: f64) -> f6
     let mut best = (high, f64::INFINITY);
     let grid = |i: usize| high - step * i as f64;
     let mut i = 0;
-    // Small formats: four grid points per pass over the sample (the same
-    // errors as one at a time, in the same order of comparison).
-    if sorted.is_none() {
-        while i + 4 <= points {
-            let us = [grid(i), grid(i + 1), grid(i + 2), grid(i + 3)];
-            for (u, error) in us.into_iter().zip(sample.errors(format, &rounder, us)) {
-                if error < best.1 {
-                    best = (u, error);
-                }
+    // Four grid points per pass over the sample (the same errors as one at a
+    // time, in the same order of comparison).
+    while i + 4 <= points {
+        let us = [grid(i), grid(i + 1), grid(i + 2), grid(i + 3)];
+        let errors = match &sorted {
+            Some(orders) => sample.errors_merged(format, &rounder, orders, us),
+            None => sample.errors(format, &rounder, us),
+        };
+        for (u, error) in us.into_iter().zip(errors) {
+            if error < best.1 {
+                best = (u, error);
             }
-            i += 4;
         }
+        i += 4;
     }
     for i in i..points {
         let u = grid(i);
@@ -554,15 +604,23 @@ fn f32_thresholds(edges: &[f64], scale: f64) -> Vec<f32> {
 pub(crate) struct Rounder {
     thresholds: Vec<f32>,
     zero: u32,
+    /// The constant-time count for formats with more than 16 thresholds (fp8).
+    counter: Option<ThresholdCounter>,
 }
 
 impl Rounder {
     /// The thresholds of `format` at pre-scale `scale`.
     pub(crate) fn new(format: &FloatFormat, scale: f64) -> Self {
         let rounder = EdgeRounder::new(format);
+        let thresholds = f32_thresholds(rounder.edges(), scale);
+        // At most 2^m thresholds per octave: buckets of m + 1 mantissa bits.
+        let counter = (thresholds.len() > 16)
+            .then(|| ThresholdCounter::new(&thresholds, format.mantissa_bits() + 1))
+            .flatten();
         Self {
-            thresholds: f32_thresholds(rounder.edges(), scale),
+            thresholds,
             zero: format.max_index(),
+            counter,
         }
     }
 
@@ -572,12 +630,20 @@ impl Rounder {
         match self.thresholds.len() {
             0..=8 => fill_counting::<8>(&self.thresholds, zero, input, out),
             9..=16 => fill_counting::<16>(&self.thresholds, zero, input, out),
-            _ => {
-                for (o, &a) in out.iter_mut().zip(input) {
-                    let k = self.thresholds.partition_point(|t| *t < a.abs()) as u32;
-                    *o = if a < 0.0 { zero - k } else { zero + k };
+            _ => match &self.counter {
+                Some(counter) => {
+                    for (o, &a) in out.iter_mut().zip(input) {
+                        let k = counter.count(a.abs());
+                        *o = if a < 0.0 { zero - k } else { zero + k };
+                    }
                 }
-            }
+                None => {
+                    for (o, &a) in out.iter_mut().zip(input) {
+                        let k = self.thresholds.partition_point(|t| *t < a.abs()) as u32;
+                        *o = if a < 0.0 { zero - k } else { zero + k };
+                    }
+                }
+            },
         }
     }
 }
@@ -1114,6 +1180,17 @@ mod tests {
                 let merged = sample.error_merged(&format, &rounder, &sorted, u);
                 assert_eq!(direct.to_bits(), merged.to_bits(), "E{e}M{m} at 2^{u}");
             }
+            // Four pre-scales in one pass: each the direct error.
+            let us = [-9.5, 0.0, 3.25, 17.0];
+            let batched = sample.errors_merged(&format, &rounder, &sorted, us);
+            for (u, merged) in us.into_iter().zip(batched) {
+                let direct = sample.error(&format, &rounder, u);
+                assert_eq!(
+                    direct.to_bits(),
+                    merged.to_bits(),
+                    "E{e}M{m} at 2^{u}, batched"
+                );
+            }
         }
     }
 
@@ -1147,7 +1224,10 @@ mod tests {
                 }
                 input.extend([0.0, -0.0, f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45]);
                 let mut symbols = vec![0u32; input.len()];
-                Rounder::new(&format, scale).fill(&input, &mut symbols);
+                let rounding = Rounder::new(&format, scale);
+                // Formats past 16 thresholds round through the constant-time count.
+                assert_eq!(rounding.counter.is_some(), rounding.thresholds.len() > 16);
+                rounding.fill(&input, &mut symbols);
                 for (a, symbol) in input.iter().zip(symbols.iter()) {
                     assert_eq!(
                         *symbol,

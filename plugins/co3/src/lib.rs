@@ -12,6 +12,7 @@
 pub mod float_convert;
 pub mod format;
 pub mod fused;
+mod threshold_count;
 
 gradcodec_sdk::export_plugin! {
     library: "gradcodec-plugin-co3",
