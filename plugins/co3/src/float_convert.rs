@@ -489,16 +489,25 @@ struct SortedPart {
 }
 
 impl SortedPart {
+    /// `values`: magnitudes of `f32`s (non-negative, each exactly an `f32`).
     fn new(values: &[f64]) -> Self {
-        // Values beside their indices: the sort compares without indirection.
-        let mut order: Vec<(f64, u32)> = values.iter().copied().zip(0u32..).collect();
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // One u64 key per value: its f32 pattern (which orders like the
+        // magnitude) above its index, so the sort compares plain integers.
+        let mut keys: Vec<u64> = values
+            .iter()
+            .zip(0u64..)
+            .map(|(value, index)| u64::from((*value as f32).to_bits()) << 32 | index)
+            .collect();
+        keys.sort_unstable();
         let mut rank = vec![0u32; values.len()];
-        for (position, (_, index)) in order.iter().enumerate() {
-            rank[*index as usize] = position as u32;
+        for (position, key) in keys.iter().enumerate() {
+            rank[(*key as u32) as usize] = position as u32;
         }
         Self {
-            sorted: order.iter().map(|(value, _)| *value).collect(),
+            sorted: keys
+                .iter()
+                .map(|key| values[(*key as u32) as usize])
+                .collect(),
             rank,
         }
     }
