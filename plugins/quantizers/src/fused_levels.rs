@@ -310,22 +310,51 @@ impl Segment<'_> {
         let mut finite = self.one_by_one::<W>(start, head);
         let groups = rest.len() / 8;
         let (body, tail) = rest.split_at_mut(groups * 8);
-        let mask = (1u64 << W) - 1;
+        #[cfg(target_arch = "x86_64")]
+        let (avx512, avx2) = (
+            W <= 6 && std::is_x86_feature_detected!("avx512f"),
+            gradcodec_sdk::simd::has_avx2(),
+        );
         for (step, slots) in body.chunks_mut(STEP).enumerate() {
             let first = (aligned + step * STEP) / 8 * W as usize;
-            for (group, eight) in slots.chunks_exact_mut(8).enumerate() {
-                let byte = first + group * W as usize;
-                let word = match self.bytes.get(byte..byte + 8) {
-                    Some(bytes) => u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])),
-                    None => self.tail_word(byte),
+            // The last group reads eight bytes from its first byte on.
+            #[cfg(target_arch = "x86_64")]
+            if (avx512 || avx2)
+                && first + (slots.len() / 8).saturating_sub(1) * W as usize + 8 <= self.bytes.len()
+            {
+                // SAFETY: the CPU has the kernel's features (detected above);
+                // every group's eight-byte read ends by the last one's, within
+                // `bytes`; AVX-512 only for widths up to 6.
+                unsafe {
+                    if avx512 {
+                        groups_avx512::<W>(self.bytes, first, self.values, slots)
+                    } else {
+                        groups_avx2::<W>(self.bytes, first, self.values, slots)
+                    }
                 };
-                for (k, slot) in eight.iter_mut().enumerate() {
-                    slot.write(self.values[((word >> (k as u32 * W)) & mask) as usize]);
-                }
+                finite &= gradcodec_sdk::floats::all_finite(written(slots));
+                continue;
             }
+            self.groups::<W>(first, slots);
             finite &= gradcodec_sdk::floats::all_finite(written(slots));
         }
         finite & self.one_by_one::<W>(aligned + groups * 8, tail)
+    }
+
+    /// The groups of eight `W`-bit symbols from byte `first` on (`W` bytes a
+    /// group) into `slots` (a multiple of eight), one symbol at a time.
+    fn groups<const W: u32>(&self, first: usize, slots: &mut [MaybeUninit<f32>]) {
+        let mask = (1u64 << W) - 1;
+        for (group, eight) in slots.chunks_exact_mut(8).enumerate() {
+            let byte = first + group * W as usize;
+            let word = match self.bytes.get(byte..byte + 8) {
+                Some(bytes) => u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])),
+                None => self.tail_word(byte),
+            };
+            for (k, slot) in eight.iter_mut().enumerate() {
+                slot.write(self.values[((word >> (k as u32 * W)) & mask) as usize]);
+            }
+        }
     }
 
     /// The bytes from `byte` to the end, little-endian, zero above them.
@@ -347,5 +376,170 @@ impl Segment<'_> {
             slot.write(self.values[(((low | high << 8) >> (bit % 8)) & mask) as usize]);
         }
         gradcodec_sdk::floats::all_finite(written(dest))
+    }
+}
+
+/// [`Segment::groups`] with AVX2: the eight symbols of a group as lanes (the
+/// low half of the group's word in lanes 0-3, its high half in 4-7, each
+/// shifted by its place), their values in one gather and one store; the same
+/// values. Widths up to 7 (four symbols fit a 32-bit lane).
+///
+/// # Safety
+/// The CPU has AVX2, and `bytes` holds eight bytes from the last group's
+/// first byte, `first + (slots.len() / 8 - 1) * W`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn groups_avx2<const W: u32>(
+    bytes: &[u8],
+    first: usize,
+    values: &[f32; 1 << MAX_WIDTH],
+    slots: &mut [MaybeUninit<f32>],
+) {
+    use std::arch::x86_64::*;
+    const { assert!(W >= 1 && W <= 7) };
+    let w = W as i32;
+    let shifts = _mm256_setr_epi32(0, w, 2 * w, 3 * w, 0, w, 2 * w, 3 * w);
+    let mask = _mm256_set1_epi32((1 << W) - 1);
+    for (group, eight) in slots.chunks_exact_mut(8).enumerate() {
+        let byte = first + group * W as usize;
+        // SAFETY: `byte + 8 <= bytes.len()` for every group (the caller's contract).
+        let word = unsafe { bytes.as_ptr().add(byte).cast::<u64>().read_unaligned() }.to_le();
+        let low = word as u32 as i32;
+        let high = (word >> (4 * W)) as u32 as i32;
+        let halves = _mm256_setr_epi32(low, low, low, low, high, high, high, high);
+        let symbols = _mm256_and_si256(_mm256_srlv_epi32(halves, shifts), mask);
+        // SAFETY: every symbol is below 2^W <= 128, inside `values` (256 entries).
+        let gathered = unsafe { _mm256_i32gather_ps::<4>(values.as_ptr(), symbols) };
+        // SAFETY: `eight` is eight f32 slots (MaybeUninit<f32> has f32's layout).
+        unsafe { _mm256_storeu_ps(eight.as_mut_ptr().cast::<f32>(), gathered) };
+    }
+}
+
+/// [`Segment::groups`] with AVX-512F, two groups (sixteen symbols) a step:
+/// the halves of both words spread to their lanes and shifted by their
+/// places, the values looked up in registers (two-table permutes over the
+/// first 64 values, the symbol's bit 5 choosing the pair), one store; the
+/// same values. Widths up to 6; an odd last group goes through
+/// [`groups_avx2`].
+///
+/// # Safety
+/// As [`groups_avx2`], with AVX-512F (which implies AVX2) and `W <= 6`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn groups_avx512<const W: u32>(
+    bytes: &[u8],
+    first: usize,
+    values: &[f32; 1 << MAX_WIDTH],
+    slots: &mut [MaybeUninit<f32>],
+) {
+    use std::arch::x86_64::*;
+    debug_assert!((1..=6).contains(&W), "lookups cover 64 values");
+    let w = W as i32;
+    let shifts = _mm512_setr_epi32(
+        0,
+        w,
+        2 * w,
+        3 * w,
+        0,
+        w,
+        2 * w,
+        3 * w,
+        0,
+        w,
+        2 * w,
+        3 * w,
+        0,
+        w,
+        2 * w,
+        3 * w,
+    );
+    let spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    let mask = _mm512_set1_epi32((1 << W) - 1);
+    let upper = _mm512_set1_epi32(32);
+    // SAFETY: `values` has 256 entries; these read the first 64.
+    let tables = [0, 16, 32, 48].map(|at| unsafe { _mm512_loadu_ps(values.as_ptr().add(at)) });
+    let half_words = |byte: usize| {
+        // SAFETY: `byte + 8 <= bytes.len()` for every group (the caller's contract).
+        let word = unsafe { bytes.as_ptr().add(byte).cast::<u64>().read_unaligned() }.to_le();
+        (word as u32 as i32, (word >> (4 * W)) as u32 as i32)
+    };
+    let mut pairs = slots.chunks_exact_mut(16);
+    for (pair, sixteen) in pairs.by_ref().enumerate() {
+        let byte = first + 2 * pair * W as usize;
+        let (low0, high0) = half_words(byte);
+        let (low1, high1) = half_words(byte + W as usize);
+        let halves = _mm512_castsi128_si512(_mm_setr_epi32(low0, high0, low1, high1));
+        let lanes = _mm512_permutexvar_epi32(spread, halves);
+        let symbols = _mm512_and_si512(_mm512_srlv_epi32(lanes, shifts), mask);
+        let below = _mm512_permutex2var_ps(tables[0], symbols, tables[1]);
+        let above = _mm512_permutex2var_ps(tables[2], symbols, tables[3]);
+        let from_above = _mm512_test_epi32_mask(symbols, upper);
+        let found = _mm512_mask_blend_ps(from_above, below, above);
+        // SAFETY: `sixteen` is sixteen f32 slots (MaybeUninit<f32> has f32's layout).
+        unsafe { _mm512_storeu_ps(sixteen.as_mut_ptr().cast::<f32>(), found) };
+    }
+    let done = slots.len() / 16 * 16;
+    // SAFETY: AVX-512F implies AVX2; the odd group's read is within the contract.
+    unsafe {
+        groups_avx2::<W>(
+            bytes,
+            first + done / 8 * W as usize,
+            values,
+            &mut slots[done..],
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every width's groups through the AVX2 and AVX-512 kernels against the
+    /// portable loop, odd group counts included.
+    #[test]
+    fn the_avx2_groups_are_the_portable_groups() {
+        if !gradcodec_sdk::simd::has_avx2() {
+            return;
+        }
+        let mut values = [f32::NAN; 1 << MAX_WIDTH];
+        for (i, value) in values.iter_mut().enumerate().take(100) {
+            *value = i as f32 * 0.5 - 7.0;
+        }
+        let bytes: Vec<u8> = (0..4_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let segment = Segment {
+            bytes: &bytes,
+            values: &values,
+        };
+        fn check<const W: u32>(segment: &Segment<'_>, bytes: &[u8]) {
+            for (first, groups) in [(0usize, 64usize), (3, 17), (1000, 300)] {
+                assert!(first + (groups - 1) * W as usize + 8 <= bytes.len());
+                let mut portable = vec![MaybeUninit::new(0.0f32); groups * 8];
+                let mut wide = vec![MaybeUninit::new(1.0f32); groups * 8];
+                segment.groups::<W>(first, &mut portable);
+                // SAFETY: AVX2 checked above; the reads stay in `bytes` (asserted).
+                unsafe { groups_avx2::<W>(bytes, first, segment.values, &mut wide) };
+                let bits = |v: &[MaybeUninit<f32>]| -> Vec<u32> {
+                    written(v).iter().map(|x| x.to_bits()).collect()
+                };
+                assert_eq!(bits(&portable), bits(&wide), "width {W} from byte {first}");
+                if W <= 6 && std::is_x86_feature_detected!("avx512f") {
+                    let mut widest = vec![MaybeUninit::new(2.0f32); groups * 8];
+                    // SAFETY: AVX-512F detected; W <= 6; the reads stay in `bytes`.
+                    unsafe { groups_avx512::<W>(bytes, first, segment.values, &mut widest) };
+                    assert_eq!(
+                        bits(&portable),
+                        bits(&widest),
+                        "width {W} from byte {first}, AVX-512"
+                    );
+                }
+            }
+        }
+        check::<1>(&segment, &bytes);
+        check::<3>(&segment, &bytes);
+        check::<5>(&segment, &bytes);
+        check::<6>(&segment, &bytes);
+        check::<7>(&segment, &bytes);
     }
 }
