@@ -10,7 +10,8 @@
 //! expression `dequantize` computes; for terngrad `0, +scale, -scale`), with
 //! the alphabet check folded into the lookup: eight symbols of width `w` fill
 //! exactly `w` bytes, read as one word and split with shifts of a
-//! compile-time width (qsgd's 6 bits, terngrad's 2). Encoding is
+//! compile-time width (qsgd's 6 bits, terngrad's 2; widths 3 to 7 in vector
+//! lanes with AVX-512F or AVX2, picked at run time). Encoding is
 //! the composed quantizer followed by `bitpack`'s own packing, so the side info,
 //! bytes and reconstruction are the composed path's by construction; decoding
 //! refuses what the composed decoder refuses (byte length, count, a symbol
