@@ -640,18 +640,10 @@ impl Rounder {
             0..=8 => fill_counting::<8>(&self.thresholds, zero, input, out),
             9..=16 => fill_counting::<16>(&self.thresholds, zero, input, out),
             _ => match &self.counter {
-                Some(counter) => {
-                    for (o, &a) in out.iter_mut().zip(input) {
-                        let k = counter.count(a.abs());
-                        *o = if a < 0.0 { zero - k } else { zero + k };
-                    }
-                }
-                None => {
-                    for (o, &a) in out.iter_mut().zip(input) {
-                        let k = self.thresholds.partition_point(|t| *t < a.abs()) as u32;
-                        *o = if a < 0.0 { zero - k } else { zero + k };
-                    }
-                }
+                Some(counter) => fill_by(zero, input, out, |m| counter.count(m)),
+                None => fill_by(zero, input, out, |m| {
+                    self.thresholds.partition_point(|t| *t < m) as u32
+                }),
             },
         }
     }
@@ -950,6 +942,16 @@ fn fill_counting<const N: usize>(thresholds: &[f32], zero: u32, input: &[f32], o
     for (o, &a) in out.iter_mut().zip(input) {
         let magnitude = a.abs();
         let k: u32 = padded.iter().map(|t| u32::from(magnitude > *t)).sum();
+        *o = if a < 0.0 { zero - k } else { zero + k };
+    }
+}
+
+/// The symbol of every `input[i]` into `out[i]`, `count(|a|)` thresholds
+/// away from the zero symbol on `a`'s side.
+#[inline(always)]
+fn fill_by(zero: u32, input: &[f32], out: &mut [u32], count: impl Fn(f32) -> u32) {
+    for (o, &a) in out.iter_mut().zip(input) {
+        let k = count(a.abs());
         *o = if a < 0.0 { zero - k } else { zero + k };
     }
 }
